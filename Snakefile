@@ -1,0 +1,37 @@
+# peftstudy: models x fine-tuning methods x ranks x datasets x seeds -> metrics -> statistics -> paper.
+#
+#   snakemake --profile slurm all          the paper study (config.yaml) on a SLURM cluster
+#   snakemake --cores 2 reports/demo/paper.pdf    the embedded demo study (config/demo.yaml)
+#
+# Every study file (config.yaml and config/*.yaml) is validated at start-up; outputs are keyed by
+# study name, so any study's table or report can be requested by path. See README.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/base.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all,
+    aggregate_metrics,
+    statistics,
+    table1_methods,
+    significance_table,
+    paper_tex,
+    paper_pdf,
+
+
+rule all:
+    input:
+        study_targets(MAIN_STUDY),
+    default_target: True

@@ -1,0 +1,32 @@
+"""The prepare_base stage: pretrain a scratch model or pin a hub model, behind one entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from . import io, provenance
+
+
+def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | Path, *, threads: int = 1) -> dict:
+    if spec["source"] == "scratch":
+        from .pretrain import pretrain_base
+
+        if corpus_path is None:
+            raise ValueError(f"model {spec.get('name')!r}: a scratch model needs its pretraining corpus")
+        return pretrain_base(spec, corpus_path, out_dir, threads=threads)
+    from .models import fetch_hub_base
+
+    resolved = fetch_hub_base(spec, Path(out_dir))
+    manifest = {
+        "model": spec.get("name"),
+        "family": spec["family"],
+        "source": "hub",
+        "hub_id": spec["hub_id"],
+        "revision": spec["revision"],
+        **resolved,
+        "provenance": provenance.record(),
+    }
+    with io.atomic_directory(out_dir) as tmp_dir:
+        io.write_json(tmp_dir / "base.json", manifest)
+    return manifest

@@ -1,0 +1,231 @@
+"""The study specification: loading, validation and expansion into runs.
+
+A study config is checked twice at start-up: structurally by the JSON schema in
+``workflow/schemas/study.schema.yaml`` (unknown keys rejected) and semantically
+here (every name a matrix block uses must be declared). Errors name the file and
+the key path, so a typo stops the workflow before anything is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "study.schema.yaml"
+VARIANT_PATTERN = re.compile(r"^(?P<method>[a-z][a-z0-9_]*)(?:-r(?P<rank>[1-9][0-9]*))?$")
+
+STATISTICS_DEFAULTS = {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05}
+
+
+class StudyConfigError(ValueError):
+    """A study config that cannot run; the message names the file and the key."""
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One training run: the unit every artifact under results/{study}/runs/ belongs to."""
+
+    study: str
+    dataset: str
+    model: str
+    variant: str
+    seed: int
+
+    @property
+    def method(self) -> str:
+        return parse_variant(self.variant)[0]
+
+    @property
+    def rank(self) -> int | None:
+        return parse_variant(self.variant)[1]
+
+    @property
+    def directory(self) -> str:
+        return f"results/{self.study}/runs/{self.dataset}/{self.model}/{self.variant}/seed{self.seed}"
+
+
+def variant_name(method: str, rank: int | None) -> str:
+    return method if rank is None else f"{method}-r{rank}"
+
+
+def parse_variant(variant: str) -> tuple[str, int | None]:
+    match = VARIANT_PATTERN.match(variant)
+    if not match:
+        raise ValueError(f"not a method variant: {variant!r} (expected 'method' or 'method-r<rank>')")
+    rank = match.group("rank")
+    return match.group("method"), int(rank) if rank else None
+
+
+def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
+    with open(schema_path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse YAML, reporting syntax errors with the file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise StudyConfigError(f"{path}: study config not found") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise StudyConfigError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _schema_message(error) -> str:
+    """Turn a jsonschema error into 'key.path: what is wrong' with the offending key named."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{_key_path(path + unknown[:1])}: unknown key {unknown[0]!r} (allowed here: {allowed})"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"{_key_path(path + [missing])}: required key is missing"
+    if error.validator == "propertyNames":
+        return f"{_key_path(path)}: invalid name {error.instance!r} ({error.message})"
+    return f"{_key_path(path)}: {error.message}"
+
+
+def validate_study(raw: Any, source: str | Path) -> dict:
+    """Validate a parsed study config and return it with defaults filled in."""
+    import jsonschema
+
+    if not isinstance(raw, dict):
+        raise StudyConfigError(f"{source}: a study config must be a mapping of keys, got {type(raw).__name__}")
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # The deepest error is the most specific one (the innermost offending key).
+        best = max(errors, key=lambda e: len(e.absolute_path))
+        raise StudyConfigError(f"{source}: {_schema_message(best)}")
+    study = copy.deepcopy(raw)
+    study["statistics"] = {**STATISTICS_DEFAULTS, **study.get("statistics", {})}
+    study.setdefault("exclusions", [])
+    study.setdefault("corpora", {})
+    study.setdefault("report", {})
+    _check_references(study, source)
+    study["report"].setdefault("table1_dataset", study["matrix"][0]["datasets"][0])
+    return study
+
+
+def _check_references(study: dict, source: str | Path) -> None:
+    def fail(key: str, message: str) -> None:
+        raise StudyConfigError(f"{source}: {key}: {message}")
+
+    for axis, section in (("datasets", "datasets"), ("models", "models"), ("methods", "methods")):
+        for index, block in enumerate(study["matrix"]):
+            for position, name in enumerate(block[axis]):
+                if name not in study[section]:
+                    known = ", ".join(sorted(study[section]))
+                    fail(f"matrix[{index}].{axis}[{position}]", f"unknown {axis[:-1]} {name!r} (declared: {known})")
+    for name, model in study["models"].items():
+        corpus = model.get("pretraining", {}).get("corpus")
+        if corpus is not None and corpus not in study["corpora"]:
+            fail(f"models.{name}.pretraining.corpus", f"unknown corpus {corpus!r} (declare it under 'corpora')")
+    for index, exclusion in enumerate(study["exclusions"]):
+        for axis in ("model", "method", "dataset"):
+            value = exclusion.get(axis)
+            if value is not None and value not in study[axis + "s"]:
+                fail(f"exclusions[{index}].{axis}", f"unknown {axis} {value!r}")
+    baseline = study["statistics"]["baseline_method"]
+    if baseline not in study["methods"]:
+        fail("statistics.baseline_method", f"unknown method {baseline!r}")
+    table1 = study["report"].get("table1_dataset")
+    if table1 is not None and table1 not in study["datasets"]:
+        fail("report.table1_dataset", f"unknown dataset {table1!r}")
+
+
+def load_study(path: str | Path) -> dict:
+    return validate_study(read_yaml(path), path)
+
+
+def is_excluded(study: Mapping, dataset: str, model: str, method: str) -> dict | None:
+    """Return the exclusion that removes this cell, if any."""
+    cell = {"dataset": dataset, "model": model, "method": method}
+    for exclusion in study["exclusions"]:
+        if all(exclusion.get(axis) in (None, cell[axis]) for axis in cell):
+            return exclusion
+    return None
+
+
+def method_variants(study: Mapping, method: str) -> list[str]:
+    spec = study["methods"][method]
+    ranks = spec.get("ranks")
+    return [variant_name(method, rank) for rank in ranks] if ranks else [method]
+
+
+def expand_runs(study: Mapping) -> list[Run]:
+    """Every run of the study: the union of the matrix blocks, minus declared exclusions."""
+    runs = set()
+    for block in study["matrix"]:
+        for dataset in block["datasets"]:
+            for model in block["models"]:
+                for method in block["methods"]:
+                    if is_excluded(study, dataset, model, method):
+                        continue
+                    for variant in method_variants(study, method):
+                        for seed in block.get("seeds", study["seeds"]):
+                            runs.add(Run(study["study"], dataset, model, variant, seed))
+    return sorted(runs)
+
+
+def training_settings(study: Mapping, method: str) -> dict:
+    """Study-wide training hyper-parameters with the method's overrides applied."""
+    return {**study["training"], **study["methods"][method].get("training", {})}
+
+
+def run_settings(study: Mapping, run: Run) -> dict:
+    """Everything that determines a training run's result, used as the rule's params.
+
+    Snakemake reruns a job when its params change, so this must hold every setting
+    the run depends on and nothing else (no other run's settings).
+    """
+    method_spec = {k: v for k, v in study["methods"][run.method].items() if k not in ("training", "ranks", "description")}
+    return {
+        "dataset": run.dataset,
+        "model": run.model,
+        "family": study["models"][run.model]["family"],
+        "method": run.method,
+        "rank": run.rank,
+        "method_spec": method_spec,
+        "training": training_settings(study, run.method),
+        "seed": run.seed,
+    }
+
+
+def canonical_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def shared_definitions_conflicts(studies: Mapping[str, Mapping]) -> list[str]:
+    """Datasets, corpora and models are cached by name across studies; one name must mean one thing."""
+    problems = []
+    for section in ("datasets", "corpora", "models"):
+        seen: dict[str, tuple[str, Any]] = {}
+        for study_name, study in studies.items():
+            for name, definition in study.get(section, {}).items():
+                comparable = {k: v for k, v in definition.items() if k != "description"}
+                if name in seen and seen[name][1] != comparable:
+                    problems.append(
+                        f"{section}.{name} is defined differently in studies {seen[name][0]!r} and {study_name!r};"
+                        f" cached artifacts are shared by name, so rename one of them"
+                    )
+                seen.setdefault(name, (study_name, comparable))
+    return problems

@@ -1,0 +1,81 @@
+"""Batched generation on the test split, saved as JSONL (id, input, reference, prediction)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Mapping
+
+from . import io, provenance
+from .batching import collate, encode_prompt
+from .methods import get_method
+from .models import is_decoder_only, pick_device
+
+
+def generate_predictions(model, tokenizer, family: str, records, settings: Mapping, max_source_tokens: int, device: str):
+    """Greedy or beam decoding in batches; decoder-only prompts are left-padded so outputs line up."""
+    import torch
+
+    model.eval()
+    predictions = []
+    padding_side = "left" if is_decoder_only(family) else "right"
+    batch_size = settings["batch_size"]
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        examples = [{"input_ids": encode_prompt(tokenizer, family, r["input"], max_source_tokens)} for r in chunk]
+        batch = {k: v.to(device) for k, v in collate(examples, tokenizer.pad_token_id, padding_side).items()}
+        with torch.no_grad():
+            output = model.generate(
+                **batch,
+                max_new_tokens=settings["max_new_tokens"],
+                num_beams=settings["num_beams"],
+                no_repeat_ngram_size=settings.get("no_repeat_ngram_size", 0),
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        if is_decoder_only(family):
+            output = output[:, batch["input_ids"].shape[1] :]
+        predictions.extend(text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True))
+    return predictions
+
+
+def generate_run(
+    method_kind: str,
+    family: str,
+    base_dir: str | Path,
+    weights_dir: str | Path,
+    test_path: str | Path,
+    generations_path: str | Path,
+    record_path: str | Path,
+    settings: Mapping,
+    max_source_tokens: int,
+    *,
+    threads: int = 1,
+) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    device = pick_device()
+    model, tokenizer, _ = get_method(method_kind).load_for_inference(Path(base_dir), Path(weights_dir), device)
+    records = io.read_jsonl(test_path)
+    if settings.get("max_test_examples"):
+        records = records[: settings["max_test_examples"]]
+    started = time.perf_counter()
+    predictions = generate_predictions(model, tokenizer, family, records, settings, max_source_tokens, device)
+    elapsed = time.perf_counter() - started
+    rows = [
+        {"id": r["id"], "input": r["input"], "reference": r["reference"], "prediction": p}
+        for r, p in zip(records, predictions)
+    ]
+    io.write_jsonl(generations_path, rows)
+    record = {
+        "examples": len(rows),
+        "generation_time_s": elapsed,
+        "inference_ms_per_example": 1000 * elapsed / max(len(rows), 1),
+        "examples_per_s": len(rows) / elapsed if elapsed > 0 else None,
+        "settings": dict(settings),
+        "provenance": provenance.record(device=device),
+    }
+    io.write_json(record_path, record)
+    return record

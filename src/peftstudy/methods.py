@@ -1,0 +1,128 @@
+"""Fine-tuning methods behind one registry.
+
+A method knows how to make a base model trainable, how to save what must be
+stored for the fine-tuned model, and how to load it back for generation.
+Adding a method = one class here + its schema entry + its tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+# Linear layers of attention per family (the paper's LoRA targets), and of the MLP.
+ATTENTION_TARGETS = {
+    # GPT-2's c_proj exists in attention and MLP: anchor on the attention block.
+    "gpt2": r".*\.attn\.(c_attn|c_proj)$",
+    "t5": ["q", "k", "v", "o"],
+    "bert": ["query", "key", "value", "attention.output.dense"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
+ATTENTION_AND_MLP_TARGETS = {
+    "gpt2": r".*\.(attn\.(c_attn|c_proj)|mlp\.(c_fc|c_proj))$",
+    "t5": ["q", "k", "v", "o", "wi", "wo"],
+    "bert": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
+# GPT-2 stores weights transposed (Conv1D): LoRA must know, or its matrices get the wrong shape.
+FAN_IN_FAN_OUT = {"gpt2": True}
+
+
+class Method:
+    kind: str = ""
+
+    def prepare(self, model, family: str, spec: Mapping, rank: int | None):
+        """Return the model to train, with exactly the method's parameters trainable."""
+        raise NotImplementedError
+
+    def save(self, model, tokenizer, out_dir: Path) -> None:
+        raise NotImplementedError
+
+    def load_for_inference(self, base_dir: Path, weights_dir: Path, device: str):
+        raise NotImplementedError
+
+
+class FullFineTuning(Method):
+    kind = "full"
+
+    def prepare(self, model, family, spec, rank):
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model
+
+    def save(self, model, tokenizer, out_dir):
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+
+    def load_for_inference(self, base_dir, weights_dir, device):
+        from .models import load_base, model_class
+
+        _, tokenizer, manifest = load_base(base_dir)
+        model = model_class(manifest["family"]).from_pretrained(
+            weights_dir, trust_remote_code=False, use_safetensors=True
+        )
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        return model.to(device), tokenizer, manifest
+
+
+def lora_targets(family: str, target_modules) -> list[str] | str:
+    if isinstance(target_modules, list):
+        return target_modules
+    table = ATTENTION_AND_MLP_TARGETS if target_modules == "attention+mlp" else ATTENTION_TARGETS
+    if family not in table:
+        raise ValueError(f"no default LoRA targets for model family {family!r}: list target_modules explicitly")
+    return table[family]
+
+
+class PeftMethod(Method):
+    """Methods implemented by peft: saved as an adapter (safetensors), loaded on top of the base."""
+
+    def peft_config(self, family: str, spec: Mapping, rank: int | None):
+        raise NotImplementedError
+
+    def prepare(self, model, family, spec, rank):
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.peft_config(family, spec, rank))
+
+    def save(self, model, tokenizer, out_dir):
+        model.save_pretrained(out_dir, safe_serialization=True)
+
+    def load_for_inference(self, base_dir, weights_dir, device):
+        from peft import PeftModel
+
+        from .models import load_base
+
+        base, tokenizer, manifest = load_base(base_dir)
+        model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)
+        return model.to(device), tokenizer, manifest
+
+
+class LoRA(PeftMethod):
+    kind = "lora"
+
+    def peft_config(self, family, spec, rank):
+        from peft import LoraConfig, TaskType
+
+        if rank is None or rank < 1:
+            raise ValueError(f"LoRA needs a positive rank, got {rank!r}")
+        task = TaskType.SEQ_2_SEQ_LM if family == "t5" else TaskType.CAUSAL_LM
+        return LoraConfig(
+            task_type=task,
+            r=rank,
+            lora_alpha=spec.get("alpha", 16),
+            lora_dropout=spec.get("dropout", 0.05),
+            target_modules=lora_targets(family, spec.get("target_modules", "attention")),
+            fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
+            bias="none",
+        )
+
+
+METHODS: dict[str, Method] = {method.kind: method for method in (FullFineTuning(), LoRA())}
+
+
+def get_method(kind: str) -> Method:
+    try:
+        return METHODS[kind]
+    except KeyError:
+        raise ValueError(f"unknown method kind {kind!r} (registered: {', '.join(sorted(METHODS))})") from None

@@ -1,0 +1,191 @@
+"""Base models: built from config with a locally trained tokenizer, or loaded from the hub.
+
+Every base lives in a directory with a ``base.json`` manifest; training and
+generation only ever call :func:`load_base` on it, so a hub model and a model
+built here are interchangeable downstream.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from . import io
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+T5_SENTINELS = 100
+GPT2_SPECIAL = "<|endoftext|>"
+DECODER_ONLY_FAMILIES = {"gpt2", "llama"}
+ENCODER_DECODER_FAMILIES = {"t5"}
+
+
+def is_decoder_only(family: str) -> bool:
+    return family in DECODER_ONLY_FAMILIES
+
+
+def pick_device() -> str:
+    """CUDA when present, CPU otherwise; PEFTSTUDY_DEVICE overrides (e.g. 'cpu' on a GPU node)."""
+    import torch
+
+    requested = os.environ.get("PEFTSTUDY_DEVICE")
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_tokenizer(family: str, lines: Iterable[str], vocab_size: int):
+    """Train a tokenizer of the family's kind (GPT-2: byte-level BPE; T5: Unigram + Metaspace)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    lines = list(lines)
+    # model_input_names: without it transformers 4.57 returns token_type_ids that generate() rejects.
+    input_names = ["input_ids", "attention_mask"]
+    if family == "gpt2":
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[GPT2_SPECIAL],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(lines, trainer)
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer,
+            bos_token=GPT2_SPECIAL,
+            eos_token=GPT2_SPECIAL,
+            unk_token=GPT2_SPECIAL,
+            pad_token=GPT2_SPECIAL,
+            model_input_names=input_names,
+        )
+    if family == "t5":
+        sentinels = [f"<extra_id_{i}>" for i in range(T5_SENTINELS)]
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.normalizer = normalizers.NFKC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size,
+            special_tokens=["<pad>", "</s>", "<unk>", *sentinels],
+            unk_token="<unk>",
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(lines, trainer)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tokenizer.token_to_id("</s>"))]
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer,
+            pad_token="<pad>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            additional_special_tokens=sentinels,
+            model_input_names=input_names,
+        )
+    raise ValueError(f"no scratch tokenizer for model family {family!r} (supported: gpt2, t5)")
+
+
+def build_model(family: str, architecture: Mapping, tokenizer):
+    """A randomly initialised model of the family, sized by the config's architecture keys."""
+    import transformers
+
+    if family == "gpt2":
+        config = transformers.GPT2Config(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **architecture,
+        )
+        model = transformers.GPT2LMHeadModel(config)
+    elif family == "t5":
+        config = transformers.T5Config(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            **architecture,
+        )
+        model = transformers.T5ForConditionalGeneration(config)
+    else:
+        raise ValueError(f"cannot build a {family!r} model from config (supported: gpt2, t5)")
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts, each shared tensor counted once."""
+    seen, trainable, total = set(), 0, 0
+    for parameter in model.parameters():
+        if id(parameter) in seen:
+            continue
+        seen.add(id(parameter))
+        count = parameter.numel()
+        # bitsandbytes packs two 4-bit weights per byte; report logical parameters.
+        if parameter.__class__.__name__ == "Params4bit":
+            count *= 2
+        total += count
+        if parameter.requires_grad:
+            trainable += count
+    return trainable, total
+
+
+def model_class(family: str):
+    import transformers
+
+    if is_decoder_only(family):
+        return transformers.AutoModelForCausalLM
+    if family in ENCODER_DECODER_FAMILIES:
+        return transformers.AutoModelForSeq2SeqLM
+    raise ValueError(f"model family {family!r} has no generation head (supported: gpt2, llama, t5)")
+
+
+def load_base(base_dir: str | Path, device: str | None = None):
+    """Load (model, tokenizer, manifest) from a base directory made by the prepare_base rule."""
+    from transformers import AutoTokenizer
+
+    base_dir = Path(base_dir)
+    manifest_path = base_dir / "base.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path}: base model manifest missing (rerun the prepare_base rule)")
+    manifest = io.read_json(manifest_path)
+    family = manifest["family"]
+    if manifest["source"] == "hub":
+        location, revision = manifest["hub_id"], manifest["resolved_revision"]
+    else:
+        location, revision = str(base_dir), None
+    # trust_remote_code stays off and only safetensors are accepted: a checkpoint cannot run code.
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
+    model = model_class(family).from_pretrained(
+        location, revision=revision, trust_remote_code=False, use_safetensors=True
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if device is not None:
+        model.to(device)
+    return model, tokenizer, manifest
+
+
+def fetch_hub_base(spec: Mapping, out_dir: Path) -> dict:
+    """Download a hub model once at a pinned revision and record the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import HfHubHTTPError
+
+    try:
+        local = snapshot_download(
+            spec["hub_id"],
+            revision=spec["revision"],
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"],
+        )
+    except (HfHubHTTPError, OSError) as error:
+        raise RuntimeError(
+            f"could not fetch model {spec['hub_id']}@{spec['revision']}: {error}. Fetch it once with network"
+            " access (set HF_TOKEN for gated models); later runs work offline with HF_HUB_OFFLINE=1."
+        ) from None
+    resolved = Path(local).name
+    return {"resolved_revision": resolved}

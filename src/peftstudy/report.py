@@ -1,0 +1,333 @@
+"""LaTeX tables and the paper, rendered from the tidy statistics (the report only formats).
+
+Every table is written twice: a CSV at full precision (the machine-readable
+twin) and the booktabs ``.tex`` rendered from it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from . import io
+
+METHOD_LABELS = {"full": "Full fine-tuning", "lora": "LoRA"}
+QUALITY_COLUMNS = (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"))
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text) -> str:
+    return "".join(LATEX_SPECIALS.get(char, char) for char in str(text))
+
+
+def method_label(study: Mapping, method: str, rank) -> str:
+    kind = study["methods"][method]["kind"]
+    label = METHOD_LABELS.get(method) or f"{METHOD_LABELS.get(kind, kind)} ({method})"
+    return f"{label} $r={rank}$" if rank not in ("", None) and not _isnan(rank) else label
+
+
+def _isnan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def mean_std(mean: float, std: float, digits: int = 2) -> str:
+    if _isnan(mean):
+        return "--"
+    if _isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} $\\pm$ {std:.{digits}f}"
+
+
+def _rank_key(rank) -> int:
+    return -1 if rank in ("", None) or _isnan(rank) else int(rank)
+
+
+def table1(summary: pd.DataFrame, tests: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """Methods compared on the study's Table-1 dataset: one row per (model, method, rank)."""
+    dataset = study["report"]["table1_dataset"]
+    alpha = study["statistics"]["alpha"]
+    cells = summary[summary["dataset"] == dataset]
+    rows = []
+    for (model, method, rank), group in cells.groupby(["model", "method", "rank"], sort=False):
+        by_metric = group.set_index("metric")
+        row = {"dataset": dataset, "model": model, "method": method, "rank": rank, "n": int(by_metric["n"].max())}
+        for metric in ("bleu4", "rouge_l", "trainable_parameters", "trainable_percent", "train_time_s", "stored_bytes"):
+            if metric in by_metric.index:
+                row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
+                row[f"{metric}_std"] = by_metric.loc[metric, "std"]
+        for metric, _ in QUALITY_COLUMNS:
+            match = tests[
+                (tests["dataset"] == dataset) & (tests["model"] == model) & (tests["method"] == method)
+                & (tests["rank"] == rank) & (tests["metric"] == metric)
+            ] if len(tests) else tests
+            row[f"{metric}_p_value"] = float(match["p_value"].iloc[0]) if len(match) else math.nan
+            row[f"{metric}_significant"] = bool(len(match) and match["p_value"].iloc[0] < alpha)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    order = {name: index for index, name in enumerate(study["methods"])}
+    table["_order"] = [(model, order[m], _rank_key(r)) for model, m, r in zip(table["model"], table["method"], table["rank"])]
+    return table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
+    dataset = study["report"]["table1_dataset"]
+    baseline = METHOD_LABELS.get(study["statistics"]["baseline_method"], study["statistics"]["baseline_method"])
+    lines = [
+        r"\begin{table}[ht]", r"\centering", r"\small",
+        rf"\caption{{Methods compared on \texttt{{{latex_escape(dataset)}}}: mean $\pm$ sample standard deviation over $n$ seeds."
+        rf" $^\dagger$: differs from {latex_escape(baseline.lower())} by Welch's $t$-test at $p < {study['statistics']['alpha']}$"
+        r" (uncorrected; see the significance table).}",
+        r"\label{tab:methods}",
+        r"\begin{tabular}{llrllrrr}", r"\toprule",
+        r"Model & Method & $n$ & BLEU-4 & ROUGE-L & Trainable (\%) & Train time (s) & Stored (MB) \\",
+        r"\midrule",
+    ]
+    previous_model = None
+    for _, row in table.iterrows():
+        if previous_model is not None and row["model"] != previous_model:
+            lines.append(r"\midrule")
+        quality = []
+        for metric, _ in QUALITY_COLUMNS:
+            cell = mean_std(row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan))
+            quality.append(cell + (r"$^\dagger$" if row.get(f"{metric}_significant") else ""))
+        lines.append(" & ".join([
+            r"\texttt{" + latex_escape(row["model"]) + "}" if row["model"] != previous_model else "",
+            method_label(study, row["method"], row["rank"]),
+            str(row["n"]),
+            *quality,
+            f"{row.get('trainable_percent_mean', math.nan):.3g}",
+            mean_std(row.get("train_time_s_mean", math.nan), row.get("train_time_s_std", math.nan), 1),
+            f"{row.get('stored_bytes_mean', math.nan) / 1e6:.3g}",
+        ]) + r" \\")
+        previous_model = row["model"]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def significance_rows(tests: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """The significance table's rows: quality metrics on the Table-1 dataset (its machine-readable twin)."""
+    if tests.empty:
+        return tests
+    dataset = study["report"]["table1_dataset"]
+    return tests[(tests["dataset"] == dataset) & tests["metric"].isin([m for m, _ in QUALITY_COLUMNS])].reset_index(drop=True)
+
+
+def significance_latex(tests: pd.DataFrame, study: Mapping) -> str:
+    """Welch t-tests of each variant against the baseline on the quality metrics."""
+    dataset = study["report"]["table1_dataset"]
+    rows = significance_rows(tests, study)
+    lines = [
+        r"\begin{table}[ht]", r"\centering", r"\small",
+        rf"\caption{{Each method against {latex_escape(study['statistics']['baseline_method'])} on \texttt{{{latex_escape(dataset)}}}:"
+        r" difference of means, Welch's $t$ with Welch--Satterthwaite degrees of freedom, two-sided $p$ (uncorrected)."
+        r" $n$ = seeds per group.}",
+        r"\label{tab:significance}",
+        r"\begin{tabular}{lllrrrrr}", r"\toprule",
+        r"Model & Method & Metric & $n$ & $\Delta$ mean & $t$ & df & $p$ \\", r"\midrule",
+    ]
+    names = dict(QUALITY_COLUMNS)
+    for _, row in rows.iterrows():
+        p = row["p_value"]
+        lines.append(" & ".join([
+            r"\texttt{" + latex_escape(row["model"]) + "}",
+            method_label(study, row["method"], row["rank"]),
+            names[row["metric"]],
+            f"{row['n_variant']}/{row['n_baseline']}",
+            f"{row['mean_difference']:+.2f}",
+            "--" if _isnan(row["t"]) else f"{row['t']:.2f}",
+            "--" if _isnan(row["df"]) else f"{row['df']:.1f}",
+            "--" if _isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"),
+        ]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def _tabular(header: Sequence[str], rows: Sequence[Sequence], spec: str) -> str:
+    body = [" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in rows]
+    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule",
+                      *body, r"\bottomrule", r"\end{tabular}"])
+
+
+def paper_latex(study: Mapping, context: Mapping) -> str:
+    """The paper: setup generated from the config and the recorded runs, then the tables, then provenance."""
+    datasets = _tabular(
+        ["Dataset", "Stands in for", "Source", "Train", "Val.", "Test"],
+        [[name, spec.get("domain", ""), spec.get("corpus", spec.get("hub_id", "")) + f" ({spec['source']})",
+          *(context["data_counts"].get(name, {}).get(split, "") for split in ("train", "validation", "test"))]
+         for name, spec in study["datasets"].items() if name in context["data_counts"]],
+        "lllrrr",
+    )
+    models = _tabular(
+        ["Model", "Family", "Source", "Parameters", "Base"],
+        [[name, spec["family"], spec["source"], f"{context['model_parameters'].get(name, 0):,}",
+          context["model_notes"].get(name, "")] for name, spec in study["models"].items() if name in context["model_parameters"]],
+        "lllrl",
+    )
+    hyper_rows = []
+    for method in context["methods_used"]:
+        spec = study["methods"][method]
+        settings = {**study["training"], **spec.get("training", {})}
+        extra = ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("kind", "training", "description"))
+        hyper_rows.append([method, spec["kind"], f"{settings['learning_rate']:g}", settings["epochs"],
+                           f"{settings['batch_size']}x{settings['gradient_accumulation_steps']}", extra])
+    hyper = _tabular(["Method", "Kind", "LR", "Epochs", "Batch x accum.", "Method settings"], hyper_rows, "llrrll")
+    shared = {k: v for k, v in study["training"].items() if k not in ("learning_rate", "epochs", "batch_size", "gradient_accumulation_steps")}
+    exclusions = "\n".join(
+        rf"\item {latex_escape(', '.join(f'{k}={v}' for k, v in e.items() if k != 'reason'))}: {latex_escape(e['reason'])}"
+        for e in study["exclusions"]
+    ) or r"\item None declared."
+    packages = ", ".join(f"{latex_escape(k)} {latex_escape(v)}" for k, v in sorted(context["packages"].items()) if v)
+    checksums = "\n".join(
+        rf"\item \texttt{{{latex_escape(name)}}}: \texttt{{{digest[:16]}}}" for name, digest in sorted(context["data_checksums"].items())
+    )
+    hardware = context["hardware"]
+    return rf"""\documentclass[10pt]{{article}}
+\usepackage[margin=2cm,landscape]{{geometry}}
+\usepackage{{booktabs}}
+\usepackage[T1]{{fontenc}}
+\usepackage{{lmodern}}
+\usepackage{{hyperref}}
+\title{{{latex_escape(study['title'])}}}
+\author{{{latex_escape(study['report'].get('authors', 'Generated by peftstudy'))}}}
+\date{{Study \texttt{{{latex_escape(study['study'])}}}, config {context['config_hash'][:12]}}}
+\begin{{document}}
+\maketitle
+
+{latex_escape(study.get('description', ''))}
+
+\section{{Setup}}
+Every number in this report was computed by the pipeline from the runs listed in the provenance appendix;
+nothing was typed in. {context['run_count']} training runs: {len(context['methods_used'])} method(s),
+seeds {latex_escape(', '.join(map(str, study['seeds'])))}.
+
+\paragraph{{Data.}} Splits are seeded (80/10/10 unless configured), deduplicated and recorded with checksums.
+\begin{{center}}
+{datasets}
+\end{{center}}
+
+\paragraph{{Models.}}
+\begin{{center}}
+{models}
+\end{{center}}
+
+\paragraph{{Hyper-parameters.}} Shared: {latex_escape(', '.join(f'{k}={v}' for k, v in shared.items()))}.
+Generation: {latex_escape(', '.join(f'{k}={v}' for k, v in study['generation'].items()))}.
+\begin{{center}}
+{hyper}
+\end{{center}}
+
+\paragraph{{Hardware and software.}} Device {latex_escape(hardware.get('device'))}, CPU {latex_escape(hardware.get('cpu', 'unknown'))},
+{latex_escape(hardware.get('gpu', 'no GPU'))}, {hardware.get('torch_threads')} torch thread(s) per job, Python {latex_escape(hardware.get('python'))}.
+
+\paragraph{{Declared exclusions.}}
+\begin{{itemize}}
+{exclusions}
+\end{{itemize}}
+
+\section{{Results}}
+\input{{tables/table1_methods.tex}}
+\input{{tables/significance.tex}}
+
+\section{{Limitations}}
+\begin{{itemize}}
+{context['limitations']}
+\end{{itemize}}
+
+\appendix
+\section{{Provenance}}
+\begin{{itemize}}
+\item Study config SHA-256: \texttt{{{context['config_hash']}}}
+\item Code version(s): \texttt{{{latex_escape(', '.join(context['code_versions']))}}}
+\item Packages: {packages}
+\item Prepared data (manifest SHA-256):
+\begin{{itemize}}
+{checksums}
+\end{{itemize}}
+\end{{itemize}}
+\end{{document}}
+"""
+
+
+def build_pdf(tex_path: str | Path, pdf_path: str | Path) -> None:
+    """latexmk in a scratch directory; the PDF appears at pdf_path only when the build succeeded."""
+    tex_path = Path(tex_path).resolve()
+    if shutil.which("latexmk") is None:
+        raise RuntimeError("latexmk not found: install TeX Live and latexmk (the README's set-up command does)")
+    with tempfile.TemporaryDirectory(prefix="peftstudy-latex-") as build:
+        command = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={build}", tex_path.name]
+        result = subprocess.run(command, cwd=tex_path.parent, capture_output=True, text=True)
+        built = Path(build) / (tex_path.stem + ".pdf")
+        if result.returncode != 0 or not built.exists():
+            log = Path(build) / (tex_path.stem + ".log")
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else result.stdout[-3000:]
+            raise RuntimeError(f"latexmk failed on {tex_path}:\n{tail}")
+        with io.atomic_path(pdf_path) as tmp:
+            shutil.copyfile(built, tmp)
+
+
+def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_paths: Sequence[str]) -> dict:
+    """What the paper needs besides the tables: counts, parameters, hardware and provenance of the runs."""
+    from .config import canonical_hash, parse_variant
+
+    data_counts, data_checksums = {}, {}
+    for path in data_manifest_paths:
+        name = Path(path).parent.name
+        manifest = io.read_json(path)
+        data_counts[name] = manifest.get("counts", {})
+        data_checksums[name] = io.sha256_file(path)
+    model_parameters, code_versions, methods_used = {}, set(), []
+    packages, hardware = {}, {}
+    for path in metrics_paths:
+        scored = io.read_json(path)
+        run = scored["run"]
+        model_parameters.setdefault(run["model"], int(scored["metrics"]["total_parameters"]))
+        method = parse_variant(run["variant"])[0]
+        if method == study["statistics"]["baseline_method"]:
+            model_parameters[run["model"]] = int(scored["metrics"]["total_parameters"])
+        if method not in methods_used:
+            methods_used.append(method)
+        code_versions.add(scored["provenance"]["code_version"])
+        packages = packages or scored["provenance"]["packages"]
+        hardware = hardware or scored["provenance"]["hardware"]
+    model_notes = {}
+    for name, spec in study["models"].items():
+        if spec["source"] == "scratch":
+            p = spec["pretraining"]
+            model_notes[name] = f"built from config, pretrained {p['steps']} steps on {p['corpus']}"
+        else:
+            model_notes[name] = f"{spec['hub_id']}@{spec['revision']}"
+    limitations = [
+        f"{len(study['seeds'])} seeds per cell; intervals and tests rest on that n.",
+        "Welch's t-tests here are uncorrected for multiple comparisons.",
+        "Wall times are measured on the machine that ran each job; on a shared machine they vary between runs.",
+    ]
+    if any(spec["source"] == "scratch" for spec in study["models"].values()):
+        limitations.insert(0, "The models are tiny and were pretrained here for seconds: absolute scores are far below"
+                              " those of the papers' pretrained models and only the comparison between methods is meaningful.")
+    if any(spec["source"] in ("snapshot", "system") for spec in study["datasets"].values()):
+        limitations.insert(1, "The datasets are real human-written texts from Debian packages standing in for the"
+                              " paper's domains, not the paper's own (unpublished) data.")
+    return {
+        "config_hash": canonical_hash(study),
+        "data_counts": data_counts,
+        "data_checksums": data_checksums,
+        "model_parameters": model_parameters,
+        "model_notes": model_notes,
+        "methods_used": [m for m in study["methods"] if m in methods_used],
+        "code_versions": sorted(code_versions),
+        "packages": packages,
+        "hardware": hardware,
+        "run_count": len(metrics_paths),
+        "limitations": "\n".join(rf"\item {latex_escape(text)}" for text in limitations),
+    }

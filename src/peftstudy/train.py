@@ -1,0 +1,196 @@
+"""Fine-tuning one run: a plain, readable loop (AdamW, warm-up + decay, clipping, early stopping).
+
+Same settings + seed on the same hardware give bit-identical weights and losses:
+the data order comes from a dedicated seeded generator and nothing else draws
+from it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Mapping
+
+from . import io, provenance
+from .batching import collate, encode_pairs, summed_token_loss
+from .methods import get_method
+from .models import count_parameters, load_base, pick_device
+
+
+def seed_everything(seed: int) -> None:
+    import numpy
+    import torch
+
+    random.seed(seed)
+    numpy.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model, learning_rate: float, weight_decay: float):
+    """AdamW with weight decay on matrices only (not on biases and norms), as is standard."""
+    import torch
+
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate)
+
+
+def autocast_context(precision: str, device: str):
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise RuntimeError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def evaluate_loss(model, examples, family: str, pad_token_id: int, batch_size: int, device: str) -> float:
+    """Token-weighted mean cross-entropy over a split."""
+    import torch
+
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_token_id).items()}
+            loss, count = summed_token_loss(model, batch, family)
+            total += float(loss)
+            tokens += count
+    model.train()
+    return total / max(tokens, 1)
+
+
+def directory_size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def train_run(
+    settings: Mapping,
+    base_dir: str | Path,
+    data_dir: str | Path,
+    weights_dir: str | Path,
+    record_path: str | Path,
+    *,
+    config_hash: str | None = None,
+    threads: int = 1,
+) -> dict:
+    """Train one (dataset, model, method, rank, seed) run; write its weights and a JSON record."""
+    import torch
+    from transformers import get_scheduler
+
+    from .data import load_split
+
+    torch.set_num_threads(threads)
+    device = pick_device()
+    seed = settings["seed"]
+    training = settings["training"]
+    family = settings["family"]
+    seed_everything(seed)
+
+    model, tokenizer, base_manifest = load_base(base_dir)
+    method = get_method(settings["method_spec"]["kind"])
+    model = method.prepare(model, family, settings["method_spec"], settings["rank"]).to(device)
+    trainable_parameters, total_parameters = count_parameters(model)
+
+    limits = (training["max_source_tokens"], training["max_target_tokens"])
+    train_examples = encode_pairs(load_split(data_dir, "train"), tokenizer, family, *limits)
+    validation_examples = encode_pairs(load_split(data_dir, "validation"), tokenizer, family, *limits)
+    if not train_examples:
+        raise ValueError(f"{data_dir}: the train split is empty")
+
+    batch_size = training["batch_size"]
+    accumulation = training["gradient_accumulation_steps"]
+    steps_per_epoch = math.ceil(len(train_examples) / (batch_size * accumulation))
+    total_steps = steps_per_epoch * training["epochs"]
+    if training.get("max_steps"):
+        total_steps = min(total_steps, training["max_steps"])
+    optimizer = make_optimizer(model, training["learning_rate"], training["weight_decay"])
+    scheduler = get_scheduler(
+        training["lr_scheduler"],
+        optimizer,
+        num_warmup_steps=math.ceil(training["warmup_ratio"] * total_steps),
+        num_training_steps=total_steps,
+    )
+    order_generator = torch.Generator().manual_seed(seed)
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    patience = training.get("early_stopping_patience")
+
+    step, tokens_seen, step_losses, validation_losses = 0, 0, [], []
+    best_loss, best_epoch, best_state, epochs_without_gain = math.inf, 0, None, 0
+    model.train()
+    started = time.perf_counter()
+    for epoch in range(1, training["epochs"] + 1):
+        order = torch.randperm(len(train_examples), generator=order_generator).tolist()
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for first in range(0, len(batches), accumulation):
+            group = batches[first : first + accumulation]
+            group_tokens = 0
+            group_loss = 0.0
+            loaded = []
+            for indices in group:
+                batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in indices], tokenizer.pad_token_id).items()}
+                loaded.append(batch)
+                group_tokens += int((batch["labels"] != -100).sum())
+            for batch in loaded:
+                with autocast_context(training["precision"], device):
+                    loss_sum, _ = summed_token_loss(model, batch, family)
+                # Normalise by the tokens of the whole accumulated step: equal to one big batch.
+                (loss_sum / group_tokens).backward()
+                group_loss += float(loss_sum)
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += sum(int(b["attention_mask"].sum()) for b in loaded)
+            step_losses.append(group_loss / group_tokens)
+            if step >= total_steps:
+                break
+        validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size, device)
+        validation_losses.append(validation_loss)
+        if validation_loss < best_loss:
+            best_loss, best_epoch, epochs_without_gain = validation_loss, epoch, 0
+            best_state = {name: p.detach().clone() for name, p in trainable}
+        else:
+            epochs_without_gain += 1
+        if step >= total_steps or (patience and epochs_without_gain >= patience):
+            break
+    train_time_s = time.perf_counter() - started
+    if best_state is not None and best_epoch != len(validation_losses):
+        with torch.no_grad():
+            for name, parameter in trainable:
+                parameter.copy_(best_state[name])
+
+    with io.atomic_directory(weights_dir) as tmp_dir:
+        method.save(model, tokenizer, tmp_dir)
+    record = {
+        "settings": dict(settings),
+        "base": {k: base_manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
+        "trainable_parameters": trainable_parameters,
+        "total_parameters": total_parameters,
+        "stored_bytes": directory_size_bytes(Path(weights_dir)),
+        "steps": step,
+        "epochs_run": len(validation_losses),
+        "best_epoch": best_epoch,
+        "step_losses": step_losses,
+        "validation_losses": validation_losses,
+        "best_validation_loss": best_loss,
+        "train_time_s": train_time_s,
+        "time_per_step_s": train_time_s / max(step, 1),
+        "tokens_seen": tokens_seen,
+        "tokens_per_s": tokens_seen / train_time_s if train_time_s > 0 else None,
+        "train_examples": len(train_examples),
+        "data_manifest_sha256": io.sha256_file(Path(data_dir) / "manifest.json"),
+        "provenance": provenance.record(config_hash, device),
+    }
+    io.write_json(record_path, record)
+    return record

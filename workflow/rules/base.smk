@@ -1,0 +1,17 @@
+# Base models: pretrained here from config (demo) or fetched once from the hub at a pinned revision.
+
+
+rule prepare_base:
+    input:
+        base_inputs,
+    output:
+        directory("results/bases/{model}"),
+    params:
+        spec=base_spec,
+    threads: 1
+    log:
+        "logs/prepare_base/{model}.log",
+    benchmark:
+        "benchmarks/prepare_base/{model}.tsv"
+    script:
+        "../scripts/prepare_base.py"

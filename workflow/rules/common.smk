@@ -1,0 +1,134 @@
+# Study loading, the run matrix and every input function. Rules stay declarative.
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from peftstudy import config as studyconfig
+
+
+wildcard_constraints:
+    study=r"[a-z0-9_]+",
+    dataset=r"[a-z0-9][a-z0-9_.-]*",
+    corpus=r"[a-z0-9][a-z0-9_.-]*",
+    model=r"[a-z0-9][a-z0-9_.-]*",
+    variant=r"[a-z][a-z0-9_]*(-r[1-9][0-9]*)?",
+    seed=r"[0-9]+",
+    split=r"train|validation|test",
+
+
+def _load_studies():
+    """config.yaml (or the single --configfile) is the main study; config/*.yaml are the others."""
+    if workflow.config_settings.overwrite_config:
+        raise WorkflowError(
+            "--config overrides are not supported: put the change in a study file (config/<study>.yaml)"
+        )
+    given = [Path(p) for p in workflow.overwrite_configfiles or []]
+    if len(given) > 1:
+        raise WorkflowError("give at most one --configfile: each study is one self-contained file")
+    main_file = given[0] if given else Path("config.yaml")
+    files = [main_file] + sorted(p for p in Path("config").glob("*.yaml") if p.resolve() != main_file.resolve())
+    studies, sources = {}, {}
+    for path in files:
+        study = studyconfig.load_study(path)
+        name = study["study"]
+        if name in studies:
+            raise WorkflowError(f"{path}: study name {name!r} is already used by {sources[name]}")
+        studies[name], sources[name] = study, path
+    problems = studyconfig.shared_definitions_conflicts(studies)
+    if problems:
+        raise WorkflowError("\n".join(problems))
+    main_name = next(iter(studies))  # the main file is loaded first
+    return studies, sources, main_name
+
+
+try:
+    STUDIES, STUDY_FILES, MAIN_STUDY = _load_studies()
+except studyconfig.StudyConfigError as error:
+    raise WorkflowError(f"invalid study config: {error}") from None
+RUNS = {study: studyconfig.expand_runs(spec) for study, spec in STUDIES.items()}
+RUN_INDEX = {(r.study, r.dataset, r.model, r.variant, int(r.seed)): r for runs in RUNS.values() for r in runs}
+DATASETS = {name: spec for s in STUDIES.values() for name, spec in s["datasets"].items()}
+CORPORA = {name: spec for s in STUDIES.values() for name, spec in s["corpora"].items()}
+MODELS = {name: spec for s in STUDIES.values() for name, spec in s["models"].items()}
+SPLITS = ["train", "validation", "test"]
+RUN_DIR = "results/{study}/runs/{dataset}/{model}/{variant}/seed{seed}"
+
+
+def study_of(wildcards):
+    try:
+        return STUDIES[wildcards.study]
+    except KeyError:
+        raise WorkflowError(f"no study named {wildcards.study!r} (known: {', '.join(sorted(STUDIES))})") from None
+
+
+def run_of(wildcards):
+    key = (wildcards.study, wildcards.dataset, wildcards.model, wildcards.variant, int(wildcards.seed))
+    if key not in RUN_INDEX:
+        raise WorkflowError(f"{RUN_DIR.format(**wildcards)} is not a run of study {wildcards.study!r}")
+    return RUN_INDEX[key]
+
+
+def run_settings(wildcards):
+    return studyconfig.run_settings(study_of(wildcards), run_of(wildcards))
+
+
+def generation_settings(wildcards):
+    study = study_of(wildcards)
+    run = run_of(wildcards)
+    training = studyconfig.training_settings(study, run.method)
+    return {
+        "generation": study["generation"],
+        "max_source_tokens": training["max_source_tokens"],
+        "method_kind": study["methods"][run.method]["kind"],
+        "family": study["models"][run.model]["family"],
+    }
+
+
+def dataset_inputs(wildcards):
+    spec = DATASETS[wildcards.dataset]
+    if spec["source"] == "snapshot":
+        return [f"data/snapshots/{spec['corpus']}.jsonl.gz"]
+    return []
+
+
+def corpus_inputs(wildcards):
+    spec = CORPORA[wildcards.corpus]
+    if spec["source"] == "snapshot":
+        return [f"data/snapshots/{spec['corpus']}.txt.gz"]
+    return []
+
+
+def base_inputs(wildcards):
+    spec = MODELS[wildcards.model]
+    if spec["source"] == "scratch":
+        return [f"data/corpora/{spec['pretraining']['corpus']}.txt"]
+    return []
+
+
+def base_spec(wildcards):
+    return {"name": wildcards.model, **MODELS[wildcards.model]}
+
+
+def run_paths(study_name, filename):
+    return [f"{r.directory}/{filename}" for r in RUNS[study_name]]
+
+
+def study_metrics_inputs(wildcards):
+    study_of(wildcards)
+    return run_paths(wildcards.study, "metrics.json")
+
+
+def study_data_manifests(wildcards):
+    study = study_of(wildcards)
+    used = sorted({r.dataset for r in RUNS[wildcards.study]})
+    return [f"data/prepared/{name}/manifest.json" for name in used]
+
+
+def study_targets(study_name):
+    return [
+        f"reports/{study_name}/tables/table1_methods.tex",
+        f"reports/{study_name}/tables/significance.tex",
+        f"reports/{study_name}/paper.pdf",
+    ]

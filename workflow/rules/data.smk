@@ -1,0 +1,29 @@
+# Data: extract, clean, deduplicate and split each dataset once; build the pretraining corpora.
+
+
+rule prepare_dataset:
+    input:
+        dataset_inputs,
+    output:
+        splits=expand("data/prepared/{{dataset}}/{split}.jsonl", split=SPLITS),
+        manifest="data/prepared/{dataset}/manifest.json",
+    params:
+        spec=lambda w: DATASETS[w.dataset],
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule prepare_corpus:
+    input:
+        corpus_inputs,
+    output:
+        text="data/corpora/{corpus}.txt",
+        manifest="data/corpora/{corpus}.manifest.json",
+    params:
+        spec=lambda w: CORPORA[w.corpus],
+    log:
+        "logs/prepare_corpus/{corpus}.log",
+    script:
+        "../scripts/prepare_corpus.py"

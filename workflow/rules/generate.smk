@@ -1,0 +1,19 @@
+# Generation on the test split, batched.
+
+
+rule generate:
+    input:
+        weights=RUN_DIR + "/weights",
+        record=RUN_DIR + "/train.json",
+        base="results/bases/{model}",
+        test="data/prepared/{dataset}/test.jsonl",
+    output:
+        generations=RUN_DIR + "/generations.jsonl",
+        record=RUN_DIR + "/generation.json",
+    params:
+        settings=generation_settings,
+    threads: 1
+    log:
+        "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",
+    script:
+        "../scripts/generate.py"

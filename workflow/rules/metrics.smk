@@ -1,0 +1,25 @@
+# Scoring each run, then one tidy table per study.
+
+
+rule score:
+    input:
+        generations=RUN_DIR + "/generations.jsonl",
+        train_record=RUN_DIR + "/train.json",
+        generation_record=RUN_DIR + "/generation.json",
+    output:
+        RUN_DIR + "/metrics.json",
+    log:
+        "logs/{study}/score/{dataset}/{model}/{variant}/seed{seed}.log",
+    script:
+        "../scripts/score.py"
+
+
+rule aggregate_metrics:
+    input:
+        study_metrics_inputs,
+    output:
+        "results/{study}/metrics.csv",
+    log:
+        "logs/{study}/aggregate_metrics.log",
+    script:
+        "../scripts/aggregate_metrics.py"

@@ -1,0 +1,58 @@
+# Tables (each its own target, CSV twin + booktabs .tex) and the paper PDF.
+
+
+rule table1_methods:
+    input:
+        summary="results/{study}/stats/summary.csv",
+        tests="results/{study}/stats/welch_tests.csv",
+    output:
+        csv="reports/{study}/tables/table1_methods.csv",
+        tex="reports/{study}/tables/table1_methods.tex",
+    params:
+        study=study_of,
+    log:
+        "logs/{study}/table1_methods.log",
+    script:
+        "../scripts/table1_methods.py"
+
+
+rule significance_table:
+    input:
+        tests="results/{study}/stats/welch_tests.csv",
+    output:
+        csv="reports/{study}/tables/significance.csv",
+        tex="reports/{study}/tables/significance.tex",
+    params:
+        study=study_of,
+    log:
+        "logs/{study}/significance_table.log",
+    script:
+        "../scripts/significance_table.py"
+
+
+rule paper_tex:
+    input:
+        tables=["reports/{study}/tables/table1_methods.tex", "reports/{study}/tables/significance.tex"],
+        metrics="results/{study}/metrics.csv",
+        data=study_data_manifests,
+        runs=lambda w: run_paths(w.study, "metrics.json"),
+    output:
+        "reports/{study}/paper.tex",
+    params:
+        study=study_of,
+    log:
+        "logs/{study}/paper_tex.log",
+    script:
+        "../scripts/paper_tex.py"
+
+
+rule paper_pdf:
+    input:
+        tex="reports/{study}/paper.tex",
+        tables=["reports/{study}/tables/table1_methods.tex", "reports/{study}/tables/significance.tex"],
+    output:
+        "reports/{study}/paper.pdf",
+    log:
+        "logs/{study}/paper_pdf.log",
+    script:
+        "../scripts/paper_pdf.py"

@@ -1,0 +1,17 @@
+# Training: one job per (study, dataset, model, method variant, seed).
+
+
+rule train:
+    input:
+        data="data/prepared/{dataset}/manifest.json",
+        base="results/bases/{model}",
+    output:
+        weights=directory(RUN_DIR + "/weights"),
+        record=RUN_DIR + "/train.json",
+    params:
+        settings=run_settings,
+    threads: 1
+    log:
+        "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",
+    script:
+        "../scripts/train.py"

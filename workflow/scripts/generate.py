@@ -1,0 +1,17 @@
+from peftstudy.generate import generate_run
+from peftstudy.workflow_support import logged
+
+with logged(snakemake):
+    settings = snakemake.params.settings
+    generate_run(
+        settings["method_kind"],
+        settings["family"],
+        snakemake.input.base,
+        snakemake.input.weights,
+        snakemake.input.test,
+        snakemake.output.generations,
+        snakemake.output.record,
+        settings["generation"],
+        settings["max_source_tokens"],
+        threads=snakemake.threads,
+    )
