@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything peftstudy needs on a fresh Debian machine; safe to run again (does only what is missing).
+#   - Debian packages: TeX Live + latexmk (the PDF report), WordNet and dictionaries (demo data sources)
+#   - .venv with the pinned Python stack (envs/requirements.lock) and peftstudy itself (editable)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk lz4
+              wordnet-base wordnet-sense-index dict-foldoc dict-jargon python3-venv)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    # Acquire::Languages=en also fetches Debian's English package descriptions (a demo data source).
+    $SUDO apt-get update -qq -o Acquire::Languages=en
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+
+stamp=".setup-stamp"
+want="$(cat envs/requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing the pinned Python stack into .venv (a few minutes the first time)"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r envs/requirements.lock
+    .venv/bin/python -m pip install -q --no-deps -e .
+    echo "$want" > "$stamp"
+fi
+echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers, peft; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")'))"

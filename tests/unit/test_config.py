@@ -1,0 +1,78 @@
+import copy
+
+import pytest
+import yaml
+
+from peftstudy import config as studyconfig
+
+
+@pytest.fixture
+def demo(repository):
+    return yaml.safe_load((repository / "config" / "demo.yaml").read_text())
+
+
+def test_shipped_study_configs_validate(repository):
+    for path in [repository / "config.yaml", *sorted((repository / "config").glob("*.yaml"))]:
+        study = studyconfig.load_study(path)
+        assert studyconfig.expand_runs(study), path
+
+
+def test_paper_matrix_counts_and_exclusion(repository):
+    study = studyconfig.load_study(repository / "config.yaml")
+    runs = studyconfig.expand_runs(study)
+    # 3 datasets x (3 models x (full + 5 LoRA ranks) + LLaMA x 5 LoRA ranks) x 5 seeds; LLaMA full excluded.
+    assert len(runs) == 3 * (3 * 6 + 5) * 5
+    assert not [r for r in runs if r.model == "llama-7b" and r.method == "full"]
+    assert {r.rank for r in runs if r.method == "lora"} == {4, 8, 16, 32, 64}
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda s: s["methods"].__setitem__("bogus", {"kind": "nonsense"}), "methods.bogus.kind"),
+        (lambda s: s["methods"]["lora"].__setitem__("ranks", [0, 8]), "methods.lora.ranks[0]"),
+        (lambda s: s.pop("training"), "training: required key is missing"),
+        (lambda s: s["training"].__setitem__("learnig_rate", 0.1), "unknown key 'learnig_rate'"),
+        (lambda s: s["matrix"][0]["methods"].append("adapters"), "matrix[0].methods[2]: unknown method 'adapters'"),
+        (lambda s: s["exclusions"].__setitem__(0, {"model": "nope", "reason": "x"}) if s.get("exclusions") else s.__setitem__("exclusions", [{"model": "nope", "reason": "x"}]), "exclusions[0].model"),
+    ],
+)
+def test_bad_config_names_file_and_key(demo, mutate, expected):
+    broken = copy.deepcopy(demo)
+    mutate(broken)
+    with pytest.raises(studyconfig.StudyConfigError) as error:
+        studyconfig.validate_study(broken, "config/broken.yaml")
+    assert str(error.value).startswith("config/broken.yaml: ")
+    assert expected in str(error.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("study: x\nseeds: [1, 2\n")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        studyconfig.load_study(path)
+
+
+def test_variants_round_trip():
+    assert studyconfig.variant_name("lora", 16) == "lora-r16"
+    assert studyconfig.parse_variant("lora-r16") == ("lora", 16)
+    assert studyconfig.parse_variant("full") == ("full", None)
+    with pytest.raises(ValueError):
+        studyconfig.parse_variant("lora-r0")
+
+
+def test_run_settings_hold_method_overrides_only_for_that_method(demo):
+    study = studyconfig.validate_study(demo, "demo.yaml")
+    runs = studyconfig.expand_runs(study)
+    lora = next(r for r in runs if r.method == "lora")
+    full = next(r for r in runs if r.method == "full")
+    assert studyconfig.run_settings(study, lora)["training"]["learning_rate"] == demo["methods"]["lora"]["training"]["learning_rate"]
+    assert studyconfig.run_settings(study, full)["training"]["learning_rate"] == demo["training"]["learning_rate"]
+
+
+def test_conflicting_shared_definitions_are_reported(demo):
+    other = copy.deepcopy(demo)
+    other["study"] = "other"
+    other["datasets"]["debian-products"]["max_examples"] = 7
+    problems = studyconfig.shared_definitions_conflicts({"demo": demo, "other": other})
+    assert problems and "datasets.debian-products" in problems[0]

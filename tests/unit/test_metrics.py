@@ -1,0 +1,78 @@
+"""Quality metrics against hand computations (independent of the libraries that compute them)."""
+
+import math
+from collections import Counter
+
+import pytest
+
+from peftstudy import io
+from peftstudy.metrics import aggregate_metrics, bleu4, rouge_l, score_run
+
+
+def hand_bleu(hypotheses, references, max_n=4):
+    """Papineni et al. corpus BLEU on whitespace tokens (inputs chosen so 13a tokenisation is a no-op)."""
+    matches, totals = [0] * max_n, [0] * max_n
+    hyp_len = ref_len = 0
+    for hyp, ref in zip(hypotheses, references):
+        h, r = hyp.split(), ref.split()
+        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
+        for n in range(1, max_n + 1):
+            h_ngrams = Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))
+            r_ngrams = Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
+            matches[n - 1] += sum(min(c, r_ngrams[g]) for g, c in h_ngrams.items())
+            totals[n - 1] += max(len(h) - n + 1, 0)
+    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+    brevity = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return 100 * brevity * math.exp(log_precision)
+
+
+def test_bleu4_matches_hand_computation():
+    hyps = ["the cat sat on the mat today", "a quick brown fox jumps over the lazy dog"]
+    refs = ["the cat sat on the mat", "the quick brown fox jumps over the lazy dog"]
+    value, extra = bleu4(hyps, refs)
+    assert value == pytest.approx(hand_bleu(hyps, refs), abs=1e-9)
+    assert extra["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+
+
+def test_bleu4_brevity_penalty_applies_to_short_output():
+    hyps, refs = ["the cat sat on the mat"], ["the cat sat on the red mat today"]
+    assert bleu4(hyps, refs)[0] == pytest.approx(hand_bleu(hyps, refs), abs=1e-9)
+
+
+def test_rouge_l_is_lcs_f_measure():
+    # LCS("the cat on the mat", "the cat sat on the mat") = 5 tokens: P = 5/5, R = 5/6.
+    value, _ = rouge_l(["the cat on the mat"], ["the cat sat on the mat"])
+    precision, recall = 1.0, 5 / 6
+    assert value == pytest.approx(100 * 2 * precision * recall / (precision + recall))
+
+
+def test_rouge_l_uses_stemming():
+    assert rouge_l(["cats running"], ["cat runs"])[0] == pytest.approx(100.0)
+
+
+def test_score_run_and_aggregate_into_tidy_table(tmp_path):
+    generations = tmp_path / "generations.jsonl"
+    io.write_jsonl(generations, [
+        {"id": "1", "input": "x", "reference": "the cat sat on the mat", "prediction": "the cat sat on the mat"},
+        {"id": "2", "input": "y", "reference": "a dog ran", "prediction": "a dog ran far"},
+    ])
+    training = {"trainable_parameters": 10, "total_parameters": 1000, "stored_bytes": 5, "train_time_s": 1.5,
+                "time_per_step_s": 0.1, "tokens_per_s": 100.0, "best_validation_loss": 2.0, "steps": 15,
+                "provenance": {"hardware": {"device": "cpu"}}}
+    scored = score_run(generations, training, {"inference_ms_per_example": 3.0, "examples_per_s": 333.0})
+    assert scored["metrics"]["trainable_percent"] == pytest.approx(1.0)
+    assert scored["metrics"]["bleu4"] == pytest.approx(bleu4(["the cat sat on the mat", "a dog ran far"], ["the cat sat on the mat", "a dog ran"])[0])
+    scored["run"] = {"study": "s", "dataset": "d", "model": "m", "variant": "lora-r8", "seed": "3"}
+    io.write_json(tmp_path / "metrics.json", scored)
+    rows = aggregate_metrics([tmp_path / "metrics.json"], tmp_path / "metrics.csv")
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "study,dataset,model,method,rank,seed,metric,value"
+    assert rows == len(lines) - 1 == len(scored["metrics"])
+    assert "s,d,m,lora,8,3,trainable_percent,1.0" in lines
+
+
+def test_empty_generations_are_an_error(tmp_path):
+    path = tmp_path / "generations.jsonl"
+    path.write_text("")
+    with pytest.raises(ValueError, match="no generations"):
+        score_run(path, {}, {})
