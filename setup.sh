@@ -28,13 +28,19 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 
+# pip warns about every local index location that this machine lacks; keep real errors visible.
+quiet_pip() {
+    .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    return "${PIPESTATUS[0]}"
+}
+
 stamp=".setup-stamp"
 want="$(cat envs/requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing the pinned Python stack into .venv (a few minutes the first time)"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r envs/requirements.lock
-    .venv/bin/python -m pip install -q --no-deps -e .
+    quiet_pip --upgrade pip
+    quiet_pip -r envs/requirements.lock
+    quiet_pip --no-deps -e .
     echo "$want" > "$stamp"
 fi
 echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers, peft; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")'))"

@@ -87,8 +87,6 @@ def train_run(
     import torch
     from transformers import get_scheduler
 
-    from .data import load_split
-
     torch.set_num_threads(threads)
     device = pick_device()
     seed = settings["seed"]
@@ -102,8 +100,8 @@ def train_run(
     trainable_parameters, total_parameters = count_parameters(model)
 
     limits = (training["max_source_tokens"], training["max_target_tokens"])
-    train_examples = encode_pairs(load_split(data_dir, "train"), tokenizer, family, *limits)
-    validation_examples = encode_pairs(load_split(data_dir, "validation"), tokenizer, family, *limits)
+    train_examples = encode_pairs(io.read_jsonl(Path(data_dir) / "train.jsonl"), tokenizer, family, *limits)
+    validation_examples = encode_pairs(io.read_jsonl(Path(data_dir) / "validation.jsonl"), tokenizer, family, *limits)
     if not train_examples:
         raise ValueError(f"{data_dir}: the train split is empty")
 
@@ -145,7 +143,7 @@ def train_run(
                     loss_sum, _ = summed_token_loss(model, batch, family)
                 # Normalise by the tokens of the whole accumulated step: equal to one big batch.
                 (loss_sum / group_tokens).backward()
-                group_loss += float(loss_sum)
+                group_loss += loss_sum.item()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
             optimizer.step()
             scheduler.step()

@@ -1,0 +1,155 @@
+"""The real Snakemake workflow on a micro study in a temporary directory: values and caching."""
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+MICRO = {
+    "study": "micro",
+    "title": "micro study",
+    "seeds": [1, 2],
+    "corpora": {"micro-corpus": {"source": "synthetic", "corpus": "synthetic", "max_lines": 2000, "seed": 3}},
+    "datasets": {"micro-data": {"source": "synthetic", "corpus": "synthetic", "max_examples": 300, "seed": 5}},
+    "models": {
+        "gpt2-micro": {
+            "family": "gpt2", "source": "scratch",
+            "architecture": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 96},
+            "tokenizer": {"vocab_size": 300},
+            "pretraining": {"corpus": "micro-corpus", "steps": 40, "batch_size": 16, "sequence_tokens": 32},
+        },
+    },
+    "methods": {
+        "full": {"kind": "full"},
+        "lora": {"kind": "lora", "ranks": [2, 4], "alpha": 8, "dropout": 0.0, "training": {"learning_rate": 0.005}},
+    },
+    "training": {
+        "epochs": 1, "batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 0.002, "weight_decay": 0.01,
+        "warmup_ratio": 0.1, "lr_scheduler": "cosine", "max_grad_norm": 1.0, "max_source_tokens": 24,
+        "max_target_tokens": 24, "early_stopping_patience": 1, "precision": "fp32",
+    },
+    "generation": {"batch_size": 32, "max_new_tokens": 16, "num_beams": 1, "no_repeat_ngram_size": 0},
+    "matrix": [{"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["full", "lora"]}],
+}
+
+
+def snakemake(workdir, *args, check=True):
+    command = [str(SNAKEMAKE), "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
+               "--configfile", "config/micro.yaml", "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def write_study(workdir, study):
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "micro.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+
+
+def planned_jobs(workdir, *targets):
+    """Rule -> job count that a dry run would execute."""
+    result = snakemake(workdir, "-n", "--quiet", "rules", *targets)
+    counts = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("job", "total"):
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("micro")
+    write_study(path, MICRO)
+    snakemake(path, "reports/micro/paper.pdf")
+    return path
+
+
+@pytest.mark.slow
+def test_report_and_tables_are_built(workdir):
+    pdf = workdir / "reports/micro/paper.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    table = (workdir / "reports/micro/tables/table1_methods.csv").read_text().splitlines()
+    assert len(table) == 1 + 3  # full, lora r2, lora r4
+    tex = (workdir / "reports/micro/tables/table1_methods.tex").read_text()
+    assert r"\toprule" in tex and "LoRA $r=4$" in tex
+
+
+@pytest.mark.slow
+def test_metrics_table_values_equal_independent_recomputation(workdir):
+    import pandas as pd
+    from sacrebleu.metrics import BLEU
+    from scipy import stats as scipy_stats
+
+    metrics = pd.read_csv(workdir / "results/micro/metrics.csv", dtype={"rank": "string"})
+    assert list(metrics.columns) == ["study", "dataset", "model", "method", "rank", "seed", "metric", "value"]
+    assert len(metrics[metrics["metric"] == "bleu4"]) == 6  # 3 variants x 2 seeds
+    run = workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r4/seed2"
+    rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
+    assert set(rows[0]) == {"id", "input", "reference", "prediction"}
+    expected = BLEU().corpus_score([r["prediction"] for r in rows], [[r["reference"] for r in rows]]).score
+    recorded = metrics.query("method == 'lora' and rank == '4' and seed == 2 and metric == 'bleu4'")["value"].item()
+    assert recorded == pytest.approx(expected, abs=1e-9)
+
+    tests = pd.read_csv(workdir / "results/micro/stats/welch_tests.csv", dtype={"rank": "string"})
+    loss = metrics[metrics["metric"] == "best_validation_loss"]
+    lora = loss.query("method == 'lora' and rank == '2'")["value"]
+    full = loss.query("method == 'full'")["value"]
+    expected_p = scipy_stats.ttest_ind(lora, full, equal_var=False).pvalue
+    recorded_p = tests.query("metric == 'best_validation_loss' and method == 'lora' and rank == '2'")["p_value"].item()
+    assert recorded_p == pytest.approx(expected_p, rel=1e-9)
+
+    train = json.loads((run / "train.json").read_text())
+    assert train["trainable_parameters"] == 1 * 4 * ((32 + 96) + (32 + 32))  # r * (d_in + d_out), c_attn + c_proj
+    assert train["provenance"]["code_version"] and train["provenance"]["packages"]["torch"]
+    assert list((run / "weights").glob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_caching_reruns_only_what_changed(workdir):
+    assert planned_jobs(workdir, "reports/micro/paper.pdf") == {}
+
+    (workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r2/seed1/metrics.json").unlink()
+    assert planned_jobs(workdir, "reports/micro/paper.pdf") == {
+        "score": 1, "aggregate_metrics": 1, "statistics": 1, "table1_methods": 1, "significance_table": 1,
+        "paper_tex": 1, "paper_pdf": 1,
+    }
+    snakemake(workdir, "reports/micro/paper.pdf")
+
+    (workdir / "reports/micro/tables/table1_methods.tex").unlink()
+    assert planned_jobs(workdir, "reports/micro/tables/table1_methods.tex") == {"table1_methods": 1}
+    snakemake(workdir, "reports/micro/tables/table1_methods.tex")
+
+    changed = copy.deepcopy(MICRO)
+    changed["methods"]["lora"]["training"]["learning_rate"] = 0.004
+    write_study(workdir, changed)
+    plan = planned_jobs(workdir, "reports/micro/paper.pdf")
+    assert plan["train"] == 4  # the LoRA runs only: 2 ranks x 2 seeds; full fine-tuning is untouched
+    assert plan["generate"] == 4 and plan["score"] == 4
+    assert "prepare_base" not in plan and "prepare_dataset" not in plan
+    write_study(workdir, MICRO)
+
+
+@pytest.mark.slow
+def test_bad_config_stops_before_anything_runs(workdir):
+    before = sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*"))
+    broken = copy.deepcopy(MICRO)
+    broken["training"]["learnig_rate"] = 0.1
+    write_study(workdir, broken)
+    try:
+        result = snakemake(workdir, "reports/micro/paper.pdf", check=False)
+    finally:
+        write_study(workdir, MICRO)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "config/micro.yaml" in message and "unknown key 'learnig_rate'" in message
+    assert sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*")) == before

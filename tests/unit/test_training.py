@@ -1,0 +1,120 @@
+"""Pretraining, fine-tuning and generation on tiny models: learning, determinism, save/load round trips."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from peftstudy import io
+from peftstudy.generate import generate_predictions, generate_run
+from peftstudy.methods import get_method
+from peftstudy.pretrain import pretrain_base, span_corrupt
+from peftstudy.train import train_run
+
+WORDS = "red blue green small large old new fast slow warm cold bright dark soft hard quiet loud".split()
+ARCHITECTURES = {
+    "gpt2": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 96},
+    "t5": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 1, "num_decoder_layers": 1},
+}
+TRAINING = dict(epochs=2, batch_size=16, gradient_accumulation_steps=2, learning_rate=3e-3, weight_decay=0.01,
+                warmup_ratio=0.1, lr_scheduler="cosine", max_grad_norm=1.0, max_source_tokens=24,
+                max_target_tokens=24, early_stopping_patience=None, precision="fp32")
+GENERATION = {"batch_size": 8, "max_new_tokens": 12, "num_beams": 1, "no_repeat_ngram_size": 0}
+
+
+def pair(rng, index):
+    a, b, c = rng.sample(WORDS, 3)
+    return {"id": f"{index:04d}", "input": f"{a} | {b} | {c}", "reference": f"a {a} thing , {b} and {c} ."}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    rng = random.Random(0)
+    (root / "corpus.txt").write_text("\n".join(" ".join(rng.choices(WORDS + ["a", "and", "thing", ",", "."], k=12)) for _ in range(800)))
+    for split, count in (("train", 192), ("validation", 32), ("test", 16)):
+        io.write_jsonl(root / "data" / f"{split}.jsonl", [pair(rng, i) for i in range(count)])
+    io.write_json(root / "data" / "manifest.json", {"counts": {}})
+    for family, architecture in ARCHITECTURES.items():
+        spec = {"name": family, "family": family, "architecture": architecture, "tokenizer": {"vocab_size": 200},
+                "pretraining": {"corpus": "c", "steps": 30, "batch_size": 8, "sequence_tokens": 24}}
+        pretrain_base(spec, root / "corpus.txt", root / f"base-{family}")
+    return root
+
+
+def settings(family, kind, rank=None, seed=1):
+    return {"dataset": "d", "model": family, "family": family, "method": kind, "rank": rank,
+            "method_spec": {"kind": kind, "alpha": 8, "dropout": 0.0}, "training": TRAINING, "seed": seed}
+
+
+def train(workspace, family, kind, rank=None, seed=1, name="run"):
+    out = workspace / f"{name}-{family}-{kind}-{seed}"
+    record = train_run(settings(family, kind, rank, seed), workspace / f"base-{family}", workspace / "data",
+                       out / "weights", out / "train.json")
+    return out, record
+
+
+def test_pretraining_lowers_the_loss_and_writes_a_loadable_base(workspace):
+    for family in ARCHITECTURES:
+        manifest = json.loads((workspace / f"base-{family}" / "base.json").read_text())
+        assert manifest["pretraining_loss_last"] < manifest["pretraining_loss_first"]
+        assert (workspace / f"base-{family}" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+@pytest.mark.parametrize("kind, rank", [("full", None), ("lora", 4)])
+def test_training_lowers_loss_and_reload_generates_identically(workspace, family, kind, rank):
+    out, record = train(workspace, family, kind, rank)
+    first, last = record["step_losses"][0], sum(record["step_losses"][-3:]) / 3
+    assert last < first, record["step_losses"]
+    assert record["trainable_parameters"] <= record["total_parameters"]
+    assert all(f.suffix != ".bin" for f in (out / "weights").iterdir())  # safetensors only
+    settings_gen = dict(GENERATION)
+    run_a = generate_run(kind, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
+                         out / "a.jsonl", out / "a.json", settings_gen, 24)
+    run_b = generate_run(kind, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
+                         out / "b.jsonl", out / "b.json", settings_gen, 24)
+    assert run_a["examples"] == 16
+    assert (out / "a.jsonl").read_bytes() == (out / "b.jsonl").read_bytes()
+
+
+def test_same_seed_is_bit_identical_and_another_seed_differs(workspace):
+    _, first = train(workspace, "gpt2", "lora", 4, seed=7, name="det-a")
+    _, second = train(workspace, "gpt2", "lora", 4, seed=7, name="det-b")
+    _, other = train(workspace, "gpt2", "lora", 4, seed=8, name="det-c")
+    assert first["step_losses"] == second["step_losses"]
+    assert first["validation_losses"] == second["validation_losses"]
+    assert other["step_losses"] != first["step_losses"]
+    a = (workspace / "det-a-gpt2-lora-7/weights/adapter_model.safetensors").read_bytes()
+    b = (workspace / "det-b-gpt2-lora-7/weights/adapter_model.safetensors").read_bytes()
+    assert a == b
+
+
+def test_merged_lora_gives_the_same_logits(workspace):
+    out, _ = train(workspace, "gpt2", "lora", 4, name="merge")
+    model, tokenizer, _ = get_method("lora").load_for_inference(workspace / "base-gpt2", out / "weights", "cpu")
+    ids = torch.tensor([tokenizer("red | blue | green\n")["input_ids"]])
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits
+        merged = model.merge_and_unload()(input_ids=ids).logits
+    assert torch.allclose(adapted, merged, atol=1e-5)
+
+
+def test_batched_generation_equals_one_by_one(workspace):
+    out, _ = train(workspace, "gpt2", "full", name="batch")
+    model, tokenizer, _ = get_method("full").load_for_inference(workspace / "base-gpt2", out / "weights", "cpu")
+    records = io.read_jsonl(workspace / "data/test.jsonl")[:6]
+    batched = generate_predictions(model, tokenizer, "gpt2", records, {**GENERATION, "batch_size": 6}, 24, "cpu")
+    single = generate_predictions(model, tokenizer, "gpt2", records, {**GENERATION, "batch_size": 1}, 24, "cpu")
+    assert batched == single
+
+
+def test_span_corruption_keeps_every_token_once():
+    tokens = list(range(10, 40))
+    sentinels = [900, 901, 902, 903]
+    source, target = span_corrupt(tokens, sentinels, 1, torch.Generator().manual_seed(0))
+    kept = [t for t in source if t not in sentinels and t != 1]
+    dropped = [t for t in target if t not in sentinels and t != 1]
+    assert sorted(kept + dropped) == tokens
+    assert source[-1] == target[-1] == 1
