@@ -1,0 +1,70 @@
+import math
+
+import pandas as pd
+import pytest
+
+from peftstudy import report
+from peftstudy.stats import summarise, welch_tests
+
+STUDY = {
+    "study": "t", "title": "T & test_study", "seeds": [1, 2, 3],
+    "methods": {"full": {"kind": "full"}, "lora": {"kind": "lora", "ranks": [4, 8]}},
+    "models": {"m_1": {"family": "gpt2", "source": "scratch", "pretraining": {"steps": 1, "corpus": "c"}}},
+    "datasets": {"d": {"source": "synthetic", "corpus": "synthetic"}},
+    "training": {"learning_rate": 1e-3, "epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1},
+    "generation": {"batch_size": 1}, "exclusions": [],
+    "statistics": {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05},
+    "report": {"table1_dataset": "d"},
+}
+
+
+def metrics():
+    rows = []
+    values = {("full", ""): [30, 31, 32], ("lora", "4"): [20, 21, 19], ("lora", "8"): [30, 31.5, 31]}
+    for (method, rank), bleu in values.items():
+        for seed, value in enumerate(bleu):
+            for metric, v in (("bleu4", value), ("rouge_l", value + 10), ("trainable_percent", 100 if method == "full" else 1.0),
+                              ("train_time_s", 2.0), ("stored_bytes", 1e6), ("trainable_parameters", 10)):
+                rows.append({"study": "t", "dataset": "d", "model": "m_1", "method": method, "rank": rank,
+                             "seed": seed, "metric": metric, "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_latex_escape_covers_specials():
+    assert report.latex_escape("a_b & 50% #1 {x} ~ ^ \\") == (
+        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{}")
+
+
+def test_table1_orders_rows_and_marks_significance():
+    frame = metrics()
+    table = report.table1(summarise(frame), welch_tests(frame), STUDY)
+    assert list(zip(table["method"], table["rank"])) == [("full", ""), ("lora", "4"), ("lora", "8")]
+    assert table.loc[1, "bleu4_significant"] and not table.loc[2, "bleu4_significant"]
+    assert table.loc[0, "bleu4_mean"] == pytest.approx(31) and table.loc[0, "n"] == 3
+    tex = report.table1_latex(table, STUDY)
+    assert "20.00 $\\pm$ 1.00$^\\dagger$" in tex and r"\texttt{m\_1}" in tex
+
+
+def test_paper_compiles_to_pdf(tmp_path):
+    frame = metrics()
+    summary, tests = summarise(frame), welch_tests(frame)
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "table1_methods.tex").write_text(report.table1_latex(report.table1(summary, tests, STUDY), STUDY))
+    (tmp_path / "tables" / "significance.tex").write_text(report.significance_latex(tests, STUDY))
+    context = {
+        "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
+        "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
+        "methods_used": ["full", "lora"], "code_versions": ["abc"], "packages": {"torch": "2.13.0"},
+        "hardware": {"device": "cpu", "cpu": "x86 & co", "python": "3.11"}, "run_count": 9,
+        "limitations": r"\item tiny",
+    }
+    (tmp_path / "paper.tex").write_text(report.paper_latex(STUDY, context))
+    report.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
+    assert (tmp_path / "paper.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_failed_latex_build_leaves_no_pdf(tmp_path):
+    (tmp_path / "paper.tex").write_text(r"\documentclass{article}\begin{document}\undefinedmacro\end{document}")
+    with pytest.raises(RuntimeError, match="latexmk failed"):
+        report.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
+    assert not (tmp_path / "paper.pdf").exists()
