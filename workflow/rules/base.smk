@@ -12,6 +12,6 @@ rule prepare_base:
     log:
         "logs/prepare_base/{model}.log",
     benchmark:
-        "benchmarks/prepare_base/{model}.tsv"
+        "logs/benchmarks/prepare_base/{model}.tsv"
     script:
         "../scripts/prepare_base.py"

@@ -13,5 +13,7 @@ rule train:
     threads: 1
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/{study}/train/{dataset}/{model}/{variant}/seed{seed}.tsv"
     script:
         "../scripts/train.py"

@@ -1,0 +1,197 @@
+"""Build the committed data snapshots from the Debian system files.
+
+    python -m peftstudy.data.snapshot --out data/snapshots
+
+The demo study reads these snapshots (``source: snapshot``) so that it runs identically on
+machines without the Debian packages and is not at the mercy of the next archive update.
+The snapshots hold already-cleaned, length-filtered, deduplicated samples; the MANIFEST is
+date-free so that rebuilding from the same files gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+from typing import Mapping
+
+from .. import io
+from .prepare import clean_and_filter, deduplicate, normalise, subsample, system_provenance
+from .sources import get_corpus
+
+SEED = 2024
+# corpus -> how many records to keep (None: all) and which reference lengths count as usable.
+PLAN: dict[str, dict] = {
+    "debian_descriptions": {"max_examples": 4000, "filter": {"min_reference_words": 10, "max_reference_words": 80}},
+    "foldoc": {"max_examples": 4000, "filter": {"min_reference_words": 8, "max_reference_words": 80}},
+    "jargon": {"max_examples": None, "filter": {"min_reference_words": 5, "max_reference_words": 120}},
+    "wordnet_glosses": {"max_lines": 40000},
+}
+
+
+def _write_gzip_text(path: Path, text: str) -> None:
+    with io.atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))  # mtime=0: byte-identical rebuilds
+
+
+def build_snapshots(out_dir: Path, *, plan: Mapping[str, dict] = PLAN, paths: Mapping[str, Mapping] | None = None,
+                    seed: int = SEED) -> dict:
+    """Write one snapshot per corpus in ``plan``, then MANIFEST.json and LICENSES.md; return the manifest."""
+    out_dir = Path(out_dir)
+    paths = paths or {}
+    entries = {}
+    for name, selection in plan.items():
+        corpus = get_corpus(name)
+        located = corpus.locate(paths.get(name))
+        parsed = list(corpus.parse(located))
+        if corpus.kind == "text":
+            unique = list(dict.fromkeys(line for line in map(normalise, parsed) if line))
+            kept = subsample(unique, selection.get("max_lines"), seed)
+            target = out_dir / f"{name}.txt.gz"
+            _write_gzip_text(target, "".join(line + "\n" for line in kept))
+            counts = {"parsed": len(parsed), "unique": len(unique), "lines": len(kept)}
+        else:
+            usable, dropped = clean_and_filter(parsed, selection.get("filter"))
+            usable, duplicates = deduplicate(usable)
+            kept = subsample(usable, selection.get("max_examples"), seed)
+            target = out_dir / f"{name}.jsonl.gz"
+            io.write_jsonl(target, kept)
+            counts = {"parsed": len(parsed), "usable": len(usable), "records": len(kept),
+                      "dropped": dict(sorted({**dropped, **duplicates}.items()))}
+        entries[name] = {"file": target.name, "bytes": target.stat().st_size, "sha256": io.sha256_file(target),
+                         "selection": dict(selection), **counts, **system_provenance(corpus, located)}
+    manifest = {"builder": "python -m peftstudy.data.snapshot", "seed": seed, "corpora": entries}
+    io.write_text(out_dir / "LICENSES.md", licences_markdown(manifest))
+    io.write_json(out_dir / "MANIFEST.json", manifest)
+    return manifest
+
+
+WORDNET_LICENCE = """\
+This software and database is being provided to you, the LICENSEE, by
+Princeton University under the following license.  By obtaining, using
+and/or copying this software and database, you agree that you have
+read, understood, and will comply with these terms and conditions.:
+
+Permission to use, copy, modify and distribute this software and
+database and its documentation for any purpose and without fee or
+royalty is hereby granted, provided that you agree to comply with
+the following copyright notice and statements, including the disclaimer,
+and that the same appear on ALL copies of the software, database and
+documentation, including modifications that you make for internal
+use or for distribution.
+
+WordNet 3.0 Copyright 2006 by Princeton University.  All rights reserved.
+
+THIS SOFTWARE AND DATABASE IS PROVIDED "AS IS" AND PRINCETON
+UNIVERSITY MAKES NO REPRESENTATIONS OR WARRANTIES, EXPRESS OR
+IMPLIED.  BY WAY OF EXAMPLE, BUT NOT LIMITATION, PRINCETON
+UNIVERSITY MAKES NO REPRESENTATIONS OR WARRANTIES OF MERCHANT-
+ABILITY OR FITNESS FOR ANY PARTICULAR PURPOSE OR THAT THE USE
+OF THE LICENSED SOFTWARE, DATABASE OR DOCUMENTATION WILL NOT
+INFRINGE ANY THIRD PARTY PATENTS, COPYRIGHTS, TRADEMARKS OR
+OTHER RIGHTS.
+
+The name of Princeton University or Princeton may not be used in
+advertising or publicity pertaining to distribution of the software
+and/or database.  Title to copyright in this software, database and
+any associated documentation shall at all times remain with
+Princeton University and LICENSEE agrees to preserve same.
+"""
+
+
+def _indent(text: str) -> str:
+    return "".join(f"    {line}\n" if line else "\n" for line in text.splitlines())
+
+
+def licences_markdown(manifest: Mapping) -> str:
+    """Per source: licence, copyright holder, provenance. Notices that must travel with copies are quoted in full."""
+    def versions(name: str) -> str:
+        packages = manifest["corpora"].get(name, {}).get("debian_packages", {})
+        return ", ".join(f"{p} {v or '(version unknown)'}" for p, v in packages.items()) or "n/a"
+
+    return f"""# Licences of the data snapshots
+
+These files are cleaned samples extracted by `python -m peftstudy.data.snapshot` from
+files that Debian installs; `MANIFEST.json` lists the exact source files and their sha256.
+Each sample is a modified (extracted, cleaned, filtered) version of its source.
+
+## debian_descriptions.jsonl.gz — Debian package descriptions
+
+* Source: Debian's archive indexes for the `main` component, as downloaded by apt
+  (`/var/lib/apt/lists/*_main_i18n_Translation-en*`, the English descriptions maintained by
+  the Debian Description Translation Project, joined with `*_main_binary-*_Packages*` for
+  section and debtags). See `MANIFEST.json` for the suites and hashes.
+* Copyright: each description belongs to the authors of its package (Debian maintainers
+  and upstream authors); it is part of that package's `debian/control` and is distributed
+  under that package's licence, recorded in the package's `/usr/share/doc/<package>/copyright`.
+* Licence: every package in Debian `main` is free software under the Debian Free Software
+  Guidelines; the index files themselves carry no separate licence. Redistributing
+  descriptions here follows Debian's own redistribution of them in its archive mirrors.
+
+## foldoc.jsonl.gz — Free On-line Dictionary of Computing
+
+* Source: Debian package `dict-foldoc` ({versions("foldoc")}),
+  `/usr/share/dictd/foldoc.index` and `foldoc.dict.dz`; upstream http://foldoc.org/Dictionary.gz.
+* Copyright: FOLDOC, Copyright 1993 by Denis Howe (editor) and contributors. Please refer
+  to it as "The Free On-line Dictionary of Computing, http://foldoc.org/, Editor Denis Howe".
+* Licence: GNU Free Documentation License, Version 1.1 or any later version, with no
+  Invariant Sections, Front- or Back-Cover Texts (full text: https://www.gnu.org/licenses/fdl-1.3.txt;
+  on Debian `/usr/share/common-licenses/GFDL-1.3`). The notice as distributed:
+
+{_indent('''Copyright 1993 by Denis Howe
+
+Permission is granted to copy, distribute and/or modify this
+document under the terms of the GNU Free Documentation
+License, Version 1.1 or any later version published by the
+Free Software Foundation; with no Invariant Sections, Front-
+or Back-Cover Texts.''')}
+* Debian adds `Dictionary.debian` entries to this dictionary; they are
+  "Copyright (C) 2000-2004 by Joey Hess <joey@kitenet.net> and Robert D. Hilliard
+  <hilliard@debian.org>", distributed under: "Permission is granted to make and distribute
+  verbatim copies of this file or works derived from it, provided that every such copy or
+  derived work carries the above copyright notice and is distributed under terms identical
+  to these."
+
+## jargon.jsonl.gz — The Jargon File
+
+* Source: Debian package `dict-jargon` ({versions("jargon")}),
+  `/usr/share/dictd/jargon.index` and `jargon.dict.dz`; upstream http://catb.org/jargon/
+  ("The on-line hacker Jargon File, version 4.4.7, 29 Dec 2003", Eric S. Raymond, ed.).
+* Licence: public domain. "This document (the Jargon File) is in the public domain, to be
+  freely used, shared, and modified. [...] Please extend the courtesy of proper citation
+  when you quote the File, ideally with a version number": Jargon File 4.4.7.
+
+## wordnet_glosses.txt.gz — WordNet 3.0 glosses and example sentences
+
+* Source: Debian package `wordnet-base` ({versions("wordnet_glosses")}),
+  `/usr/share/wordnet/data.{{adj,adv,noun,verb}}`; upstream https://wordnet.princeton.edu/.
+* Copyright: WordNet 3.0 Copyright 2006 by Princeton University (Cognitive Science
+  Laboratory). Used only to pretrain the demo's small base models.
+* Licence: the WordNet 3.0 licence, which must appear on all copies:
+
+{_indent(WORDNET_LICENCE)}{gfdl_appendix()}"""
+
+
+GFDL_TEXT = Path("/usr/share/common-licenses/GFDL-1.3")  # shipped by Debian's base-files
+
+
+def gfdl_appendix() -> str:
+    """The GFDL asks modified copies (the FOLDOC sample is one) to carry the licence text itself."""
+    if not GFDL_TEXT.is_file():
+        return "\n## GNU Free Documentation License\n\nSee https://www.gnu.org/licenses/fdl-1.3.txt\n"
+    return ("\n## Appendix: GNU Free Documentation License, version 1.3 (applies to foldoc.jsonl.gz)\n\n"
+            + _indent(GFDL_TEXT.read_text(encoding="utf-8")))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("data/snapshots"), help="snapshot directory (default: %(default)s)")
+    args = parser.parse_args(argv)
+    manifest = build_snapshots(args.out)
+    for name, entry in manifest["corpora"].items():
+        count = entry.get("records", entry.get("lines"))
+        print(f"{entry['file']}: {count} {'lines' if 'lines' in entry else 'records'}, {entry['bytes']} bytes")
+
+
+if __name__ == "__main__":
+    main()
