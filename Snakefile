@@ -1,7 +1,8 @@
 # peftstudy: models x fine-tuning methods x ranks x datasets x seeds -> metrics -> statistics -> paper.
 #
 #   snakemake --profile slurm all          the paper study (config.yaml) on a SLURM cluster
-#   snakemake --cores 2 reports/demo/paper.pdf    the embedded demo study (config/demo.yaml)
+#   snakemake --cores 2 demo                       the embedded demo study (config/demo.yaml)
+#   snakemake --cores 2 reports/demo/tables/table1_methods.tex    one table
 #
 # Every study file (config.yaml and config/*.yaml) is validated at start-up; outputs are keyed by
 # study name, so any study's table or report can be requested by path. See README.md.
@@ -33,5 +34,17 @@ localrules:
 
 rule all:
     input:
-        study_targets(MAIN_STUDY),
+        study_targets(MAIN_STUDY, with_runs=True),
     default_target: True
+
+
+# One target per study (`snakemake --cores 2 demo`). Listing every run's metrics.json here makes a deleted
+# per-run artifact count as missing: Snakemake does not regenerate a missing intermediate file on its own.
+for _study in STUDIES:
+
+    rule:
+        name:
+            _study
+        input:
+            study_targets(_study, with_runs=True),
+        localrule: True

@@ -22,6 +22,7 @@ QUALITY_COLUMNS = (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"))
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
 }
 
 
@@ -120,7 +121,10 @@ def significance_rows(tests: pd.DataFrame, study: Mapping) -> pd.DataFrame:
     if tests.empty:
         return tests
     dataset = study["report"]["table1_dataset"]
-    return tests[(tests["dataset"] == dataset) & tests["metric"].isin([m for m, _ in QUALITY_COLUMNS])].reset_index(drop=True)
+    rows = tests[(tests["dataset"] == dataset) & tests["metric"].isin([m for m, _ in QUALITY_COLUMNS])].copy()
+    rows["_order"] = [(model, metric, method, _rank_key(rank)) for model, metric, method, rank
+                      in zip(rows["model"], rows["metric"], rows["method"], rows["rank"])]
+    return rows.sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 
 def significance_latex(tests: pd.DataFrame, study: Mapping) -> str:
@@ -225,6 +229,10 @@ Generation: {latex_escape(', '.join(f'{k}={v}' for k, v in study['generation'].i
 {hyper}
 \end{{center}}
 
+\paragraph{{Metrics.}} On the test split: BLEU-4 (sacrebleu, signature \texttt{{{latex_escape(context['metric_signatures'].get('bleu4', ''))}}}),
+ROUGE-L F1 (\texttt{{{latex_escape(context['metric_signatures'].get('rouge_l', ''))}}}), both 0--100; trainable parameters as a
+percentage of all parameters; training wall time; stored size of what the fine-tuned model needs on disk.
+
 \paragraph{{Hardware and software.}} Device {latex_escape(hardware.get('device'))}, CPU {latex_escape(hardware.get('cpu', 'unknown'))},
 {latex_escape(hardware.get('gpu', 'no GPU'))}, {hardware.get('torch_threads')} torch thread(s) per job, Python {latex_escape(hardware.get('python'))}.
 
@@ -285,9 +293,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         data_counts[name] = manifest.get("counts", {})
         data_checksums[name] = io.sha256_file(path)
     model_parameters, code_versions, methods_used = {}, set(), []
-    packages, hardware = {}, {}
+    packages, hardware, signatures = {}, {}, {}
     for path in metrics_paths:
         scored = io.read_json(path)
+        signatures = signatures or scored.get("signatures", {})
         run = scored["run"]
         model_parameters.setdefault(run["model"], int(scored["metrics"]["total_parameters"]))
         method = parse_variant(run["variant"])[0]
@@ -327,5 +336,6 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         "packages": packages,
         "hardware": hardware,
         "run_count": len(metrics_paths),
+        "metric_signatures": signatures,
         "limitations": "\n".join(rf"\item {latex_escape(text)}" for text in limitations),
     }

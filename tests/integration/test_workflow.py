@@ -3,15 +3,12 @@
 import copy
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 MICRO = {
     "study": "micro",
@@ -42,12 +39,10 @@ MICRO = {
 
 
 def snakemake(workdir, *args, check=True):
-    command = [str(SNAKEMAKE), "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
-               "--configfile", "config/micro.yaml", "--cores", "2", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
+    from conftest import run_snakemake
+
+    return run_snakemake(["--snakefile", REPOSITORY / "Snakefile", "--directory", workdir,
+                          "--configfile", Path(workdir) / "config" / "micro.yaml", "--cores", "2", *args], check=check)
 
 
 def write_study(workdir, study):
@@ -57,20 +52,17 @@ def write_study(workdir, study):
 
 def planned_jobs(workdir, *targets):
     """Rule -> job count that a dry run would execute."""
-    result = snakemake(workdir, "-n", "--quiet", "rules", *targets)
-    counts = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("job", "total"):
-            counts[parts[0]] = int(parts[1])
-    return counts
+    from conftest import parse_job_stats
+
+    result = snakemake(workdir, "-n", *targets)
+    return parse_job_stats(result.stdout + result.stderr)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     path = tmp_path_factory.mktemp("micro")
     write_study(path, MICRO)
-    snakemake(path, "reports/micro/paper.pdf")
+    snakemake(path, "micro")
     return path
 
 
@@ -116,14 +108,14 @@ def test_metrics_table_values_equal_independent_recomputation(workdir):
 
 @pytest.mark.slow
 def test_caching_reruns_only_what_changed(workdir):
-    assert planned_jobs(workdir, "reports/micro/paper.pdf") == {}
+    assert planned_jobs(workdir, "micro") == {}
 
     (workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r2/seed1/metrics.json").unlink()
-    assert planned_jobs(workdir, "reports/micro/paper.pdf") == {
+    assert planned_jobs(workdir, "micro") == {
         "score": 1, "aggregate_metrics": 1, "statistics": 1, "table1_methods": 1, "significance_table": 1,
-        "paper_tex": 1, "paper_pdf": 1,
+        "paper_tex": 1, "paper_pdf": 1, "micro": 1,
     }
-    snakemake(workdir, "reports/micro/paper.pdf")
+    snakemake(workdir, "micro")
 
     (workdir / "reports/micro/tables/table1_methods.tex").unlink()
     assert planned_jobs(workdir, "reports/micro/tables/table1_methods.tex") == {"table1_methods": 1}
@@ -132,7 +124,7 @@ def test_caching_reruns_only_what_changed(workdir):
     changed = copy.deepcopy(MICRO)
     changed["methods"]["lora"]["training"]["learning_rate"] = 0.004
     write_study(workdir, changed)
-    plan = planned_jobs(workdir, "reports/micro/paper.pdf")
+    plan = planned_jobs(workdir, "micro")
     assert plan["train"] == 4  # the LoRA runs only: 2 ranks x 2 seeds; full fine-tuning is untouched
     assert plan["generate"] == 4 and plan["score"] == 4
     assert "prepare_base" not in plan and "prepare_dataset" not in plan
@@ -146,7 +138,7 @@ def test_bad_config_stops_before_anything_runs(workdir):
     broken["training"]["learnig_rate"] = 0.1
     write_study(workdir, broken)
     try:
-        result = snakemake(workdir, "reports/micro/paper.pdf", check=False)
+        result = snakemake(workdir, "micro", check=False)
     finally:
         write_study(workdir, MICRO)
     assert result.returncode != 0

@@ -56,7 +56,7 @@ def test_paper_compiles_to_pdf(tmp_path):
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
         "methods_used": ["full", "lora"], "code_versions": ["abc"], "packages": {"torch": "2.13.0"},
         "hardware": {"device": "cpu", "cpu": "x86 & co", "python": "3.11"}, "run_count": 9,
-        "limitations": r"\item tiny",
+        "limitations": r"\item tiny", "metric_signatures": {"bleu4": "nrefs:1|tok:13a"},
     }
     (tmp_path / "paper.tex").write_text(report.paper_latex(STUDY, context))
     report.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")

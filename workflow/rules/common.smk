@@ -18,9 +18,13 @@ wildcard_constraints:
     split=r"train|validation|test",
 
 
+RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_base", "train", "generate", "score",
+                    "aggregate_metrics", "statistics", "table1_methods", "significance_table", "paper_tex", "paper_pdf"}
+
+
 def _load_studies():
     """config.yaml (or the single --configfile) is the main study; config/*.yaml are the others."""
-    if workflow.config_settings.overwrite_config:
+    if workflow.config_settings.config:
         raise WorkflowError(
             "--config overrides are not supported: put the change in a study file (config/<study>.yaml)"
         )
@@ -33,6 +37,8 @@ def _load_studies():
     for path in files:
         study = studyconfig.load_study(path)
         name = study["study"]
+        if name in RESERVED_TARGETS:
+            raise WorkflowError(f"{path}: study name {name!r} is reserved (it names a rule)")
         if name in studies:
             raise WorkflowError(f"{path}: study name {name!r} is already used by {sources[name]}")
         studies[name], sources[name] = study, path
@@ -126,9 +132,10 @@ def study_data_manifests(wildcards):
     return [f"data/prepared/{name}/manifest.json" for name in used]
 
 
-def study_targets(study_name):
-    return [
+def study_targets(study_name, with_runs=False):
+    targets = [
         f"reports/{study_name}/tables/table1_methods.tex",
         f"reports/{study_name}/tables/significance.tex",
         f"reports/{study_name}/paper.pdf",
     ]
+    return targets + (run_paths(study_name, "metrics.json") if with_runs else [])
