@@ -166,11 +166,13 @@ def _tabular(header: Sequence[str], rows: Sequence[Sequence], spec: str) -> str:
 def paper_latex(study: Mapping, context: Mapping) -> str:
     """The paper: setup generated from the config and the recorded runs, then the tables, then provenance."""
     datasets = _tabular(
-        ["Dataset", "Stands in for", "Source", "Train", "Val.", "Test"],
+        ["Dataset", "Stands in for", "Source", "Licence", "Train", "Val.", "Test", "Runs"],
         [[name, spec.get("domain", ""), spec.get("corpus", spec.get("hub_id", "")) + f" ({spec['source']})",
-          *(context["data_counts"].get(name, {}).get(split, "") for split in ("train", "validation", "test"))]
+          spec.get("licence", "not stated"),
+          *(context["data_counts"].get(name, {}).get(split, "") for split in ("train", "validation", "test")),
+          context["runs_per_dataset"].get(name, 0)]
          for name, spec in study["datasets"].items() if name in context["data_counts"]],
-        "lllrrr",
+        "lp{5.5cm}lp{5.5cm}rrrr",
     )
     models = _tabular(
         ["Model", "Family", "Source", "Parameters", "Base"],
@@ -293,9 +295,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         data_counts[name] = manifest.get("counts", {})
         data_checksums[name] = io.sha256_file(path)
     model_parameters, code_versions, methods_used = {}, set(), []
-    packages, hardware, signatures = {}, {}, {}
+    packages, hardware, signatures, runs_per_dataset = {}, {}, {}, {}
     for path in metrics_paths:
         scored = io.read_json(path)
+        runs_per_dataset[scored["run"]["dataset"]] = runs_per_dataset.get(scored["run"]["dataset"], 0) + 1
         signatures = signatures or scored.get("signatures", {})
         run = scored["run"]
         model_parameters.setdefault(run["model"], int(scored["metrics"]["total_parameters"]))
@@ -336,6 +339,7 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         "packages": packages,
         "hardware": hardware,
         "run_count": len(metrics_paths),
+        "runs_per_dataset": runs_per_dataset,
         "metric_signatures": signatures,
         "limitations": "\n".join(rf"\item {latex_escape(text)}" for text in limitations),
     }

@@ -55,7 +55,7 @@ def test_paper_compiles_to_pdf(tmp_path):
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
         "methods_used": ["full", "lora"], "code_versions": ["abc"], "packages": {"torch": "2.13.0"},
-        "hardware": {"device": "cpu", "cpu": "x86 & co", "python": "3.11"}, "run_count": 9,
+        "hardware": {"device": "cpu", "cpu": "x86 & co", "python": "3.11"}, "run_count": 9, "runs_per_dataset": {"d": 9},
         "limitations": r"\item tiny", "metric_signatures": {"bleu4": "nrefs:1|tok:13a"},
     }
     (tmp_path / "paper.tex").write_text(report.paper_latex(STUDY, context))

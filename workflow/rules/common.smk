@@ -127,9 +127,8 @@ def study_metrics_inputs(wildcards):
 
 
 def study_data_manifests(wildcards):
-    study = study_of(wildcards)
-    used = sorted({r.dataset for r in RUNS[wildcards.study]})
-    return [f"data/prepared/{name}/manifest.json" for name in used]
+    """Every dataset the study declares is prepared and shown in the report, trained on or not."""
+    return [f"data/prepared/{name}/manifest.json" for name in sorted(study_of(wildcards)["datasets"])]
 
 
 def study_targets(study_name, with_runs=False):
