@@ -23,6 +23,31 @@ VARIANT_PATTERN = re.compile(r"^(?P<method>[a-z][a-z0-9_]*)(?:-r(?P<rank>[1-9][0
 
 STATISTICS_DEFAULTS = {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05}
 
+# Which method-entry keys each kind reads (besides kind, description, training); anything else is an error.
+LORA_OPTIONS = {"ranks", "alpha", "dropout", "target_modules", "decoder_rank"}
+METHOD_OPTIONS = {
+    "full": set(),
+    "lora": LORA_OPTIONS,
+    "dora": LORA_OPTIONS,
+    "adalora": {"ranks", "alpha", "dropout", "target_modules", "init_rank"},
+    "vera": {"ranks", "dropout", "target_modules"},
+    "ia3": {"target_modules"},
+    "qlora": LORA_OPTIONS | {"bits", "quant_type", "double_quant", "compute_dtype"},
+    "prefix": {"num_virtual_tokens", "prefix_projection"},
+    "prompt": {"num_virtual_tokens", "prompt_init", "prompt_init_text"},
+    "bitfit": set(),
+    "ft_top_k": {"top_k"},
+    "adapter": {"ranks", "style", "non_linearity"},
+    "mam": {"ranks", "prefix_length"},
+    "unipelt": {"ranks", "prefix_length"},
+    "lora_prefix": {"ranks", "alpha", "dropout", "prefix_length"},
+}
+# Cells that cannot run at all: they must be declared as exclusions, never attempted or silently dropped.
+NOT_APPLICABLE = {
+    ("bitfit", "t5"): "T5 has no bias parameters: BitFit would train nothing",
+    ("bitfit", "llama"): "LLaMA has no bias parameters: BitFit would train nothing",
+}
+
 
 class StudyConfigError(ValueError):
     """A study config that cannot run; the message names the file and the key."""
@@ -148,6 +173,19 @@ def _check_references(study: dict, source: str | Path) -> None:
             value = exclusion.get(axis)
             if value is not None and value not in study[axis + "s"]:
                 fail(f"exclusions[{index}].{axis}", f"unknown {axis} {value!r}")
+    for name, spec in study["methods"].items():
+        extra = sorted(set(spec) - {"kind", "description", "training"} - METHOD_OPTIONS[spec["kind"]])
+        if extra:
+            allowed = ", ".join(sorted(METHOD_OPTIONS[spec["kind"]])) or "none"
+            fail(f"methods.{name}.{extra[0]}", f"not an option of method kind {spec['kind']!r} (its options: {allowed})")
+    for index, block in enumerate(study["matrix"]):
+        for model in block["models"]:
+            family = study["models"][model]["family"]
+            for method in block["methods"]:
+                reason = NOT_APPLICABLE.get((study["methods"][method]["kind"], family))
+                if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
+                    fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
+                                             f" declare it under 'exclusions' with that reason")
     baseline = study["statistics"]["baseline_method"]
     if baseline not in study["methods"]:
         fail("statistics.baseline_method", f"unknown method {baseline!r}")

@@ -41,7 +41,7 @@ def generate_predictions(model, tokenizer, family: str, records, settings: Mappi
 
 
 def generate_run(
-    method_kind: str,
+    method_spec: Mapping,
     family: str,
     base_dir: str | Path,
     weights_dir: str | Path,
@@ -57,7 +57,8 @@ def generate_run(
 
     torch.set_num_threads(threads)
     device = pick_device()
-    model, tokenizer, _ = get_method(method_kind).load_for_inference(Path(base_dir), Path(weights_dir), device)
+    method = get_method(method_spec["kind"])
+    model, tokenizer, _ = method.load_for_inference(Path(base_dir), Path(weights_dir), device, method_spec)
     records = io.read_jsonl(test_path)
     if settings.get("max_test_examples"):
         records = records[: settings["max_test_examples"]]

@@ -16,7 +16,7 @@ from typing import Mapping
 from . import io, provenance
 from .batching import collate, encode_pairs, summed_token_loss
 from .methods import get_method
-from .models import count_parameters, load_base, pick_device
+from .models import count_parameters, pick_device
 
 
 def seed_everything(seed: int) -> None:
@@ -94,8 +94,8 @@ def train_run(
     family = settings["family"]
     seed_everything(seed)
 
-    model, tokenizer, base_manifest = load_base(base_dir)
     method = get_method(settings["method_spec"]["kind"])
+    model, tokenizer, base_manifest = method.load_base_for_training(Path(base_dir), settings["method_spec"], device)
     model = method.prepare(model, family, settings["method_spec"], settings["rank"]).to(device)
     trainable_parameters, total_parameters = count_parameters(model)
 
@@ -146,6 +146,7 @@ def train_run(
                 group_loss += loss_sum.item()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
             optimizer.step()
+            method.after_optimizer_step(model, step)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1

@@ -76,3 +76,21 @@ def test_conflicting_shared_definitions_are_reported(demo):
     other["datasets"]["debian-products"]["max_examples"] = 7
     problems = studyconfig.shared_definitions_conflicts({"demo": demo, "other": other})
     assert problems and "datasets.debian-products" in problems[0]
+
+
+def test_option_of_another_method_kind_is_rejected(demo):
+    broken = copy.deepcopy(demo)
+    broken["methods"]["full"]["alpha"] = 16
+    with pytest.raises(studyconfig.StudyConfigError, match=r"methods.full.alpha: not an option of method kind 'full'"):
+        studyconfig.validate_study(broken, "demo.yaml")
+
+
+def test_inapplicable_cell_must_be_declared_as_exclusion(demo):
+    study = copy.deepcopy(demo)
+    study["methods"]["bitfit"] = {"kind": "bitfit"}
+    study["matrix"][0]["methods"].append("bitfit")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[0\]: method 'bitfit' cannot run on model 't5-tiny'"):
+        studyconfig.validate_study(study, "demo.yaml")
+    study["exclusions"] = [{"model": "t5-tiny", "method": "bitfit", "reason": "T5 has no biases"}]
+    runs = studyconfig.expand_runs(studyconfig.validate_study(study, "demo.yaml"))
+    assert {r.model for r in runs if r.method == "bitfit"} == {"gpt2-tiny"}

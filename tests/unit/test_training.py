@@ -71,9 +71,9 @@ def test_training_lowers_loss_and_reload_generates_identically(workspace, family
     assert record["trainable_parameters"] <= record["total_parameters"]
     assert all(f.suffix != ".bin" for f in (out / "weights").iterdir())  # safetensors only
     settings_gen = dict(GENERATION)
-    run_a = generate_run(kind, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
+    run_a = generate_run({"kind": kind}, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
                          out / "a.jsonl", out / "a.json", settings_gen, 24)
-    run_b = generate_run(kind, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
+    run_b = generate_run({"kind": kind}, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
                          out / "b.jsonl", out / "b.json", settings_gen, 24)
     assert run_a["examples"] == 16
     assert (out / "a.jsonl").read_bytes() == (out / "b.jsonl").read_bytes()

@@ -87,7 +87,7 @@ def generation_settings(wildcards):
     return {
         "generation": study["generation"],
         "max_source_tokens": training["max_source_tokens"],
-        "method_kind": study["methods"][run.method]["kind"],
+        "method_spec": studyconfig.run_settings(study, run)["method_spec"],
         "family": study["models"][run.model]["family"],
     }
 

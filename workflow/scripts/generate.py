@@ -4,7 +4,7 @@ from peftstudy.workflow_support import logged
 with logged(snakemake):
     settings = snakemake.params.settings
     generate_run(
-        settings["method_kind"],
+        settings["method_spec"],
         settings["family"],
         snakemake.input.base,
         snakemake.input.weights,

@@ -1,9 +1,4 @@
-"""Fine-tuning methods behind one registry.
-
-A method knows how to make a base model trainable, how to save what must be
-stored for the fine-tuned model, and how to load it back for generation.
-Adding a method = one class here + its schema entry + its tests.
-"""
+"""The method interface, full fine-tuning and LoRA (the study's two reference methods)."""
 
 from __future__ import annotations
 
@@ -31,14 +26,23 @@ FAN_IN_FAN_OUT = {"gpt2": True}
 class Method:
     kind: str = ""
 
+    def load_base_for_training(self, base_dir: Path, spec: Mapping, device: str):
+        """(model, tokenizer, manifest) to adapt; QLoRA overrides this to load quantized weights."""
+        from ..models import load_base
+
+        return load_base(base_dir, device)
+
     def prepare(self, model, family: str, spec: Mapping, rank: int | None):
         """Return the model to train, with exactly the method's parameters trainable."""
         raise NotImplementedError
 
+    def after_optimizer_step(self, model, step: int) -> None:
+        """Hook for methods that change structure while training (AdaLoRA's rank reallocation)."""
+
     def save(self, model, tokenizer, out_dir: Path) -> None:
         raise NotImplementedError
 
-    def load_for_inference(self, base_dir: Path, weights_dir: Path, device: str):
+    def load_for_inference(self, base_dir: Path, weights_dir: Path, device: str, spec: Mapping | None = None):
         raise NotImplementedError
 
 
@@ -54,8 +58,8 @@ class FullFineTuning(Method):
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
 
-    def load_for_inference(self, base_dir, weights_dir, device):
-        from .models import load_base, model_class
+    def load_for_inference(self, base_dir, weights_dir, device, spec=None):
+        from ..models import load_base, model_class
 
         _, tokenizer, manifest = load_base(base_dir)
         model = model_class(manifest["family"]).from_pretrained(
@@ -88,10 +92,10 @@ class PeftMethod(Method):
     def save(self, model, tokenizer, out_dir):
         model.save_pretrained(out_dir, safe_serialization=True)
 
-    def load_for_inference(self, base_dir, weights_dir, device):
+    def load_for_inference(self, base_dir, weights_dir, device, spec=None):
         from peft import PeftModel
 
-        from .models import load_base
+        from ..models import load_base
 
         base, tokenizer, manifest = load_base(base_dir)
         model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)
@@ -116,13 +120,3 @@ class LoRA(PeftMethod):
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
             bias="none",
         )
-
-
-METHODS: dict[str, Method] = {method.kind: method for method in (FullFineTuning(), LoRA())}
-
-
-def get_method(kind: str) -> Method:
-    try:
-        return METHODS[kind]
-    except KeyError:
-        raise ValueError(f"unknown method kind {kind!r} (registered: {', '.join(sorted(METHODS))})") from None
