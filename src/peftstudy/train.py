@@ -96,8 +96,6 @@ def train_run(
 
     method = get_method(settings["method_spec"]["kind"])
     model, tokenizer, base_manifest = method.load_base_for_training(Path(base_dir), settings["method_spec"], device)
-    model = method.prepare(model, family, settings["method_spec"], settings["rank"]).to(device)
-    trainable_parameters, total_parameters = count_parameters(model)
 
     limits = (training["max_source_tokens"], training["max_target_tokens"])
     train_examples = encode_pairs(io.read_jsonl(Path(data_dir) / "train.jsonl"), tokenizer, family, *limits)
@@ -111,6 +109,9 @@ def train_run(
     total_steps = steps_per_epoch * training["epochs"]
     if training.get("max_steps"):
         total_steps = min(total_steps, training["max_steps"])
+
+    model = method.prepare(model, family, settings["method_spec"], settings["rank"], total_steps=total_steps).to(device)
+    trainable_parameters, total_parameters = count_parameters(model)
     optimizer = make_optimizer(model, training["learning_rate"], training["weight_decay"])
     scheduler = get_scheduler(
         training["lr_scheduler"],

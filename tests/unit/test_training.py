@@ -1,7 +1,6 @@
 """Pretraining, fine-tuning and generation on tiny models: learning, determinism, save/load round trips."""
 
 import json
-import random
 
 import pytest
 import torch
@@ -12,35 +11,15 @@ from peftstudy.methods import get_method
 from peftstudy.pretrain import pretrain_base, span_corrupt
 from peftstudy.train import train_run
 
-WORDS = "red blue green small large old new fast slow warm cold bright dark soft hard quiet loud".split()
-ARCHITECTURES = {
-    "gpt2": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 96},
-    "t5": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 1, "num_decoder_layers": 1},
-}
 TRAINING = dict(epochs=2, batch_size=16, gradient_accumulation_steps=2, learning_rate=3e-3, weight_decay=0.01,
                 warmup_ratio=0.1, lr_scheduler="cosine", max_grad_norm=1.0, max_source_tokens=24,
                 max_target_tokens=24, early_stopping_patience=None, precision="fp32")
 GENERATION = {"batch_size": 8, "max_new_tokens": 12, "num_beams": 1, "no_repeat_ngram_size": 0}
 
 
-def pair(rng, index):
-    a, b, c = rng.sample(WORDS, 3)
-    return {"id": f"{index:04d}", "input": f"{a} | {b} | {c}", "reference": f"a {a} thing , {b} and {c} ."}
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("training")
-    rng = random.Random(0)
-    (root / "corpus.txt").write_text("\n".join(" ".join(rng.choices(WORDS + ["a", "and", "thing", ",", "."], k=12)) for _ in range(800)))
-    for split, count in (("train", 192), ("validation", 32), ("test", 16)):
-        io.write_jsonl(root / "data" / f"{split}.jsonl", [pair(rng, i) for i in range(count)])
-    io.write_json(root / "data" / "manifest.json", {"counts": {}})
-    for family, architecture in ARCHITECTURES.items():
-        spec = {"name": family, "family": family, "architecture": architecture, "tokenizer": {"vocab_size": 200},
-                "pretraining": {"corpus": "c", "steps": 30, "batch_size": 8, "sequence_tokens": 24}}
-        pretrain_base(spec, root / "corpus.txt", root / f"base-{family}")
-    return root
+def workspace(tiny_workspace):
+    return tiny_workspace
 
 
 def settings(family, kind, rank=None, seed=1):
@@ -56,7 +35,7 @@ def train(workspace, family, kind, rank=None, seed=1, name="run"):
 
 
 def test_pretraining_lowers_the_loss_and_writes_a_loadable_base(workspace):
-    for family in ARCHITECTURES:
+    for family in ("gpt2", "t5"):
         manifest = json.loads((workspace / f"base-{family}" / "base.json").read_text())
         assert manifest["pretraining_loss_last"] < manifest["pretraining_loss_first"]
         assert (workspace / f"base-{family}" / "model.safetensors").exists()

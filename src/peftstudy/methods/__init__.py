@@ -26,7 +26,10 @@ def register(method: Method) -> Method:
     return method
 
 
-for _method in (FullFineTuning(), LoRA()):
+from . import adapterhub, partial, peft_family, quantized  # noqa: E402  (each lists its METHODS)
+
+for _method in (FullFineTuning(), LoRA(), *peft_family.METHODS, *partial.METHODS, *quantized.METHODS,
+                *adapterhub.METHODS):
     register(_method)
 
 

@@ -32,8 +32,11 @@ class Method:
 
         return load_base(base_dir, device)
 
-    def prepare(self, model, family: str, spec: Mapping, rank: int | None):
-        """Return the model to train, with exactly the method's parameters trainable."""
+    def prepare(self, model, family: str, spec: Mapping, rank: int | None, total_steps: int | None = None):
+        """Return the model to train, with exactly the method's parameters trainable.
+
+        total_steps is the planned number of optimizer steps (AdaLoRA schedules its budget with it).
+        """
         raise NotImplementedError
 
     def after_optimizer_step(self, model, step: int) -> None:
@@ -49,7 +52,7 @@ class Method:
 class FullFineTuning(Method):
     kind = "full"
 
-    def prepare(self, model, family, spec, rank):
+    def prepare(self, model, family, spec, rank, total_steps=None):
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         return model
@@ -84,7 +87,7 @@ class PeftMethod(Method):
     def peft_config(self, family: str, spec: Mapping, rank: int | None):
         raise NotImplementedError
 
-    def prepare(self, model, family, spec, rank):
+    def prepare(self, model, family, spec, rank, total_steps=None):
         from peft import get_peft_model
 
         return get_peft_model(model, self.peft_config(family, spec, rank))
