@@ -37,7 +37,7 @@ def pick_device() -> str:
 
 
 def train_tokenizer(family: str, lines: Iterable[str], vocab_size: int):
-    """Train a tokenizer of the family's kind (GPT-2: byte-level BPE; T5: Unigram + Metaspace)."""
+    """Train a tokenizer of the family's kind (GPT-2: byte-level BPE; T5: Metaspace BPE with sentinels)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -64,15 +64,17 @@ def train_tokenizer(family: str, lines: Iterable[str], vocab_size: int):
             model_input_names=input_names,
         )
     if family == "t5":
+        # T5 uses a SentencePiece Unigram model, but the Unigram trainer of `tokenizers` 0.22 is not
+        # deterministic across processes (two runs on one corpus gave different vocabularies), so the
+        # demo's T5 gets SentencePiece-style BPE over Metaspace pieces: same interface, reproducible.
         sentinels = [f"<extra_id_{i}>" for i in range(T5_SENTINELS)]
-        tokenizer = Tokenizer(models.Unigram())
+        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
         tokenizer.normalizer = normalizers.NFKC()
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
         tokenizer.decoder = decoders.Metaspace()
-        trainer = trainers.UnigramTrainer(
+        trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             special_tokens=["<pad>", "</s>", "<unk>", *sentinels],
-            unk_token="<unk>",
             show_progress=False,
         )
         tokenizer.train_from_iterator(lines, trainer)

@@ -97,3 +97,18 @@ def test_span_corruption_keeps_every_token_once():
     dropped = [t for t in target if t not in sentinels and t != 1]
     assert sorted(kept + dropped) == tokens
     assert source[-1] == target[-1] == 1
+
+
+def test_tokenizer_training_is_reproducible_across_processes(tmp_path):
+    """Rust hash-map order differs per process: train in two fresh interpreters and compare."""
+    import subprocess
+    import sys
+
+    (tmp_path / "corpus.txt").write_text("\n".join(f"line {i} of the corpus with words {i % 7} and {i % 11}" for i in range(400)))
+    script = ("import sys, hashlib; from peftstudy.models import train_tokenizer; "
+              "t = train_tokenizer(sys.argv[1], open(sys.argv[2]).read().splitlines(), 120); "
+              "print(hashlib.sha256(t.backend_tokenizer.to_str().encode()).hexdigest())")
+    for family in ("gpt2", "t5"):
+        digests = {subprocess.run([sys.executable, "-c", script, family, str(tmp_path / "corpus.txt")], check=True,
+                                  capture_output=True, text=True).stdout for _ in range(2)}
+        assert len(digests) == 1, family

@@ -1,9 +1,10 @@
-from peftstudy.generate import generate_run
+from peftstudy import zygote
 from peftstudy.workflow_support import logged
 
 with logged(snakemake):
     settings = snakemake.params.settings
-    generate_run(
+    zygote.call(
+        "peftstudy.generate:generate_run",
         settings["method_spec"],
         settings["family"],
         snakemake.input.base,
@@ -14,4 +15,5 @@ with logged(snakemake):
         settings["generation"],
         settings["max_source_tokens"],
         threads=snakemake.threads,
+        log=snakemake.log[0],
     )

@@ -1,14 +1,16 @@
 from pathlib import Path
 
-from peftstudy.train import train_run
+from peftstudy import zygote
 from peftstudy.workflow_support import logged
 
 with logged(snakemake):
-    train_run(
+    zygote.call(
+        "peftstudy.train:train_run",
         snakemake.params.settings,
         snakemake.input.base,
         Path(snakemake.input.data).parent,
         snakemake.output.weights,
         snakemake.output.record,
         threads=snakemake.threads,
+        log=snakemake.log[0],
     )
