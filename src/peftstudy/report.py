@@ -17,7 +17,13 @@ import pandas as pd
 
 from . import io
 
-METHOD_LABELS = {"full": "Full fine-tuning", "lora": "LoRA"}
+METHOD_LABELS = {
+    "full": "Full fine-tuning", "lora": "LoRA", "dora": "DoRA", "adalora": "AdaLoRA", "vera": "VeRA",
+    "ia3": "(IA)$^3$", "qlora": "QLoRA", "prefix": "Prefix tuning", "prompt": "Prompt tuning", "bitfit": "BitFit",
+    "ft_top_k": "FT top-$k$", "adapter": "Bottleneck adapter", "mam": "MAM adapter", "unipelt": "UniPELT",
+    "lora_prefix": "LoRA + prefix",
+}
+BOTTLENECK_KINDS = {"adapter", "mam", "unipelt"}
 QUALITY_COLUMNS = (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"))
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -31,9 +37,15 @@ def latex_escape(text) -> str:
 
 
 def method_label(study: Mapping, method: str, rank) -> str:
+    """LaTeX label: the kind's name, plus the config name when it differs (e.g. two adapter styles)."""
     kind = study["methods"][method]["kind"]
-    label = METHOD_LABELS.get(method) or f"{METHOD_LABELS.get(kind, kind)} ({method})"
-    return f"{label} $r={rank}$" if rank not in ("", None) and not _isnan(rank) else label
+    label = METHOD_LABELS.get(kind, latex_escape(kind))
+    if method != kind:
+        label += r" {\footnotesize(" + latex_escape(method) + ")}"
+    if rank in ("", None) or _isnan(rank):
+        return label
+    symbol = "b" if kind in BOTTLENECK_KINDS else "r"  # adapters sweep their bottleneck size
+    return f"{label} ${symbol}={rank}$"
 
 
 def _isnan(value) -> bool:

@@ -112,6 +112,8 @@ def train_run(
 
     model = method.prepare(model, family, settings["method_spec"], settings["rank"], total_steps=total_steps).to(device)
     trainable_parameters, total_parameters = count_parameters(model)
+    # Method-specific facts worth keeping (e.g. QLoRA's quantized weight bytes).
+    method_extras = getattr(method, "training_record_extras", lambda _model: {})(model)
     optimizer = make_optimizer(model, training["learning_rate"], training["weight_decay"])
     scheduler = get_scheduler(
         training["lr_scheduler"],
@@ -189,6 +191,8 @@ def train_run(
         "tokens_seen": tokens_seen,
         "tokens_per_s": tokens_seen / train_time_s if train_time_s > 0 else None,
         "train_examples": len(train_examples),
+        "optimizer": "torch.optim.AdamW",
+        "method_extras": method_extras,
         "data_manifest_sha256": io.sha256_file(Path(data_dir) / "manifest.json"),
         "provenance": provenance.record(config_hash, device),
     }
