@@ -88,7 +88,8 @@ def test_option_of_another_method_kind_is_rejected(demo):
 def test_inapplicable_cell_must_be_declared_as_exclusion(demo):
     study = copy.deepcopy(demo)
     study["methods"]["bitfit"] = {"kind": "bitfit"}
-    study["matrix"][0]["methods"].append("bitfit")
+    study["matrix"] = [{"datasets": ["debian-products"], "models": ["gpt2-tiny", "t5-tiny"], "methods": ["bitfit"]}]
+    study["exclusions"] = []
     with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[0\]: method 'bitfit' cannot run on model 't5-tiny'"):
         studyconfig.validate_study(study, "demo.yaml")
     study["exclusions"] = [{"model": "t5-tiny", "method": "bitfit", "reason": "T5 has no biases"}]

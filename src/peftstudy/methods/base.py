@@ -105,14 +105,44 @@ class PeftMethod(Method):
         return model.to(device), tokenizer, manifest
 
 
+# Module names of the decoder stack of encoder-decoder models (a peft rank_pattern regex).
+DECODER_PATTERN = {"t5": r"decoder\..*"}
+
+
+def decoder_rank_pattern(family: str, spec: Mapping) -> dict:
+    """peft rank_pattern giving the decoder of an encoder-decoder model its own rank (spec key decoder_rank).
+
+    Alpha stays the same number everywhere, so each stack gets the scaling alpha / r that
+    a plain LoRA run of its rank would have.
+    """
+    decoder_rank = spec.get("decoder_rank")
+    if decoder_rank is None:
+        return {}
+    if family not in DECODER_PATTERN:
+        raise ValueError(
+            f"decoder_rank applies to encoder-decoder models (t5) only; model family {family!r} has a single "
+            "stack, whose rank is the swept one (ranks)"
+        )
+    if not isinstance(decoder_rank, int) or decoder_rank < 1:
+        raise ValueError(f"decoder_rank must be a positive integer, got {decoder_rank!r}")
+    return {DECODER_PATTERN[family]: decoder_rank}
+
+
 class LoRA(PeftMethod):
+    """LoRA (Hu et al., 2022). Defaults: alpha 16, dropout 0.05, attention targets.
+
+    For T5, ``decoder_rank`` gives the decoder (self- and cross-attention) its own rank;
+    the swept rank then applies to the encoder.
+    """
+
     kind = "lora"
+    use_dora = False
 
     def peft_config(self, family, spec, rank):
         from peft import LoraConfig, TaskType
 
         if rank is None or rank < 1:
-            raise ValueError(f"LoRA needs a positive rank, got {rank!r}")
+            raise ValueError(f"{type(self).__name__} needs a positive rank, got {rank!r}")
         task = TaskType.SEQ_2_SEQ_LM if family == "t5" else TaskType.CAUSAL_LM
         return LoraConfig(
             task_type=task,
@@ -122,4 +152,6 @@ class LoRA(PeftMethod):
             target_modules=lora_targets(family, spec.get("target_modules", "attention")),
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
             bias="none",
+            rank_pattern=decoder_rank_pattern(family, spec),
+            use_dora=self.use_dora,
         )

@@ -1,3 +1,422 @@
-"""Placeholder: methods of this module are being added (issue #4)."""
+"""LoRA's relatives and the prompt-based methods, all implemented by peft.
 
-METHODS: list = []
+Defaults below are used when a method entry of the study config leaves a key out;
+each class says where its defaults come from.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import weakref
+
+from .base import FAN_IN_FAN_OUT, LoRA, PeftMethod, lora_targets
+
+
+def task_type(family: str):
+    from peft import TaskType
+
+    return TaskType.SEQ_2_SEQ_LM if family == "t5" else TaskType.CAUSAL_LM
+
+
+def positive_rank(kind: str, rank: int | None) -> int:
+    if rank is None or rank < 1:
+        raise ValueError(f"{kind} needs a positive rank, got {rank!r}")
+    return rank
+
+
+class DoRA(LoRA):
+    """LoRA with the weight decomposed into magnitude and direction (Liu et al., 2024).
+
+    Same options and defaults as LoRA (alpha 16, dropout 0.05, attention targets,
+    decoder_rank for T5); adds one trainable magnitude per output feature of every
+    adapted matrix.
+    """
+
+    kind = "dora"
+    use_dora = True
+
+
+class AdaLoRA(PeftMethod):
+    """LoRA in SVD form whose rank budget is reallocated while training (Zhang et al., 2023).
+
+    The swept rank is the *target* average rank. Defaults: ``init_rank`` =
+    ceil(1.5 x rank) (the paper starts from 1.5x the final budget; 8 -> 12 is also
+    peft's default pair), alpha 16 and dropout 0.05 (as the study's LoRA), attention
+    targets. The schedule follows ``total_steps``: tinit = 10 % of the steps
+    (warm-up without pruning), tfinal = 20 % (at least 1 step when there are 2 or
+    more, so the final allocation is fixed and stored), budget updates every
+    deltaT = max(1, total_steps // 100) steps, beta1 = beta2 = 0.85 (paper).
+
+    peft adds AdaLoRA's orthogonal regulariser to ``outputs.loss`` only; the study
+    computes every loss from the logits (``batching.summed_token_loss``), so the
+    regulariser is not part of the training objective here.
+    """
+
+    kind = "adalora"
+
+    @staticmethod
+    def schedule(total_steps: int) -> dict:
+        tfinal = max(1, total_steps // 5) if total_steps >= 2 else 0
+        return {"tinit": total_steps // 10, "tfinal": tfinal, "deltaT": max(1, total_steps // 100)}
+
+    def peft_config(self, family, spec, rank, total_steps=None):
+        from peft import AdaLoraConfig
+
+        rank = positive_rank("AdaLoRA", rank)
+        if total_steps is None or total_steps < 1:
+            raise ValueError(
+                "AdaLoRA schedules its rank budget over the planned number of optimizer steps: "
+                f"prepare() needs total_steps (got {total_steps!r})"
+            )
+        init_rank = spec.get("init_rank", math.ceil(1.5 * rank))
+        if init_rank < rank:
+            raise ValueError(f"AdaLoRA: init_rank ({init_rank}) must be at least the target rank ({rank})")
+        return AdaLoraConfig(
+            task_type=task_type(family),
+            target_r=rank,
+            init_r=init_rank,
+            lora_alpha=spec.get("alpha", 16),
+            lora_dropout=spec.get("dropout", 0.05),
+            target_modules=lora_targets(family, spec.get("target_modules", "attention")),
+            fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
+            total_step=total_steps,
+            beta1=0.85,
+            beta2=0.85,
+            **self.schedule(total_steps),
+        )
+
+    def prepare(self, model, family, spec, rank, total_steps=None):
+        from peft import get_peft_model
+
+        model = get_peft_model(model, self.peft_config(family, spec, rank, total_steps))
+        # ranknum holds the current rank (a constant divisor); peft leaves it trainable when the
+        # base lives on the meta device. It must never be trained or counted.
+        for name, parameter in model.named_parameters():
+            if ".ranknum." in name:
+                parameter.requires_grad_(False)
+        return model
+
+    def after_optimizer_step(self, model, step):
+        # Needs the gradients of this step: the training loop calls it before zero_grad().
+        model.base_model.update_and_allocate(step)
+
+    def save(self, model, tokenizer, out_dir):
+        with warnings.catch_warnings():
+            # Ranks pruned to 0 are stored as (0, d) tensors; peft 0.21 mistakes them for unsharded ZeRO-3 ones.
+            warnings.filterwarnings("ignore", message=".*LoRA tensor\\(s\\) have invalid shape")
+            super().save(model, tokenizer, out_dir)
+
+    def load_for_inference(self, base_dir, weights_dir, device, spec=None):
+        with warnings.catch_warnings():
+            # The stored allocation (rank_pattern keyed by lora_E) is applied by AdaLoRA's own loader;
+            # peft 0.21's generic check still reports its keys as unmatched.
+            warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match")
+            model, tokenizer, manifest = super().load_for_inference(base_dir, weights_dir, device, spec)
+        # peft 0.21 sets trainable_adapter_name only on trainable AdaLoRA models, yet its forward()
+        # reads it whenever the output has a loss: without this, model(..., labels=...) (T5) fails with
+        # AttributeError: 'T5ForConditionalGeneration' object has no attribute 'trainable_adapter_name'.
+        if "trainable_adapter_name" not in vars(model.base_model):
+            model.base_model.trainable_adapter_name = model.active_adapter
+        return model, tokenizer, manifest
+
+
+class VeRA(PeftMethod):
+    """Vector-based random matrix adaptation (Kopiczko et al., 2024).
+
+    One pair of frozen random matrices (A: r x d_in, B: d_out x r, seeded with
+    peft's projection_prng_key 0) is shared by all adapted layers; each layer
+    trains lambda_d (r) and lambda_b (d_out). Layers of different shapes (GPT-2's
+    fused c_attn d -> 3d and c_proj d -> d) use slices of matrices sized for the
+    largest shape, so the default attention targets work for every family.
+    Defaults: dropout 0.0, d_initial 0.1 (peft's defaults), attention targets; the
+    shared matrices are stored with the adapter (save_projection) so a reload does
+    not depend on regenerating them.
+    """
+
+    kind = "vera"
+
+    def peft_config(self, family, spec, rank):
+        from peft import VeraConfig
+
+        return VeraConfig(
+            task_type=task_type(family),
+            r=positive_rank("VeRA", rank),
+            vera_dropout=spec.get("dropout", 0.0),
+            target_modules=lora_targets(family, spec.get("target_modules", "attention")),
+            fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
+            save_projection=True,
+        )
+
+
+# (IA)^3 rescales attention keys and values and the input of the feed-forward output layer.
+IA3_TARGETS = {
+    # GPT-2's keys and values come out of the fused c_attn (q, k and v): its whole output is rescaled.
+    "gpt2": (r".*\.(attn\.c_attn|mlp\.c_proj)$", r".*\.mlp\.c_proj$"),
+    "t5": (["k", "v", "wo"], ["wo"]),
+    "bert": (r".*\.(attention\.self\.(key|value)|layer\.\d+\.output\.dense)$", r".*\.layer\.\d+\.output\.dense$"),
+    "llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+}
+IA3_ATTENTION_TARGETS = {
+    "gpt2": r".*\.attn\.c_attn$",
+    "t5": ["k", "v"],
+    "bert": r".*\.attention\.self\.(key|value)$",
+    "llama": ["k_proj", "v_proj"],
+}
+IA3_FEEDFORWARD_SUFFIXES = {"gpt2": {"mlp.c_proj", "c_proj"}, "t5": {"wo"}, "bert": {"output.dense"}, "llama": {"down_proj"}}
+
+
+def ia3_targets(family: str, target_modules):
+    """(target_modules, feedforward_modules) for IA3.
+
+    Absent or 'attention+mlp': keys, values and feed-forward output (the paper's
+    choice); 'attention': keys and values only; a list: those modules, with the
+    family's feed-forward output layer among them treated as feed-forward (scaled on
+    its input, not its output).
+    """
+    if family not in IA3_TARGETS:
+        raise ValueError(f"no default IA3 targets for model family {family!r}: list target_modules explicitly")
+    if target_modules is None or target_modules == "attention+mlp":
+        return IA3_TARGETS[family]
+    if target_modules == "attention":
+        return IA3_ATTENTION_TARGETS[family], []
+    if isinstance(target_modules, list):
+        return list(target_modules), [m for m in target_modules if m in IA3_FEEDFORWARD_SUFFIXES[family]]
+    raise ValueError(f"IA3: target_modules must be 'attention', 'attention+mlp' or a list, got {target_modules!r}")
+
+
+class IA3(PeftMethod):
+    """(IA)^3, learned rescaling vectors (Liu et al., 2022).
+
+    Default targets per family: GPT-2 c_attn (fused q/k/v output, 3d) and
+    mlp.c_proj (input, d_ff); T5 k, v (output) and wo (input); BERT key, value and
+    the feed-forward output dense; LLaMA k_proj, v_proj and down_proj. Vectors
+    start at 1 (identity), as in peft and the paper.
+    """
+
+    kind = "ia3"
+
+    def peft_config(self, family, spec, rank):
+        from peft import IA3Config
+
+        targets, feedforward = ia3_targets(family, spec.get("target_modules"))
+        return IA3Config(
+            task_type=task_type(family),
+            target_modules=targets,
+            feedforward_modules=feedforward,
+            fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
+        )
+
+
+class PrefixTuning(PeftMethod):
+    """Prefix tuning (Li & Liang, 2021): trained key/value prefixes in every layer.
+
+    Defaults: num_virtual_tokens 20, prefix_projection False (peft's default: the
+    prefixes are the parameters; True adds the paper's MLP reparametrisation, hidden
+    size d_model, used only while training - the stored adapter holds the prefixes).
+    Decoder-only models get the prefix in every self-attention. For T5, peft 0.21
+    builds one prefix (keys and values) per decoder layer for the decoder's
+    self-attention; it also hands a copy to the cross-attention cache but then
+    resets that cache, so cross-attention and the encoder get no prefix. Layer
+    count and key width are taken from the decoder (num_decoder_layers, num_heads x
+    d_kv). Generation needs one correction (see _shift_decoder_cache_positions).
+    """
+
+    kind = "prefix"
+
+    def peft_config(self, family, spec, rank):
+        from peft import PrefixTuningConfig
+
+        return PrefixTuningConfig(
+            task_type=task_type(family),
+            num_virtual_tokens=spec.get("num_virtual_tokens", 20),
+            prefix_projection=spec.get("prefix_projection", False),
+        )
+
+    def prepare(self, model, family, spec, rank, total_steps=None):
+        from peft import get_peft_model
+
+        config = self.peft_config(family, spec, rank)
+        if family == "t5":
+            # peft would size the prefix from d_model and the encoder's layer count; the prefix lives
+            # in the decoder's attention, whose keys are num_heads x d_kv wide.
+            base = model.config
+            config.num_layers = base.num_decoder_layers
+            config.num_attention_heads = base.num_heads
+            config.token_dim = base.num_heads * base.d_kv
+        peft_model = get_peft_model(model, config)
+        self._shift_decoder_cache_positions(peft_model, family)
+        return peft_model
+
+    @staticmethod
+    def _shift_decoder_cache_positions(peft_model, family):
+        """Make T5's generate() number decoder positions after the prefix, as its forward() does.
+
+        In forward() T5 derives cache_position from the cache length, so the first decoder
+        token sits at position num_virtual_tokens. peft 0.21's seq2seq generate() passes
+        generate's own cache_position (0, 1, ...) unchanged (its causal-LM class shifts it),
+        which puts the prefix keys in the query's future: T5's causal mask then hides the
+        decoder's own tokens and its relative position buckets collapse. Shift it here.
+        """
+        from ..models import is_decoder_only
+
+        if is_decoder_only(family):
+            return
+        virtual = peft_model.peft_config["default"].num_virtual_tokens
+        prepare_inputs = peft_model.prepare_inputs_for_generation
+
+        def prepare_inputs_after_prefix(*args, **kwargs):
+            model_kwargs = prepare_inputs(*args, **kwargs)
+            if model_kwargs.get("cache_position") is not None:
+                model_kwargs["cache_position"] = model_kwargs["cache_position"] + virtual
+            return model_kwargs
+
+        # peft's generate() installs this (instance) attribute on the base model for the call.
+        peft_model.prepare_inputs_for_generation = prepare_inputs_after_prefix
+
+    def load_for_inference(self, base_dir, weights_dir, device, spec=None):
+        model, tokenizer, manifest = super().load_for_inference(base_dir, weights_dir, device, spec)
+        self._shift_decoder_cache_positions(model, manifest["family"])
+        return model, tokenizer, manifest
+
+
+class PromptTuning(PeftMethod):
+    """Prompt tuning (Lester et al., 2021): trained input embeddings prepended to the prompt.
+
+    Defaults: num_virtual_tokens 20, prompt_init 'random' (peft's N(0, 1) init);
+    'text' initialises the virtual tokens from the embeddings of prompt_init_text's
+    tokens (repeated or cut to the prompt length, as peft does), default text
+    "Describe the input in one sentence:". The text is tokenized with the base's own
+    tokenizer, handed over by load_base_for_training, so no hub access is needed.
+
+    For T5 the prompt goes in front of the encoder input only (one set of
+    num_virtual_tokens, as in the paper; peft's default would also allocate an
+    unused second set for the decoder). Decoder-only models need two corrections to
+    peft 0.21 (see _adapt_decoder_only): logits of the virtual tokens are dropped, and
+    position ids are restored in generate() so left-padded batches generate what
+    single prompts do.
+    """
+
+    kind = "prompt"
+    DEFAULT_INIT_TEXT = "Describe the input in one sentence:"
+
+    def __init__(self):
+        self._tokenizers = weakref.WeakKeyDictionary()
+
+    def load_base_for_training(self, base_dir, spec, device):
+        model, tokenizer, manifest = super().load_base_for_training(base_dir, spec, device)
+        self._tokenizers[model] = tokenizer
+        return model, tokenizer, manifest
+
+    def peft_config(self, family, spec, rank):
+        from peft import PromptTuningConfig, PromptTuningInit
+
+        init = spec.get("prompt_init", "random")
+        if init not in ("random", "text"):
+            raise ValueError(f"prompt tuning: prompt_init must be 'random' or 'text', got {init!r}")
+        return PromptTuningConfig(
+            task_type=task_type(family),
+            num_virtual_tokens=spec.get("num_virtual_tokens", 20),
+            num_transformer_submodules=1,
+            # Text initialisation is done in prepare() with the local tokenizer.
+            prompt_tuning_init=PromptTuningInit.RANDOM,
+        )
+
+    def _tokenizer_for(self, model):
+        tokenizer = self._tokenizers.get(model)
+        if tokenizer is not None:
+            return tokenizer
+        from pathlib import Path
+
+        from transformers import AutoTokenizer
+
+        location = getattr(model, "name_or_path", "")
+        if location and Path(location).is_dir():
+            return AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+        raise ValueError(
+            "prompt tuning with prompt_init 'text' needs the base's tokenizer: load the base with "
+            "load_base_for_training() or from a local directory"
+        )
+
+    def prepare(self, model, family, spec, rank, total_steps=None):
+        import torch
+        from peft import PromptTuningInit, get_peft_model
+
+        tokenizer = self._tokenizer_for(model) if spec.get("prompt_init", "random") == "text" else None
+        peft_model = get_peft_model(model, self.peft_config(family, spec, rank))
+        if tokenizer is not None:
+            text = spec.get("prompt_init_text", self.DEFAULT_INIT_TEXT)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ValueError(f"prompt tuning: prompt_init_text {text!r} has no tokens")
+            config = peft_model.peft_config["default"]
+            count = config.num_virtual_tokens * config.num_transformer_submodules
+            ids = (ids * math.ceil(count / len(ids)))[:count]
+            embedding = peft_model.prompt_encoder["default"].embedding
+            with torch.no_grad():
+                vectors = peft_model.word_embeddings(torch.tensor(ids, device=embedding.weight.device))
+                embedding.weight.copy_(vectors.float())
+            # Recorded in adapter_config.json. peft reads the tokenizer location only when it
+            # initialises a trainable prompt itself, never when loading one for inference.
+            config.prompt_tuning_init = PromptTuningInit.TEXT
+            config.prompt_tuning_init_text = text
+            config.tokenizer_name_or_path = getattr(tokenizer, "name_or_path", None) or "local tokenizer"
+        self._adapt_decoder_only(peft_model, family)
+        return peft_model
+
+    @staticmethod
+    def _adapt_decoder_only(peft_model, family):
+        """Two fixes for prompt tuning of decoder-only models under peft 0.21.
+
+        1. forward() returns logits for the virtual tokens too: drop them, so logits line
+           up with input_ids (the loss in batching.summed_token_loss relies on it).
+        2. generate() discards position_ids for prompt tuning ("Position ids are not
+           supported ... Ignoring"), so the model numbers positions 0, 1, ... across the
+           left padding and a padded prompt gets other positions than the same prompt
+           alone. Recompute them from the attention mask (virtual tokens included), as
+           transformers does for plain models.
+        """
+        from ..models import is_decoder_only
+
+        if not is_decoder_only(family):
+            return
+        virtual = peft_model.peft_config["default"].num_virtual_tokens
+
+        def hook(module, args, kwargs, output):
+            inputs = kwargs.get("input_ids", args[0] if args else None)
+            if inputs is None:
+                inputs = kwargs.get("inputs_embeds")
+            logits = getattr(output, "logits", None)
+            # Only when the virtual tokens are there (not under peft's disable_adapter()).
+            if logits is not None and inputs is not None and logits.shape[1] == inputs.shape[1] + virtual:
+                output.logits = logits[:, virtual:]
+            return output
+
+        peft_model.register_forward_hook(hook, with_kwargs=True)
+
+        prepare_inputs = peft_model.prepare_inputs_for_generation
+
+        def prepare_inputs_with_positions(*args, **kwargs):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Position ids are not supported")
+                model_kwargs = prepare_inputs(*args, **kwargs)
+            mask = model_kwargs.get("attention_mask")
+            inputs = model_kwargs.get("inputs_embeds")
+            if inputs is None:
+                inputs = model_kwargs.get("input_ids")
+            if getattr(mask, "dim", lambda: 0)() == 2 and inputs is not None:
+                positions = mask.long().cumsum(-1) - 1
+                positions.masked_fill_(mask == 0, 1)
+                model_kwargs["position_ids"] = positions[:, -inputs.shape[1] :]
+            return model_kwargs
+
+        # peft's generate() installs this (instance) attribute on the base model for the call.
+        peft_model.prepare_inputs_for_generation = prepare_inputs_with_positions
+
+    def load_for_inference(self, base_dir, weights_dir, device, spec=None):
+        model, tokenizer, manifest = super().load_for_inference(base_dir, weights_dir, device, spec)
+        self._adapt_decoder_only(model, manifest["family"])
+        return model, tokenizer, manifest
+
+
+METHODS = [DoRA(), AdaLoRA(), VeRA(), IA3(), PrefixTuning(), PromptTuning()]
