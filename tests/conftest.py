@@ -48,3 +48,17 @@ def tiny_workspace(tmp_path_factory):
                 "pretraining": {"corpus": "c", "steps": 30, "batch_size": 8, "sequence_tokens": 24}}
         pretrain_base(spec, root / "corpus.txt", root / f"base-{family}")
     return root
+
+
+@pytest.fixture(scope="session")
+def snakemake_runner():
+    from workflow_runner import run_snakemake
+
+    return run_snakemake
+
+
+@pytest.fixture(scope="session")
+def job_stats():
+    from workflow_runner import parse_job_stats
+
+    return parse_job_stats

@@ -39,7 +39,7 @@ MICRO = {
 
 
 def snakemake(workdir, *args, check=True):
-    from conftest import run_snakemake
+    from workflow_runner import run_snakemake
 
     return run_snakemake(["--snakefile", REPOSITORY / "Snakefile", "--directory", workdir,
                           "--configfile", Path(workdir) / "config" / "micro.yaml", "--cores", "2", *args], check=check)
@@ -52,7 +52,7 @@ def write_study(workdir, study):
 
 def planned_jobs(workdir, *targets):
     """Rule -> job count that a dry run would execute."""
-    from conftest import parse_job_stats
+    from workflow_runner import parse_job_stats
 
     result = snakemake(workdir, "-n", *targets)
     return parse_job_stats(result.stdout + result.stderr)

@@ -1,11 +1,11 @@
+"""Running the real Snakemake workflow from tests."""
+
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
@@ -32,13 +32,3 @@ def parse_job_stats(output: str) -> dict[str, int]:
             if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("job", "total"):
                 counts[parts[0]] = int(parts[1])
     return counts
-
-
-@pytest.fixture(scope="session")
-def snakemake_runner():
-    return run_snakemake
-
-
-@pytest.fixture(scope="session")
-def job_stats():
-    return parse_job_stats
