@@ -41,6 +41,8 @@ TRAINING_RECORD_METRICS = (
     "tokens_per_s", "best_validation_loss", "steps",
 )
 GENERATION_RECORD_METRICS = ("inference_ms_per_example", "examples_per_s")
+# Recorded by some methods only (QLoRA: the base's weight bytes, quantized and as they would be unquantized).
+METHOD_EXTRA_METRICS = ("base_weight_bytes", "base_weight_bytes_unquantized")
 
 
 def score_run(generations_path: str | Path, training_record: Mapping, generation_record: Mapping) -> dict:
@@ -56,6 +58,8 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
     for name in TRAINING_RECORD_METRICS:
         values[name] = training_record[name]
     values["trainable_percent"] = 100 * training_record["trainable_parameters"] / training_record["total_parameters"]
+    extras = training_record.get("method_extras") or {}
+    values.update({name: extras[name] for name in METHOD_EXTRA_METRICS if name in extras})
     for name in GENERATION_RECORD_METRICS:
         values[name] = generation_record[name]
     return {

@@ -76,3 +76,16 @@ def test_empty_generations_are_an_error(tmp_path):
     path.write_text("")
     with pytest.raises(ValueError, match="no generations"):
         score_run(path, {}, {})
+
+
+def test_quantized_weight_bytes_become_metrics(tmp_path):
+    generations = tmp_path / "generations.jsonl"
+    io.write_jsonl(generations, [{"id": "1", "input": "x", "reference": "a b c d", "prediction": "a b c d"}])
+    training = {"trainable_parameters": 1, "total_parameters": 10, "stored_bytes": 5, "train_time_s": 1.0,
+                "time_per_step_s": 0.1, "tokens_per_s": 1.0, "best_validation_loss": 1.0, "steps": 1,
+                "method_extras": {"base_weight_bytes": 21440, "base_weight_bytes_unquantized": 98304, "bits": 4},
+                "provenance": {"hardware": {"device": "cpu"}}}
+    scored = score_run(generations, training, {"inference_ms_per_example": 1.0, "examples_per_s": 1.0})
+    assert scored["metrics"]["base_weight_bytes"] == 21440
+    assert scored["metrics"]["base_weight_bytes_unquantized"] == 98304
+    assert "bits" not in scored["metrics"]
