@@ -146,20 +146,24 @@ def model_class(family: str):
     raise ValueError(f"model family {family!r} has no generation head (supported: gpt2, llama, t5)")
 
 
-def load_base(base_dir: str | Path, device: str | None = None):
-    """Load (model, tokenizer, manifest) from a base directory made by the prepare_base rule."""
-    from transformers import AutoTokenizer
-
+def base_location(base_dir: str | Path) -> tuple[dict, str, str | None]:
+    """(manifest, where to load from, pinned revision) of a base directory made by the prepare_base rule."""
     base_dir = Path(base_dir)
     manifest_path = base_dir / "base.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path}: base model manifest missing (rerun the prepare_base rule)")
     manifest = io.read_json(manifest_path)
-    family = manifest["family"]
     if manifest["source"] == "hub":
-        location, revision = manifest["hub_id"], manifest["resolved_revision"]
-    else:
-        location, revision = str(base_dir), None
+        return manifest, manifest["hub_id"], manifest["resolved_revision"]
+    return manifest, str(base_dir), None
+
+
+def load_base(base_dir: str | Path, device: str | None = None):
+    """Load (model, tokenizer, manifest) from a base directory made by the prepare_base rule."""
+    from transformers import AutoTokenizer
+
+    manifest, location, revision = base_location(base_dir)
+    family = manifest["family"]
     # trust_remote_code stays off and only safetensors are accepted: a checkpoint cannot run code.
     tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
     model = model_class(family).from_pretrained(

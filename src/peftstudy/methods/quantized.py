@@ -108,21 +108,12 @@ def load_quantized_base(base_dir: Path, spec: Mapping, device: str):
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
-    from .. import io
-    from ..models import model_class
+    from ..models import base_location, model_class
 
     settings = quantization_settings(spec)
     require_bitsandbytes()
-    base_dir = Path(base_dir)
-    manifest_path = base_dir / "base.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path}: base model manifest missing (rerun the prepare_base rule)")
-    manifest = io.read_json(manifest_path)
+    manifest, location, revision = base_location(base_dir)
     family = manifest["family"]
-    if manifest["source"] == "hub":
-        location, revision = manifest["hub_id"], manifest["resolved_revision"]
-    else:
-        location, revision = str(base_dir), None
     config = AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=False)
     stored_dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
     if isinstance(stored_dtype, str):
