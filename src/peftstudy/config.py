@@ -29,10 +29,10 @@ METHOD_OPTIONS = {
     "full": set(),
     "lora": LORA_OPTIONS,
     "dora": LORA_OPTIONS,
-    "adalora": {"ranks", "alpha", "dropout", "target_modules", "init_rank"},
+    "adalora": {"ranks", "alpha", "dropout", "target_modules", "init_rank", "orth_reg_weight"},
     "vera": {"ranks", "dropout", "target_modules"},
     "ia3": {"target_modules"},
-    "qlora": LORA_OPTIONS | {"bits", "quant_type", "double_quant", "compute_dtype"},
+    "qlora": LORA_OPTIONS | {"bits", "quant_type", "double_quant", "compute_dtype", "gradient_checkpointing"},
     "prefix": {"num_virtual_tokens", "prefix_projection"},
     "prompt": {"num_virtual_tokens", "prompt_init", "prompt_init_text"},
     "bitfit": set(),
@@ -147,6 +147,7 @@ def validate_study(raw: Any, source: str | Path) -> dict:
     study = copy.deepcopy(raw)
     study["statistics"] = {**STATISTICS_DEFAULTS, **study.get("statistics", {})}
     study.setdefault("exclusions", [])
+    study.setdefault("overrides", [])
     study.setdefault("corpora", {})
     study.setdefault("report", {})
     _check_references(study, source)
@@ -173,6 +174,13 @@ def _check_references(study: dict, source: str | Path) -> None:
             value = exclusion.get(axis)
             if value is not None and value not in study[axis + "s"]:
                 fail(f"exclusions[{index}].{axis}", f"unknown {axis} {value!r}")
+    for index, override in enumerate(study["overrides"]):
+        if not any(axis in override for axis in ("model", "method", "dataset")):
+            fail(f"overrides[{index}]", "select cells with at least one of model, method, dataset")
+        for axis in ("model", "method", "dataset"):
+            value = override.get(axis)
+            if value is not None and value not in study[axis + "s"]:
+                fail(f"overrides[{index}].{axis}", f"unknown {axis} {value!r}")
     for name, spec in study["methods"].items():
         extra = sorted(set(spec) - {"kind", "description", "training"} - METHOD_OPTIONS[spec["kind"]])
         if extra:
@@ -228,9 +236,18 @@ def expand_runs(study: Mapping) -> list[Run]:
     return sorted(runs)
 
 
-def training_settings(study: Mapping, method: str) -> dict:
-    """Study-wide training hyper-parameters with the method's overrides applied."""
-    return {**study["training"], **study["methods"][method].get("training", {})}
+def training_settings(study: Mapping, method: str, model: str | None = None, dataset: str | None = None) -> dict:
+    """Training hyper-parameters of one cell: study-wide, then the method's, then matching cell overrides.
+
+    Overrides apply in the order they are listed; each names at least one of model, method and dataset
+    (seed 004 tunes the learning rate per model x method cell).
+    """
+    settings = {**study["training"], **study["methods"][method].get("training", {})}
+    cell = {"model": model, "method": method, "dataset": dataset}
+    for override in study.get("overrides", []):
+        if all(override.get(axis) in (None, cell[axis]) for axis in cell):
+            settings.update(override["training"])
+    return settings
 
 
 def run_settings(study: Mapping, run: Run) -> dict:
@@ -247,7 +264,7 @@ def run_settings(study: Mapping, run: Run) -> dict:
         "method": run.method,
         "rank": run.rank,
         "method_spec": method_spec,
-        "training": training_settings(study, run.method),
+        "training": training_settings(study, run.method, run.model, run.dataset),
         "seed": run.seed,
     }
 

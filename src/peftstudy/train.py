@@ -125,7 +125,7 @@ def train_run(
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     patience = training.get("early_stopping_patience")
 
-    step, tokens_seen, step_losses, validation_losses = 0, 0, [], []
+    step, tokens_seen, step_losses, step_penalties, validation_losses = 0, 0, [], [], []
     best_loss, best_epoch, best_state, epochs_without_gain = math.inf, 0, None, 0
     model.train()
     started = time.perf_counter()
@@ -135,7 +135,7 @@ def train_run(
         for first in range(0, len(batches), accumulation):
             group = batches[first : first + accumulation]
             group_tokens = 0
-            group_loss = 0.0
+            group_loss = group_penalty = 0.0
             loaded = []
             for indices in group:
                 batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in indices], tokenizer.pad_token_id).items()}
@@ -145,7 +145,12 @@ def train_run(
                 with autocast_context(training["precision"], device):
                     loss_sum, _ = summed_token_loss(model, batch, family)
                 # Normalise by the tokens of the whole accumulated step: equal to one big batch.
-                (loss_sum / group_tokens).backward()
+                objective = loss_sum / group_tokens
+                penalty = method.regularization_loss(model)
+                if penalty is not None:  # once per optimizer step, spread over its micro-batches
+                    objective = objective + penalty / len(loaded)
+                    group_penalty += penalty.item() / len(loaded)
+                objective.backward()
                 group_loss += loss_sum.item()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
             optimizer.step()
@@ -155,6 +160,7 @@ def train_run(
             step += 1
             tokens_seen += sum(int(b["attention_mask"].sum()) for b in loaded)
             step_losses.append(group_loss / group_tokens)
+            step_penalties.append(group_penalty)
             if step >= total_steps:
                 break
         validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size, device)
@@ -183,7 +189,8 @@ def train_run(
         "steps": step,
         "epochs_run": len(validation_losses),
         "best_epoch": best_epoch,
-        "step_losses": step_losses,
+        "step_losses": step_losses,  # token cross-entropy only, comparable across methods
+        "step_regularization": step_penalties if any(step_penalties) else None,
         "validation_losses": validation_losses,
         "best_validation_loss": best_loss,
         "train_time_s": train_time_s,

@@ -35,6 +35,9 @@ def test_paper_matrix_counts_and_exclusion(repository):
         (lambda s: s["training"].__setitem__("learnig_rate", 0.1), "unknown key 'learnig_rate'"),
         (lambda s: s["matrix"][0]["methods"].append("adapters"), "matrix[0].methods[2]: unknown method 'adapters'"),
         (lambda s: s["exclusions"].__setitem__(0, {"model": "nope", "reason": "x"}) if s.get("exclusions") else s.__setitem__("exclusions", [{"model": "nope", "reason": "x"}]), "exclusions[0].model"),
+        (lambda s: s.__setitem__("overrides", [{"method": "lora", "training": {"learning_rate": 0}}]), "overrides[0].training.learning_rate"),
+        (lambda s: s.__setitem__("overrides", [{"model": "gpt3", "training": {"epochs": 1}}]), "overrides[0].model: unknown model 'gpt3'"),
+        (lambda s: s.__setitem__("overrides", [{"reason": "x", "training": {"epochs": 1}}]), "overrides[0]: select cells"),
     ],
 )
 def test_bad_config_names_file_and_key(demo, mutate, expected):
@@ -95,3 +98,19 @@ def test_inapplicable_cell_must_be_declared_as_exclusion(demo):
     study["exclusions"] = [{"model": "t5-tiny", "method": "bitfit", "reason": "T5 has no biases"}]
     runs = studyconfig.expand_runs(studyconfig.validate_study(study, "demo.yaml"))
     assert {r.model for r in runs if r.method == "bitfit"} == {"gpt2-tiny"}
+
+
+def test_cell_overrides_apply_in_order_to_matching_cells_only(demo):
+    study = copy.deepcopy(demo)
+    study["overrides"] = [
+        {"model": "t5-tiny", "training": {"learning_rate": 0.5, "epochs": 7}},
+        {"model": "t5-tiny", "method": "lora", "training": {"learning_rate": 0.25}},
+    ]
+    study = studyconfig.validate_study(study, "demo")
+    lora_lr = study["methods"]["lora"]["training"]["learning_rate"]
+    assert studyconfig.training_settings(study, "lora", "gpt2-tiny", "debian-products")["learning_rate"] == lora_lr
+    t5_lora = studyconfig.training_settings(study, "lora", "t5-tiny", "debian-products")
+    assert (t5_lora["learning_rate"], t5_lora["epochs"]) == (0.25, 7)
+    assert studyconfig.training_settings(study, "full", "t5-tiny", "debian-products")["learning_rate"] == 0.5
+    run = next(r for r in studyconfig.expand_runs(study) if r.model == "t5-tiny" and r.method == "lora")
+    assert studyconfig.run_settings(study, run)["training"]["learning_rate"] == 0.25

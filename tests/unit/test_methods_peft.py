@@ -399,3 +399,29 @@ def test_bitfit_on_t5_fails_clearly_in_training(tiny_workspace, bases):
         train_run(run_settings("t5", "bitfit"), bases["t5"], tiny_workspace / "data", out / "weights",
                   out / "train.json")
     assert not (out / "weights").exists()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_adalora_orthogonality_penalty_equals_peft_and_enters_training(tiny_workspace, bases, trained, family):
+    """peft adds the penalty to outputs.loss only; ours (added by the loop to the logit loss) must be the same."""
+    from peftstudy.models import load_base
+
+    method = get_method("adalora")
+    model, tokenizer, _ = load_base(bases[family])
+    model = method.prepare(model, family, {"dropout": 0.0, "orth_reg_weight": 0.3}, 2, total_steps=10)
+    torch.manual_seed(1)
+    with torch.no_grad():  # away from peft's near-orthogonal start, so the penalty is large
+        for name, parameter in model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    model.eval()
+    batch = collate(validation_examples(tiny_workspace, tokenizer, family)[:4], tokenizer.pad_token_id)
+    with torch.no_grad():
+        with_penalty = model(**batch).loss  # AdaLoraModel.forward adds weight x penalty
+        without = model.base_model.model(**batch).loss
+        ours = method.regularization_loss(model)
+    assert float(ours) > 0.1
+    assert float(with_penalty - without) == pytest.approx(float(ours), rel=1e-5)
+    _, record = trained(family, "adalora")
+    penalties = record["step_regularization"]
+    assert penalties and len(penalties) == record["steps"] and all(p > 0 for p in penalties)

@@ -189,6 +189,46 @@ def test_training_record_extras(tiny_workspace):
                                       "library": "bitsandbytes", "quantized_modules": 8, "quantized_parameters": 24576,
                                       "unquantized_dtype": "float32"}
     assert extras["optimizer"] == "torch.optim.AdamW" and extras["paged_optimizer"] is False
+    assert extras["gradient_checkpointing"] is True
+
+
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_gradient_checkpointing_changes_memory_not_gradients(tiny_workspace, family):
+    """Turning checkpointing off (cheaper on CPU) must leave the loss and every LoRA gradient unchanged.
+
+    fp32 compute: with bf16 compute the recomputed forward rounds differently (gradients agree to ~5e-4).
+    """
+    from peftstudy.batching import collate, encode_pairs
+    from peftstudy.batching import summed_token_loss
+
+    method = get_method("qlora")
+    gradients, losses = {}, {}
+    for checkpointing in (True, False):
+        torch.manual_seed(0)
+        spec = {"gradient_checkpointing": checkpointing, "dropout": 0.0, "compute_dtype": "fp32"}  # bf16 rounds
+        base, tokenizer, _ = method.load_base_for_training(tiny_workspace / f"base-{family}", spec, "cpu")
+        model = method.prepare(base, family, spec, 4)
+        assert method.training_record_extras(model)["gradient_checkpointing"] is checkpointing
+        assert model.base_model.model.is_gradient_checkpointing is checkpointing
+        with torch.no_grad():  # LoRA B starts at zero; give it values so that A gets gradients too
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.copy_(0.05 * torch.randn_like(parameter))
+        model.train()  # checkpointing is active in training mode only; dropout off so both passes compare
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        rows = io.read_jsonl(tiny_workspace / "data/train.jsonl")[:8]
+        batch = collate(encode_pairs(rows, tokenizer, family, 24, 24), tokenizer.pad_token_id)
+        loss, _ = summed_token_loss(model, batch, family)
+        loss.backward()
+        losses[checkpointing] = loss.item()
+        gradients[checkpointing] = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+    assert gradients[True].keys() == gradients[False].keys() and gradients[True]
+    for name, grad in gradients[True].items():
+        other = gradients[False][name]
+        assert torch.allclose(grad, other, rtol=1e-4, atol=1e-6), name
 
 
 def test_missing_bitsandbytes_raises_instead_of_training_plain_lora(tiny_workspace, tmp_path, monkeypatch):

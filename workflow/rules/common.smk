@@ -83,7 +83,7 @@ def run_settings(wildcards):
 def generation_settings(wildcards):
     study = study_of(wildcards)
     run = run_of(wildcards)
-    training = studyconfig.training_settings(study, run.method)
+    training = studyconfig.training_settings(study, run.method, run.model, run.dataset)
     return {
         "generation": study["generation"],
         "max_source_tokens": training["max_source_tokens"],

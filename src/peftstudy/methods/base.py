@@ -42,6 +42,10 @@ class Method:
     def after_optimizer_step(self, model, step: int) -> None:
         """Hook for methods that change structure while training (AdaLoRA's rank reallocation)."""
 
+    def regularization_loss(self, model):
+        """A term the method adds to the training objective (AdaLoRA's orthogonality penalty), or None."""
+        return None
+
     def save(self, model, tokenizer, out_dir: Path) -> None:
         raise NotImplementedError
 

@@ -48,9 +48,10 @@ class AdaLoRA(PeftMethod):
     more, so the final allocation is fixed and stored), budget updates every
     deltaT = max(1, total_steps // 100) steps, beta1 = beta2 = 0.85 (paper).
 
-    peft adds AdaLoRA's orthogonal regulariser to ``outputs.loss`` only; the study
-    computes every loss from the logits (``batching.summed_token_loss``), so the
-    regulariser is not part of the training objective here.
+    The orthogonal regulariser (weight ``orth_reg_weight``, peft's default 0.5) is
+    peft's, but peft adds it to ``outputs.loss`` only, and the study computes every
+    loss from the logits (``batching.summed_token_loss``); so the training loop adds
+    :meth:`regularization_loss` itself, the same quantity (tested against peft's).
     """
 
     kind = "adalora"
@@ -81,6 +82,7 @@ class AdaLoRA(PeftMethod):
             target_modules=lora_targets(family, spec.get("target_modules", "attention")),
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
             total_step=total_steps,
+            orth_reg_weight=spec.get("orth_reg_weight", 0.5),
             beta1=0.85,
             beta2=0.85,
             **self.schedule(total_steps),
@@ -96,6 +98,22 @@ class AdaLoRA(PeftMethod):
             if ".ranknum." in name:
                 parameter.requires_grad_(False)
         return model
+
+    def regularization_loss(self, model):
+        """orth_reg_weight x mean over lora_A/lora_B of ||P P^T - I||_F (A) or ||P^T P - I||_F (B), as peft."""
+        import torch
+
+        adapter = model.base_model.trainable_adapter_name
+        weight = model.base_model.peft_config[adapter].orth_reg_weight
+        penalties = []
+        for name, parameter in model.base_model.model.named_parameters():
+            if ("lora_A" in name or "lora_B" in name) and adapter in name:
+                covariance = parameter @ parameter.T if "lora_A" in name else parameter.T @ parameter
+                identity = torch.eye(*covariance.shape, dtype=covariance.dtype, device=covariance.device)
+                penalties.append(torch.linalg.matrix_norm(covariance - identity, ord="fro"))
+        if not penalties or weight == 0:
+            return None
+        return weight * torch.stack(penalties).mean()
 
     def after_optimizer_step(self, model, step):
         # Needs the gradients of this step: the training loop calls it before zero_grad().
