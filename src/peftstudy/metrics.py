@@ -45,6 +45,13 @@ GENERATION_RECORD_METRICS = ("inference_ms_per_example", "examples_per_s")
 METHOD_EXTRA_METRICS = ("base_weight_bytes", "base_weight_bytes_unquantized")
 
 
+def score_run_files(run: Mapping, generations_path, training_record_path, generation_record_path, out_path) -> None:
+    """Score one run from its files and write metrics.json (the unit the workflow runs, in the zygote)."""
+    scored = score_run(generations_path, io.read_json(training_record_path), io.read_json(generation_record_path))
+    scored["run"] = dict(run)
+    io.write_json(out_path, scored)
+
+
 def score_run(generations_path: str | Path, training_record: Mapping, generation_record: Mapping) -> dict:
     rows = io.read_jsonl(generations_path)
     if not rows:
@@ -68,6 +75,8 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
         "examples": len(rows),
         "generations_sha256": io.sha256_file(generations_path),
         "device": training_record["provenance"]["hardware"].get("device"),
+        # What the run was trained with (the report prints every cell's hyper-parameters from these).
+        "settings": training_record["settings"],
         "provenance": training_record["provenance"],
     }
 

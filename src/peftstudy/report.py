@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from . import io
+from .config import canonical_hash, parse_variant
 
 METHOD_LABELS = {
     "full": "Full fine-tuning", "lora": "LoRA", "dora": "DoRA", "adalora": "AdaLoRA", "vera": "VeRA",
@@ -192,14 +193,15 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
           context["model_notes"].get(name, "")] for name, spec in study["models"].items() if name in context["model_parameters"]],
         "lllrl",
     )
-    hyper_rows = []
-    for method in context["methods_used"]:
-        spec = study["methods"][method]
-        settings = {**study["training"], **spec.get("training", {})}
-        extra = ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("kind", "training", "description"))
-        hyper_rows.append([method, spec["kind"], f"{settings['learning_rate']:g}", settings["epochs"],
-                           f"{settings['batch_size']}x{settings['gradient_accumulation_steps']}", extra])
-    hyper = _tabular(["Method", "Kind", "LR", "Epochs", "Batch x accum.", "Method settings"], hyper_rows, "llrrll")
+    hyper = _tabular(["Method", "Kind", "Cells", "LR", "Epochs", "Batch x accum.", "Method settings"],
+                     context["hyperparameter_rows"], "lllrrlp{9cm}")
+    quantization = ""
+    if context.get("quantization_rows"):
+        quantization = (r"\paragraph{Quantized base weights.} Bytes of the quantized linear weights (packed data and"
+                        r" quantization constants) against the same weights unquantized, as measured in each run."
+                        "\n\\begin{center}\n" + _tabular(
+                            ["Model", "Method", "Quantization", "Quantized (MB)", "Unquantized (MB)", "Saving (\\%)"],
+                            context["quantization_rows"], "lllrrr") + "\n\\end{center}\n")
     shared = {k: v for k, v in study["training"].items() if k not in ("learning_rate", "epochs", "batch_size", "gradient_accumulation_steps")}
     exclusions = "\n".join(
         rf"\item {latex_escape(', '.join(f'{k}={v}' for k, v in e.items() if k != 'reason'))}: {latex_escape(e['reason'])}"
@@ -225,7 +227,7 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
 \section{{Setup}}
 Every number in this report was computed by the pipeline from the runs listed in the provenance appendix;
 nothing was typed in. {context['run_count']} training runs: {len(context['methods_used'])} method(s),
-seeds {latex_escape(', '.join(map(str, study['seeds'])))}.
+{latex_escape(seeds_text(study))}.
 
 \paragraph{{Data.}} Splits are seeded (80/10/10 unless configured), deduplicated and recorded with checksums.
 \begin{{center}}
@@ -242,7 +244,7 @@ Generation: {latex_escape(', '.join(f'{k}={v}' for k, v in study['generation'].i
 \begin{{center}}
 {hyper}
 \end{{center}}
-
+{quantization}
 \paragraph{{Metrics.}} On the test split: BLEU-4 (sacrebleu, signature \texttt{{{latex_escape(context['metric_signatures'].get('bleu4', ''))}}}),
 ROUGE-L F1 (\texttt{{{latex_escape(context['metric_signatures'].get('rouge_l', ''))}}}), both 0--100; trainable parameters as a
 percentage of all parameters; training wall time; stored size of what the fine-tuned model needs on disk.
@@ -296,10 +298,60 @@ def build_pdf(tex_path: str | Path, pdf_path: str | Path) -> None:
             shutil.copyfile(built, tmp)
 
 
+def seeds_text(study: Mapping) -> str:
+    """The seeds, naming the matrix blocks that use fewer or other seeds than the study's."""
+    text = "seeds " + ", ".join(map(str, study["seeds"]))
+    for block in study["matrix"]:
+        if "seeds" in block and list(block["seeds"]) != list(study["seeds"]):
+            seeds = ", ".join(map(str, block["seeds"]))
+            text += f"; {', '.join(block['methods'])}: seed{'s' if len(block['seeds']) > 1 else ''} {seeds} only"
+    return text
+
+
+def _cells_text(cells: set, all_cells: set) -> str:
+    """'all' when one setting covers every cell of the method, else the (model, dataset) cells it covers."""
+    if cells == all_cells:
+        return "all"
+    datasets = {dataset for dataset, _ in all_cells}
+    if len(datasets) == 1:
+        return ", ".join(sorted(model for _, model in cells))
+    return ", ".join(f"{model}/{dataset}" for dataset, model in sorted(cells))
+
+
+def hyperparameter_rows(study: Mapping, settings_cells: Mapping) -> list[list]:
+    """One row per distinct (method, training settings, method settings), with the cells that used it."""
+    rows = []
+    for method in study["methods"]:
+        groups = [(settings, cells) for (name, _), (settings, cells) in settings_cells.items() if name == method]
+        all_cells = set().union(*(cells for _, cells in groups)) if groups else set()
+        for settings, cells in sorted(groups, key=lambda g: sorted(g[1])):
+            training, spec = settings["training"], settings["method_spec"]
+            extra = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "kind")
+            ranks = study["methods"][method].get("ranks")
+            if ranks:
+                extra = f"ranks={ranks}" + (", " + extra if extra else "")
+            rows.append([method, spec["kind"], _cells_text(cells, all_cells), f"{training['learning_rate']:g}",
+                         training["epochs"], f"{training['batch_size']}x{training['gradient_accumulation_steps']}", extra])
+    return rows
+
+
+def quantization_rows(study: Mapping, quantized: Mapping) -> list[list]:
+    rows = []
+    for (model, method, rank), values in sorted(quantized.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or 0)):
+        stored = sum(v[0] for v in values) / len(values)
+        unquantized = sum(v[1] for v in values) / len(values)
+        spec = values[0][2]
+        bits = spec.get("bits", 4)
+        scheme = f"{bits}-bit" + (f" {spec.get('quant_type', 'nf4').upper()}" + (", double" if spec.get("double_quant", True) else "")
+                                  if bits == 4 else " LLM.int8()")
+        label = method + (f" r={rank}" if rank is not None else "")
+        rows.append([model, label, scheme, f"{stored / 1e6:.3f}", f"{unquantized / 1e6:.3f}",
+                     f"{100 * (1 - stored / unquantized):.1f}" if unquantized else "--"])
+    return rows
+
+
 def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_paths: Sequence[str]) -> dict:
     """What the paper needs besides the tables: counts, parameters, hardware and provenance of the runs."""
-    from .config import canonical_hash, parse_variant
-
     data_counts, data_checksums = {}, {}
     for path in data_manifest_paths:
         name = Path(path).parent.name
@@ -308,8 +360,17 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         data_checksums[name] = io.sha256_file(path)
     model_parameters, code_versions, methods_used = {}, set(), []
     packages, hardware, signatures, runs_per_dataset = {}, {}, {}, {}
+    settings_cells: dict[tuple, set] = {}
+    quantized: dict[tuple, list] = {}
     for path in metrics_paths:
         scored = io.read_json(path)
+        settings = scored["settings"]
+        key = (settings["method"], canonical_hash({"training": settings["training"], "method_spec": settings["method_spec"]}))
+        settings_cells.setdefault(key, (settings, set()))[1].add((settings["dataset"], settings["model"]))
+        if "base_weight_bytes" in scored["metrics"]:
+            quantized.setdefault((settings["model"], settings["method"], settings["rank"]), []).append(
+                (scored["metrics"]["base_weight_bytes"], scored["metrics"]["base_weight_bytes_unquantized"],
+                 settings["method_spec"]))
         runs_per_dataset[scored["run"]["dataset"]] = runs_per_dataset.get(scored["run"]["dataset"], 0) + 1
         signatures = signatures or scored.get("signatures", {})
         run = scored["run"]
@@ -351,6 +412,8 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         "packages": packages,
         "hardware": hardware,
         "run_count": len(metrics_paths),
+        "hyperparameter_rows": hyperparameter_rows(study, settings_cells),
+        "quantization_rows": quantization_rows(study, quantized),
         "runs_per_dataset": runs_per_dataset,
         "metric_signatures": signatures,
         "limitations": "\n".join(rf"\item {latex_escape(text)}" for text in limitations),

@@ -27,7 +27,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-PRELOAD = ("torch", "transformers", "peft", "tokenizers", "safetensors", "numpy")
+PRELOAD = ("torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "pandas", "sacrebleu",
+           "rouge_score.rouge_scorer")
 IDLE_EXIT_S = 60
 START_TIMEOUT_S = 90
 

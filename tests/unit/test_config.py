@@ -17,13 +17,18 @@ def test_shipped_study_configs_validate(repository):
         assert studyconfig.expand_runs(study), path
 
 
-def test_paper_matrix_counts_and_exclusion(repository):
+def test_paper_matrix_counts_and_exclusions(repository):
     study = studyconfig.load_study(repository / "config.yaml")
     runs = studyconfig.expand_runs(study)
-    # 3 datasets x (3 models x (full + 5 LoRA ranks) + LLaMA x 5 LoRA ranks) x 5 seeds; LLaMA full excluded.
-    assert len(runs) == 3 * (3 * 6 + 5) * 5
+    assert len(runs) == 1050  # see test_dry_runs for the breakdown
     assert not [r for r in runs if r.model == "llama-7b" and r.method == "full"]
+    assert not [r for r in runs if r.model in ("t5-base", "llama-7b") and r.method == "bitfit"]
     assert {r.rank for r in runs if r.method == "lora"} == {4, 8, 16, 32, 64}
+    assert {r.rank for r in runs if r.method == "adapter"} == {64, 128, 256, 512}
+    assert {r.dataset for r in runs if r.method == "vera"} == {"products"}
+    assert {(r.model, r.rank) for r in runs if r.method == "lora_t5_split"} == {("t5-base", 8)}
+    assert study["methods"]["lora_t5_split"]["decoder_rank"] == 16
+    assert {r.seed for r in runs} == {42, 43, 44, 45, 46}
 
 
 @pytest.mark.parametrize(

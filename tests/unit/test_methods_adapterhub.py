@@ -147,11 +147,11 @@ def test_gpt2_medium_pfeiffer_size_by_hand():
     assert count_parameters(model)[0] == 3_171_840
 
 
-def test_reduction_factor_reproduces_the_bottleneck_or_fails():
+def test_reduction_factor_reproduces_every_bottleneck_size():
     assert reduction_factor(32, 8) == 4
-    assert int(1024 // reduction_factor(1024, 48)) == 48
-    with pytest.raises(ValueError, match="bottleneck size 5 cannot be expressed"):
-        reduction_factor(32, 5)
+    for hidden in (32, 768, 1024, 1280, 4096):  # tiny, GPT-2 Small/Medium/Large, LLaMA-7B
+        for bottleneck in range(1, hidden + 1):
+            assert int(hidden // reduction_factor(hidden, bottleneck)) == bottleneck, (hidden, bottleneck)
     with pytest.raises(ValueError, match="exceeds the model's hidden size"):
         reduction_factor(32, 64)
 

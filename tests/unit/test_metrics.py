@@ -58,7 +58,7 @@ def test_score_run_and_aggregate_into_tidy_table(tmp_path):
     ])
     training = {"trainable_parameters": 10, "total_parameters": 1000, "stored_bytes": 5, "train_time_s": 1.5,
                 "time_per_step_s": 0.1, "tokens_per_s": 100.0, "best_validation_loss": 2.0, "steps": 15,
-                "provenance": {"hardware": {"device": "cpu"}}}
+                "provenance": {"hardware": {"device": "cpu"}}, "settings": {"method": "lora"}}
     scored = score_run(generations, training, {"inference_ms_per_example": 3.0, "examples_per_s": 333.0})
     assert scored["metrics"]["trainable_percent"] == pytest.approx(1.0)
     assert scored["metrics"]["bleu4"] == pytest.approx(bleu4(["the cat sat on the mat", "a dog ran far"], ["the cat sat on the mat", "a dog ran"])[0])
@@ -84,7 +84,7 @@ def test_quantized_weight_bytes_become_metrics(tmp_path):
     training = {"trainable_parameters": 1, "total_parameters": 10, "stored_bytes": 5, "train_time_s": 1.0,
                 "time_per_step_s": 0.1, "tokens_per_s": 1.0, "best_validation_loss": 1.0, "steps": 1,
                 "method_extras": {"base_weight_bytes": 21440, "base_weight_bytes_unquantized": 98304, "bits": 4},
-                "provenance": {"hardware": {"device": "cpu"}}}
+                "provenance": {"hardware": {"device": "cpu"}}, "settings": {"method": "lora"}}
     scored = score_run(generations, training, {"inference_ms_per_example": 1.0, "examples_per_s": 1.0})
     assert scored["metrics"]["base_weight_bytes"] == 21440
     assert scored["metrics"]["base_weight_bytes_unquantized"] == 98304

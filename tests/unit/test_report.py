@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from peftstudy import report
+from peftstudy.config import canonical_hash
 from peftstudy.stats import summarise, welch_tests
 
 STUDY = {
@@ -13,6 +14,7 @@ STUDY = {
     "datasets": {"d": {"source": "synthetic", "corpus": "synthetic"}},
     "training": {"learning_rate": 1e-3, "epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1},
     "generation": {"batch_size": 1}, "exclusions": [],
+    "matrix": [{"datasets": ["d"], "models": ["m_1"], "methods": ["full", "lora"]}],
     "statistics": {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05},
     "report": {"table1_dataset": "d"},
 }
@@ -57,6 +59,8 @@ def test_paper_compiles_to_pdf(tmp_path):
         "methods_used": ["full", "lora"], "code_versions": ["abc"], "packages": {"torch": "2.13.0"},
         "hardware": {"device": "cpu", "cpu": "x86 & co", "python": "3.11"}, "run_count": 9, "runs_per_dataset": {"d": 9},
         "limitations": r"\item tiny", "metric_signatures": {"bleu4": "nrefs:1|tok:13a"},
+        "hyperparameter_rows": [["lora", "lora", "all", "0.001", 1, "2x1", "ranks=[4, 8], alpha=16"]],
+        "quantization_rows": [["m_1", "qlora r=8", "4-bit NF4, double", "0.014", "0.098", "85.9"]],
     }
     (tmp_path / "paper.tex").write_text(report.paper_latex(STUDY, context))
     report.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
@@ -68,3 +72,39 @@ def test_failed_latex_build_leaves_no_pdf(tmp_path):
     with pytest.raises(RuntimeError, match="latexmk failed"):
         report.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
     assert not (tmp_path / "paper.pdf").exists()
+
+
+def _scored(model, method, rank, learning_rate, **metrics):
+    spec = {"kind": method, **({"bits": 4} if method == "qlora" else {})}
+    return {"settings": {"dataset": "d", "model": model, "method": method, "rank": rank, "method_spec": spec,
+                         "training": {"learning_rate": learning_rate, "epochs": 1, "batch_size": 2,
+                                      "gradient_accumulation_steps": 1}},
+            "metrics": metrics}
+
+
+def test_hyperparameter_rows_name_the_cells_each_setting_covers():
+    study = {**STUDY, "methods": {**STUDY["methods"], "qlora": {"kind": "qlora", "ranks": [8]}}}
+    cells = {}
+    for scored in (_scored("m_1", "lora", 4, 1e-3), _scored("m_2", "lora", 4, 5e-4), _scored("m_1", "full", None, 1e-4),
+                   _scored("m_2", "full", None, 1e-4)):
+        settings = scored["settings"]
+        key = (settings["method"], canonical_hash({"training": settings["training"],
+                                                          "method_spec": settings["method_spec"]}))
+        cells.setdefault(key, (settings, set()))[1].add((settings["dataset"], settings["model"]))
+    rows = report.hyperparameter_rows(study, cells)
+    assert [row[:4] for row in rows] == [["full", "full", "all", "0.0001"], ["lora", "lora", "m_1", "0.001"],
+                                         ["lora", "lora", "m_2", "0.0005"]]
+    assert rows[1][-1] == "ranks=[4, 8]"
+
+
+def test_quantization_rows_average_the_measured_bytes():
+    spec = {"kind": "qlora", "bits": 4, "quant_type": "nf4", "double_quant": True}
+    rows = report.quantization_rows(STUDY, {("m_1", "qlora", 8): [(100.0, 1000.0, spec), (120.0, 1000.0, spec)],
+                                            ("m_1", "qlora8", 8): [(500.0, 1000.0, {"kind": "qlora", "bits": 8})]})
+    assert rows[0] == ["m_1", "qlora r=8", "4-bit NF4, double", "0.000", "0.001", "89.0"]
+    assert rows[1][2] == "8-bit LLM.int8()" and rows[1][-1] == "50.0"
+
+
+def test_seeds_text_names_blocks_with_their_own_seeds():
+    study = {**STUDY, "matrix": STUDY["matrix"] + [{"datasets": ["d"], "models": ["m_1"], "methods": ["lora"], "seeds": [1]}]}
+    assert report.seeds_text(study) == "seeds 1, 2, 3; lora: seed 1 only"

@@ -15,7 +15,5 @@ rule generate:
     threads: 1
     log:
         "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",
-    benchmark:
-        "logs/benchmarks/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.tsv"
     script:
         "../scripts/generate.py"

@@ -13,7 +13,5 @@ rule train:
     threads: 1
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",
-    benchmark:
-        "logs/benchmarks/{study}/train/{dataset}/{model}/{variant}/seed{seed}.tsv"
     script:
         "../scripts/train.py"

@@ -1,12 +1,13 @@
-from peftstudy import io
-from peftstudy.metrics import score_run
+from peftstudy import zygote
 from peftstudy.workflow_support import logged
 
 with logged(snakemake):
-    scored = score_run(
+    zygote.call(
+        "peftstudy.metrics:score_run_files",
+        {key: snakemake.wildcards[key] for key in ("study", "dataset", "model", "variant", "seed")},
         snakemake.input.generations,
-        io.read_json(snakemake.input.train_record),
-        io.read_json(snakemake.input.generation_record),
+        snakemake.input.train_record,
+        snakemake.input.generation_record,
+        snakemake.output[0],
+        log=snakemake.log[0],
     )
-    scored["run"] = {key: snakemake.wildcards[key] for key in ("study", "dataset", "model", "variant", "seed")}
-    io.write_json(snakemake.output[0], scored)

@@ -30,9 +30,9 @@ Kinds and defaults (``rank`` is the swept value of the study config's ``ranks``)
     as in Hu et al. 2021; on T5 this includes the decoder's cross-attention): unlike the ``lora`` kind,
     not k and the output projection.
 
-Sizes: AdapterHub sets the bottleneck through ``reduction_factor`` = hidden_size / bottleneck; the
-factor is computed from the model config, and a size that the factor cannot reproduce exactly is an
-error (:func:`reduction_factor`); the built adapters are checked to have exactly ``rank`` units.
+Sizes: AdapterHub sets the bottleneck through ``reduction_factor`` (it builds int(hidden_size // factor)
+units); :func:`reduction_factor` picks a factor that gives exactly ``rank`` units for any size up to the
+hidden size, and the built adapters are checked to have exactly ``rank`` units.
 
 Prefix tuning in AdapterHub is reparameterised (``flat=False``): per prefix location an embedding
 (prefix_length x hidden) feeds an MLP hidden -> bottleneck -> n_layers * 2 * attention width (keys and
@@ -81,13 +81,13 @@ def reduction_factor(hidden_size: int, bottleneck: int) -> float | int:
         raise ValueError(f"adapter bottleneck size must be a positive integer, got {bottleneck!r}")
     if bottleneck > hidden_size:
         raise ValueError(f"adapter bottleneck size {bottleneck} exceeds the model's hidden size {hidden_size}")
-    factor = hidden_size // bottleneck if hidden_size % bottleneck == 0 else hidden_size / bottleneck
-    if int(hidden_size // factor) != bottleneck:
-        raise ValueError(
-            f"adapter bottleneck size {bottleneck} cannot be expressed as an AdapterHub reduction_factor of hidden"
-            f" size {hidden_size} (hidden_size // {factor} = {int(hidden_size // factor)}); choose a size that"
-            f" divides {hidden_size}"
-        )
+    if hidden_size % bottleneck == 0:
+        return hidden_size // bottleneck
+    # AdapterHub builds int(hidden // factor) units: any factor in (hidden/(b+1), hidden/b] gives b; the
+    # midpoint hidden/(b+0.5) does so without floating-point ties (e.g. b=48 on GPT-2 Large's 1280).
+    factor = hidden_size / (bottleneck + 0.5)
+    if int(hidden_size // factor) != bottleneck:  # cannot happen for 1 <= b <= hidden; kept as a guard
+        raise ValueError(f"adapter bottleneck size {bottleneck}: no AdapterHub reduction_factor of hidden size {hidden_size} gives it")
     return factor
 
 
