@@ -30,6 +30,7 @@ from typing import Any
 PRELOAD = ("torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "pandas", "sacrebleu",
            "rouge_score.rouge_scorer")
 IDLE_EXIT_S = 60
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory holding this checkout's peftstudy
 START_TIMEOUT_S = 90
 
 
@@ -48,7 +49,8 @@ def enabled() -> bool:
 def socket_path() -> Path:
     """One zygote per (interpreter, zygote code): a changed checkout or venv never reuses a stale one."""
     code = Path(__file__).read_bytes()
-    key = hashlib.sha256(sys.executable.encode() + code).hexdigest()[:16]
+    # The package location too: two checkouts sharing one venv must not run each other's code.
+    key = hashlib.sha256(sys.executable.encode() + str(PACKAGE_ROOT).encode() + code).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"peftstudy-zygote-{os.getuid()}-{key}.sock"
 
 

@@ -1,9 +1,14 @@
 # Study loading, the run matrix and every input function. Rules stay declarative.
 
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# This checkout's package, for this process and for every job it starts (scripts, the zygote): a venv
+# shared between checkouts, or an installed peftstudy, must never supply the code of a job.
+PACKAGE_SOURCE = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, PACKAGE_SOURCE)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")]))
 
 from peftstudy import config as studyconfig
 
