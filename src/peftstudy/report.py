@@ -185,7 +185,7 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
           *(context["data_counts"].get(name, {}).get(split, "") for split in ("train", "validation", "test")),
           context["runs_per_dataset"].get(name, 0)]
          for name, spec in study["datasets"].items() if name in context["data_counts"]],
-        "l>{\raggedright\arraybackslash}p{5.5cm}l>{\raggedright\arraybackslash}p{5.5cm}rrrr",
+        r"l>{\raggedright\arraybackslash}p{5.5cm}l>{\raggedright\arraybackslash}p{5.5cm}rrrr",
     )
     models = _tabular(
         ["Model", "Family", "Source", "Parameters", "Base"],
@@ -194,7 +194,7 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
         "lllrl",
     )
     hyper = _tabular(["Method", "Kind", "Cells", "LR", "Epochs", "Batch x accum.", "Method settings"],
-                     context["hyperparameter_rows"], "lllrrl>{\raggedright\arraybackslash}p{9cm}")
+                     context["hyperparameter_rows"], r"lllrrl>{\raggedright\arraybackslash}p{9cm}")
     quantization = ""
     if context.get("quantization_rows"):
         quantization = (r"\paragraph{Quantized base weights.} Bytes of the quantized linear weights (packed data and"
