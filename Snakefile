@@ -24,6 +24,7 @@ include: "workflow/rules/report.smk"
 
 localrules:
     all,
+    prepare_wordnet,
     aggregate_metrics,
     statistics,
     table1_methods,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Mapping
 
 from . import io, provenance
-from .batching import collate, encode_prompt
+from .batching import collate, encode_pairs, encode_prompt, summed_token_loss
+from .metrics.efficiency import PhaseMonitor
 from .methods import get_method
 from .models import is_decoder_only, pick_device
 
@@ -40,6 +42,24 @@ def generate_predictions(model, tokenizer, family: str, records, settings: Mappi
     return predictions
 
 
+def reference_perplexity(model, tokenizer, family: str, records, max_source_tokens: int, max_target_tokens: int,
+                         batch_size: int, device: str) -> tuple[float, int]:
+    """exp(total NLL / total tokens) of the test references given their inputs, token-weighted over the
+    split, with the same encoding (and truncation) as training; returns it and the token count."""
+    import torch
+
+    examples = encode_pairs(records, tokenizer, family, max_source_tokens, max_target_tokens)
+    model.eval()
+    total_loss, total_tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], tokenizer.pad_token_id).items()}
+            loss_sum, tokens = summed_token_loss(model, batch, family)
+            total_loss += float(loss_sum)
+            total_tokens += int(tokens)
+    return (math.exp(total_loss / total_tokens) if total_tokens else float("nan")), total_tokens
+
+
 def generate_run(
     method_spec: Mapping,
     family: str,
@@ -51,8 +71,10 @@ def generate_run(
     settings: Mapping,
     max_source_tokens: int,
     *,
+    max_target_tokens: int | None = None,
     threads: int = 1,
 ) -> dict:
+    """Generate for the test split (timed, with peak memory and energy), then the references' perplexity."""
     import torch
 
     torch.set_num_threads(threads)
@@ -62,9 +84,12 @@ def generate_run(
     records = io.read_jsonl(test_path)
     if settings.get("max_test_examples"):
         records = records[: settings["max_test_examples"]]
-    started = time.perf_counter()
-    predictions = generate_predictions(model, tokenizer, family, records, settings, max_source_tokens, device)
-    elapsed = time.perf_counter() - started
+    with PhaseMonitor(device) as monitor:
+        started = time.perf_counter()
+        predictions = generate_predictions(model, tokenizer, family, records, settings, max_source_tokens, device)
+        elapsed = time.perf_counter() - started
+    perplexity, perplexity_tokens = (None, 0) if max_target_tokens is None else reference_perplexity(
+        model, tokenizer, family, records, max_source_tokens, max_target_tokens, settings["batch_size"], device)
     rows = [
         {"id": r["id"], "input": r["input"], "reference": r["reference"], "prediction": p}
         for r, p in zip(records, predictions)
@@ -75,6 +100,9 @@ def generate_run(
         "generation_time_s": elapsed,
         "inference_ms_per_example": 1000 * elapsed / max(len(rows), 1),
         "examples_per_s": len(rows) / elapsed if elapsed > 0 else None,
+        "perplexity": perplexity,
+        "perplexity_tokens": perplexity_tokens,
+        "efficiency": monitor.record(),
         "settings": dict(settings),
         "provenance": provenance.record(device=device),
     }

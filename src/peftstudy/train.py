@@ -15,6 +15,7 @@ from typing import Mapping
 
 from . import io, provenance
 from .batching import collate, encode_pairs, summed_token_loss
+from .metrics.efficiency import PhaseMonitor
 from .methods import get_method
 from .models import count_parameters, pick_device
 
@@ -128,51 +129,53 @@ def train_run(
     step, tokens_seen, step_losses, step_penalties, validation_losses = 0, 0, [], [], []
     best_loss, best_epoch, best_state, epochs_without_gain = math.inf, 0, None, 0
     model.train()
-    started = time.perf_counter()
-    for epoch in range(1, training["epochs"] + 1):
-        order = torch.randperm(len(train_examples), generator=order_generator).tolist()
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        for first in range(0, len(batches), accumulation):
-            group = batches[first : first + accumulation]
-            group_tokens = 0
-            group_loss = group_penalty = 0.0
-            loaded = []
-            for indices in group:
-                batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in indices], tokenizer.pad_token_id).items()}
-                loaded.append(batch)
-                group_tokens += int((batch["labels"] != -100).sum())
-            for batch in loaded:
-                with autocast_context(training["precision"], device):
-                    loss_sum, _ = summed_token_loss(model, batch, family)
-                # Normalise by the tokens of the whole accumulated step: equal to one big batch.
-                objective = loss_sum / group_tokens
-                penalty = method.regularization_loss(model)
-                if penalty is not None:  # once per optimizer step, spread over its micro-batches
-                    objective = objective + penalty / len(loaded)
-                    group_penalty += penalty.item() / len(loaded)
-                objective.backward()
-                group_loss += loss_sum.item()
-            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
-            optimizer.step()
-            method.after_optimizer_step(model, step)
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            tokens_seen += sum(int(b["attention_mask"].sum()) for b in loaded)
-            step_losses.append(group_loss / group_tokens)
-            step_penalties.append(group_penalty)
-            if step >= total_steps:
+    # Peak memory, energy and GPU samples of the training loop.
+    with PhaseMonitor(device) as monitor:
+        started = time.perf_counter()
+        for epoch in range(1, training["epochs"] + 1):
+            order = torch.randperm(len(train_examples), generator=order_generator).tolist()
+            batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+            for first in range(0, len(batches), accumulation):
+                group = batches[first : first + accumulation]
+                group_tokens = 0
+                group_loss = group_penalty = 0.0
+                loaded = []
+                for indices in group:
+                    batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in indices], tokenizer.pad_token_id).items()}
+                    loaded.append(batch)
+                    group_tokens += int((batch["labels"] != -100).sum())
+                for batch in loaded:
+                    with autocast_context(training["precision"], device):
+                        loss_sum, _ = summed_token_loss(model, batch, family)
+                    # Normalise by the tokens of the whole accumulated step: equal to one big batch.
+                    objective = loss_sum / group_tokens
+                    penalty = method.regularization_loss(model)
+                    if penalty is not None:  # once per optimizer step, spread over its micro-batches
+                        objective = objective + penalty / len(loaded)
+                        group_penalty += penalty.item() / len(loaded)
+                    objective.backward()
+                    group_loss += loss_sum.item()
+                torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
+                optimizer.step()
+                method.after_optimizer_step(model, step)
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                tokens_seen += sum(int(b["attention_mask"].sum()) for b in loaded)
+                step_losses.append(group_loss / group_tokens)
+                step_penalties.append(group_penalty)
+                if step >= total_steps:
+                    break
+            validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size, device)
+            validation_losses.append(validation_loss)
+            if validation_loss < best_loss:
+                best_loss, best_epoch, epochs_without_gain = validation_loss, epoch, 0
+                best_state = {name: p.detach().clone() for name, p in trainable}
+            else:
+                epochs_without_gain += 1
+            if step >= total_steps or (patience and epochs_without_gain >= patience):
                 break
-        validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size, device)
-        validation_losses.append(validation_loss)
-        if validation_loss < best_loss:
-            best_loss, best_epoch, epochs_without_gain = validation_loss, epoch, 0
-            best_state = {name: p.detach().clone() for name, p in trainable}
-        else:
-            epochs_without_gain += 1
-        if step >= total_steps or (patience and epochs_without_gain >= patience):
-            break
-    train_time_s = time.perf_counter() - started
+        train_time_s = time.perf_counter() - started
     if best_state is not None and best_epoch != len(validation_losses):
         with torch.no_grad():
             for name, parameter in trainable:
@@ -200,6 +203,7 @@ def train_run(
         "train_examples": len(train_examples),
         "optimizer": "torch.optim.AdamW",
         "method_extras": method_extras,
+        "efficiency": monitor.record(),
         "data_manifest_sha256": io.sha256_file(Path(data_dir) / "manifest.json"),
         "provenance": provenance.record(config_hash, device),
     }

@@ -83,7 +83,22 @@ def test_metrics_table_values_equal_independent_recomputation(workdir):
     from scipy import stats as scipy_stats
 
     metrics = pd.read_csv(workdir / "results/micro/metrics.csv", dtype={"rank": "string"})
-    assert list(metrics.columns) == ["study", "dataset", "model", "method", "rank", "seed", "metric", "value"]
+    assert list(metrics.columns) == ["study", "dataset", "model", "method", "rank", "seed", "metric", "value", "unit",
+                                     "device", "note"]
+    every_metric = set(metrics["metric"])
+    assert {"rouge1", "rouge2", "rouge_lsum", "meteor", "bertscore_f1", "perplexity", "mattr", "yules_k",
+            "novel_ngram_rate", "mean_pairwise_cosine", "train_peak_memory_bytes", "train_energy_kwh",
+            "generate_peak_memory_bytes"} <= every_metric
+    meteor = metrics[metrics["metric"] == "meteor"]
+    assert meteor["value"].notna().all() and (meteor["note"].isna()).all()  # WordNet was prepared and used
+    from peftstudy.metrics.efficiency import rapl_domains
+
+    energy = metrics[metrics["metric"] == "train_energy_kwh"]
+    if rapl_domains():
+        assert (energy["value"] > 0).all()
+    else:  # never estimated, never zero
+        assert energy["value"].isna().all() and energy["note"].str.startswith("not measured").all()
+    assert (metrics[metrics["metric"] == "train_peak_memory_bytes"]["device"] == "cpu").all()
     assert len(metrics[metrics["metric"] == "bleu4"]) == 6  # 3 variants x 2 seeds
     run = workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r4/seed2"
     rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]

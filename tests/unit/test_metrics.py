@@ -58,17 +58,27 @@ def test_score_run_and_aggregate_into_tidy_table(tmp_path):
     ])
     training = {"trainable_parameters": 10, "total_parameters": 1000, "stored_bytes": 5, "train_time_s": 1.5,
                 "time_per_step_s": 0.1, "tokens_per_s": 100.0, "best_validation_loss": 2.0, "steps": 15,
-                "provenance": {"hardware": {"device": "cpu"}}, "settings": {"method": "lora"}}
-    scored = score_run(generations, training, {"inference_ms_per_example": 3.0, "examples_per_s": 333.0})
-    assert scored["metrics"]["trainable_percent"] == pytest.approx(1.0)
-    assert scored["metrics"]["bleu4"] == pytest.approx(bleu4(["the cat sat on the mat", "a dog ran far"], ["the cat sat on the mat", "a dog ran"])[0])
+                "provenance": {"hardware": {"device": "cpu"}}, "settings": {"method": "lora"},
+                "efficiency": {"device": "cpu", "measured": {"peak_memory_bytes": 5e8},
+                               "not_measured": {"energy_kwh": "CPU: no readable RAPL energy counter"}}}
+    generation = {"inference_ms_per_example": 3.0, "examples_per_s": 333.0, "perplexity": 12.5}
+    scored = score_run(generations, training, generation, train_references=["the cat sat on a mat"])
+    metrics = scored["metrics"]
+    assert metrics["trainable_percent"] == pytest.approx(1.0)
+    assert metrics["bleu4"] == pytest.approx(bleu4(["the cat sat on the mat", "a dog ran far"], ["the cat sat on the mat", "a dog ran"])[0])
+    assert metrics["perplexity"] == 12.5 and metrics["train_peak_memory_bytes"] == 5e8
+    assert metrics["train_energy_kwh"] is None and "RAPL" in scored["notes"]["train_energy_kwh"]
+    assert metrics["meteor"] is None and "no WordNet" in scored["notes"]["meteor"]
+    assert 0 < metrics["bertscore_f1"] <= 1 and 0 < metrics["novel_ngram_rate"] < 1
     scored["run"] = {"study": "s", "dataset": "d", "model": "m", "variant": "lora-r8", "seed": "3"}
     io.write_json(tmp_path / "metrics.json", scored)
     rows = aggregate_metrics([tmp_path / "metrics.json"], tmp_path / "metrics.csv")
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "study,dataset,model,method,rank,seed,metric,value"
-    assert rows == len(lines) - 1 == len(scored["metrics"])
-    assert "s,d,m,lora,8,3,trainable_percent,1.0" in lines
+    assert lines[0] == "study,dataset,model,method,rank,seed,metric,value,unit,device,note"
+    assert rows == len(lines) - 1 == len(metrics)
+    assert "s,d,m,lora,8,3,trainable_percent,1.0,%,," in lines
+    assert "s,d,m,lora,8,3,train_time_s,1.5,s,cpu," in lines  # efficiency rows name their device
+    assert "s,d,m,lora,8,3,train_energy_kwh,,kWh,cpu,not measured: CPU: no readable RAPL energy counter" in lines
 
 
 def test_empty_generations_are_an_error(tmp_path):
@@ -86,6 +96,6 @@ def test_quantized_weight_bytes_become_metrics(tmp_path):
                 "method_extras": {"base_weight_bytes": 21440, "base_weight_bytes_unquantized": 98304, "bits": 4},
                 "provenance": {"hardware": {"device": "cpu"}}, "settings": {"method": "lora"}}
     scored = score_run(generations, training, {"inference_ms_per_example": 1.0, "examples_per_s": 1.0})
-    assert scored["metrics"]["base_weight_bytes"] == 21440
+    assert scored["metrics"]["base_weight_bytes"] == 21440 and scored["units"]["base_weight_bytes"] == "bytes"
     assert scored["metrics"]["base_weight_bytes_unquantized"] == 98304
     assert "bits" not in scored["metrics"]

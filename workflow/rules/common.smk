@@ -9,6 +9,8 @@ from pathlib import Path
 PACKAGE_SOURCE = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, PACKAGE_SOURCE)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")]))
+# Where prepare_wordnet puts METEOR's WordNet: the zygote keeps it loaded for the scoring jobs.
+os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
 from peftstudy import config as studyconfig
 
@@ -23,7 +25,7 @@ wildcard_constraints:
     split=r"train|validation|test",
 
 
-RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_base", "train", "generate", "score",
+RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_wordnet", "prepare_base", "train", "generate", "score",
                     "aggregate_metrics", "statistics", "table1_methods", "significance_table", "paper_tex", "paper_pdf"}
 
 
@@ -92,6 +94,7 @@ def generation_settings(wildcards):
     return {
         "generation": study["generation"],
         "max_source_tokens": training["max_source_tokens"],
+        "max_target_tokens": training["max_target_tokens"],
         "method_spec": studyconfig.run_settings(study, run)["method_spec"],
         "family": study["models"][run.model]["family"],
     }

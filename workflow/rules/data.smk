@@ -27,3 +27,15 @@ rule prepare_corpus:
         "logs/prepare_corpus/{corpus}.log",
     script:
         "../scripts/prepare_corpus.py"
+
+
+# WordNet 3.0 in nltk's layout, for METEOR (from Debian's wordnet-base + the shipped lexnames table).
+rule prepare_wordnet:
+    input:
+        lexnames=str(Path(workflow.basedir) / "data/snapshots/wordnet_lexnames.tsv"),
+    output:
+        directory("data/nltk"),
+    log:
+        "logs/prepare_wordnet.log",
+    script:
+        "../scripts/prepare_wordnet.py"

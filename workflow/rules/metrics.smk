@@ -6,8 +6,12 @@ rule score:
         generations=RUN_DIR + "/generations.jsonl",
         train_record=RUN_DIR + "/train.json",
         generation_record=RUN_DIR + "/generation.json",
+        train="data/prepared/{dataset}/train.jsonl",
+        wordnet="data/nltk",
     output:
         RUN_DIR + "/metrics.json",
+    params:
+        settings=lambda w: study_of(w).get("metrics", {}),
     log:
         "logs/{study}/score/{dataset}/{model}/{variant}/seed{seed}.log",
     script:

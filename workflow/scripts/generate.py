@@ -14,6 +14,7 @@ with logged(snakemake):
         snakemake.output.record,
         settings["generation"],
         settings["max_source_tokens"],
+        max_target_tokens=settings["max_target_tokens"],
         threads=snakemake.threads,
         log=snakemake.log[0],
     )

@@ -9,5 +9,8 @@ with logged(snakemake):
         snakemake.input.train_record,
         snakemake.input.generation_record,
         snakemake.output[0],
+        settings=snakemake.params.settings,
+        wordnet_dir=snakemake.input.wordnet,
+        train_path=snakemake.input.train,
         log=snakemake.log[0],
     )

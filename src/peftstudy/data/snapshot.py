@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -60,10 +61,24 @@ def build_snapshots(out_dir: Path, *, plan: Mapping[str, dict] = PLAN, paths: Ma
                       "dropped": dict(sorted({**dropped, **duplicates}.items()))}
         entries[name] = {"file": target.name, "bytes": target.stat().st_size, "sha256": io.sha256_file(target),
                          "selection": dict(selection), **counts, **system_provenance(corpus, located)}
-    manifest = {"builder": "python -m peftstudy.data.snapshot", "seed": seed, "corpora": entries}
+    manifest = {"builder": "python -m peftstudy.data.snapshot", "seed": seed, "corpora": entries,
+                "files": {"wordnet_lexnames.tsv": write_lexnames(out_dir / "wordnet_lexnames.tsv")}}
     io.write_text(out_dir / "LICENSES.md", licences_markdown(manifest))
     io.write_json(out_dir / "MANIFEST.json", manifest)
     return manifest
+
+
+LEXNAMES_MAN_PAGE = Path("/usr/share/man/man5/lexnames.5WN.gz")
+
+
+def write_lexnames(target: Path, man_page: Path = LEXNAMES_MAN_PAGE) -> dict:
+    """The 45-line table of lexnames(5WN) (number, name, description), for data.wordnet."""
+    lines = [line for line in gzip.decompress(man_page.read_bytes()).decode("utf-8").splitlines()
+             if re.match(r"^[0-9]{2}\t", line)]
+    if len(lines) != 45:
+        raise ValueError(f"{man_page}: expected the 45 lines of the lexnames table, found {len(lines)}")
+    io.write_text(target, "".join(line + "\n" for line in lines))
+    return {"bytes": target.stat().st_size, "sha256": io.sha256_file(target), "source": str(man_page)}
 
 
 WORDNET_LICENCE = """\
@@ -160,6 +175,13 @@ or Back-Cover Texts.''')}
 * Licence: public domain. "This document (the Jargon File) is in the public domain, to be
   freely used, shared, and modified. [...] Please extend the courtesy of proper citation
   when you quote the File, ideally with a version number": Jargon File 4.4.7.
+
+## wordnet_lexnames.tsv — WordNet 3.0 lexicographer file names
+
+* Source: Debian package `wordnet-base` ({versions("wordnet_glosses")}), the table in the man page
+  `{LEXNAMES_MAN_PAGE}` (its 45 lines `number<TAB>name<TAB>description`). nltk's WordNet reader needs a
+  `lexnames` file beside the database files, and no Debian package installs it as a file; METEOR uses it.
+* Copyright and licence: WordNet 3.0, as for `wordnet_glosses.txt.gz` below.
 
 ## wordnet_glosses.txt.gz — WordNet 3.0 glosses and example sentences
 

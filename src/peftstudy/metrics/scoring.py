@@ -1,0 +1,215 @@
+"""Scoring one run into named metrics with units, and collecting every run into the tidy metrics.csv.
+
+A metric that cannot be measured on the hardware a run used is kept as a row with no value and a note
+saying why: never estimated, never zero.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .. import io
+
+# Defaults of the study config's `metrics` section (see the schema).
+METRIC_DEFAULTS = {
+    "bertscore": {"model": "all-MiniLM-L6-v2", "num_layers": 6, "rescale_with_baseline": False, "batch_size": 64},
+    "embeddings": {"model": "all-MiniLM-L6-v2", "batch_size": 64},
+    "diversity": {"mattr_window": 50, "distinct_n": [1, 2], "novel_ngram_n": 3, "repetition_n": 2,
+                  "cluster_distance": 0.5},
+}
+
+QUALITY_UNITS = {
+    "bleu4": "0-100", "rouge1": "F1 x100", "rouge2": "F1 x100", "rouge_l": "F1 x100", "rouge_lsum": "F1 x100",
+    "meteor": "0-100", "bertscore_precision": "0-1", "bertscore_recall": "0-1", "bertscore_f1": "0-1",
+    "perplexity": "per token",
+}
+DIVERSITY_UNITS = {
+    "ttr": "ratio", "mattr": "ratio", "yules_k": "K", "novel_ngram_rate": "ratio", "repetition_rate": "ratio",
+    "mean_pairwise_cosine": "cosine", "semantic_clusters": "count", "clusters_per_output": "ratio",
+    "silhouette": "-1..1",
+}
+# Taken as recorded by the training / generation stages.
+TRAINING_RECORD_METRICS = {
+    "trainable_parameters": "count", "total_parameters": "count", "stored_bytes": "bytes", "train_time_s": "s",
+    "time_per_step_s": "s", "tokens_per_s": "tokens/s", "best_validation_loss": "nats/token", "steps": "count",
+}
+GENERATION_RECORD_METRICS = {"inference_ms_per_example": "ms", "examples_per_s": "examples/s"}
+# Recorded by some methods only (QLoRA: the base's weight bytes, quantized and as they would be unquantized).
+METHOD_EXTRA_METRICS = {"base_weight_bytes": "bytes", "base_weight_bytes_unquantized": "bytes"}
+# Per phase (train_*, generate_*), from efficiency.PhaseMonitor.
+PHASE_UNITS = {
+    "peak_memory_bytes": "bytes", "peak_memory_reserved_bytes": "bytes", "energy_kwh": "kWh",
+    "gpu_utilization_mean_percent": "%", "gpu_utilization_max_percent": "%", "gpu_temperature_mean_c": "C",
+    "gpu_temperature_max_c": "C",
+}
+# Rows measured on the run's hardware: they carry its device label.
+DEVICE_BOUND = set(TRAINING_RECORD_METRICS) - {"trainable_parameters", "total_parameters", "stored_bytes",
+                                                "best_validation_loss", "steps"} | set(GENERATION_RECORD_METRICS)
+
+
+def metric_settings(configured: Mapping | None) -> dict:
+    configured = configured or {}
+    return {section: {**defaults, **configured.get(section, {})} for section, defaults in METRIC_DEFAULTS.items()}
+
+
+def score_run_files(run: Mapping, generations_path, training_record_path, generation_record_path, out_path, *,
+                    settings: Mapping | None = None, wordnet_dir=None, train_path=None) -> None:
+    """Score one run from its files and write metrics.json (the unit the workflow runs, in the zygote)."""
+    train_references = [row["reference"] for row in io.read_jsonl(train_path)] if train_path else None
+    scored = score_run(generations_path, io.read_json(training_record_path), io.read_json(generation_record_path),
+                       settings=settings, wordnet_dir=wordnet_dir, train_references=train_references)
+    scored["run"] = dict(run)
+    io.write_json(out_path, scored)
+
+
+def _finite(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def score_run(generations_path: str | Path, training_record: Mapping, generation_record: Mapping, *,
+              settings: Mapping | None = None, wordnet_dir=None, train_references: Sequence[str] | None = None) -> dict:
+    from . import diversity, quality
+
+    settings = metric_settings(settings)
+    rows = io.read_jsonl(generations_path)
+    if not rows:
+        raise ValueError(f"{generations_path}: no generations to score")
+    predictions = [row["prediction"] for row in rows]
+    references = [row["reference"] for row in rows]
+    values, units, signatures, notes, devices = {}, {}, {}, {}, {}
+
+    def put(name, value, unit, device=None, note=None):
+        units[name] = unit
+        if device:
+            devices[name] = device
+        if _finite(value):
+            values[name] = float(value)
+        else:
+            values[name] = None
+            notes[name] = note or "undefined for these outputs (e.g. empty or too few)"
+
+    # Quality.
+    score, extra = quality.bleu4(predictions, references)
+    put("bleu4", score, QUALITY_UNITS["bleu4"])
+    signatures["bleu4"] = extra["signature"]
+    rouge, rouge_signatures = quality.rouge(predictions, references)
+    for name, value in rouge.items():
+        put(name, value, QUALITY_UNITS[name])
+    signatures.update(rouge_signatures)
+    if wordnet_dir is not None:
+        score, extra = quality.meteor(predictions, references, quality.wordnet_reader(wordnet_dir))
+        put("meteor", score, QUALITY_UNITS["meteor"])
+        signatures["meteor"] = extra["signature"]
+    else:
+        put("meteor", None, QUALITY_UNITS["meteor"], note="not measured: no WordNet database given")
+    bert, bert_signatures = quality.bertscore(predictions, references, settings["bertscore"])
+    for name, value in bert.items():
+        put(name, value, QUALITY_UNITS[name])
+    signatures.update(bert_signatures)
+    put("perplexity", generation_record.get("perplexity"), QUALITY_UNITS["perplexity"],
+        note="not measured: the generation record has no perplexity")
+
+    # Diversity of the outputs.
+    div = settings["diversity"]
+    tokens = [diversity.words(text) for text in predictions]
+    stream = [token for output in tokens for token in output]
+    put("ttr", diversity.type_token_ratio(stream), "ratio")
+    put("mattr", diversity.moving_average_ttr(stream, div["mattr_window"]), "ratio")
+    put("yules_k", diversity.yules_k(stream), "K")
+    for n in div["distinct_n"]:
+        put(f"distinct_{n}", diversity.distinct_n(tokens, n), "ratio")
+    if train_references is not None:
+        novel = diversity.novel_ngram_rate(tokens, [diversity.words(t) for t in train_references], div["novel_ngram_n"])
+        put("novel_ngram_rate", novel, "ratio")
+    else:
+        put("novel_ngram_rate", None, "ratio", note="not measured: no training references given")
+    put("repetition_rate", diversity.repetition_rate(tokens, div["repetition_n"]), "ratio")
+    vectors = diversity.embed(predictions, settings["embeddings"]["model"], settings["embeddings"]["batch_size"])
+    put("mean_pairwise_cosine", diversity.mean_pairwise_cosine(vectors), "cosine")
+    clusters = diversity.semantic_clusters(vectors, div["cluster_distance"])
+    put("semantic_clusters", clusters["clusters"], "count")
+    put("clusters_per_output", clusters["clusters_per_output"], "ratio")
+    put("silhouette", clusters["silhouette"], "-1..1", note="undefined: fewer than 2 clusters, or one per output")
+
+    # Size and efficiency, as the training and generation stages measured them.
+    train_device = training_record.get("efficiency", {}).get("device") or training_record["provenance"]["hardware"].get("device")
+    generate_device = generation_record.get("efficiency", {}).get("device") or train_device
+    for name, unit in TRAINING_RECORD_METRICS.items():
+        put(name, training_record.get(name), unit, train_device if name in DEVICE_BOUND else None)
+    put("trainable_percent", 100 * training_record["trainable_parameters"] / training_record["total_parameters"], "%")
+    extras = training_record.get("method_extras") or {}
+    for name, unit in METHOD_EXTRA_METRICS.items():
+        if name in extras:
+            put(name, extras[name], unit)
+    for name, unit in GENERATION_RECORD_METRICS.items():
+        put(name, generation_record.get(name), unit, generate_device)
+    for phase, record in (("train", training_record), ("generate", generation_record)):
+        efficiency = record.get("efficiency")
+        if not efficiency:
+            continue
+        for name, unit in PHASE_UNITS.items():
+            if name in efficiency["measured"]:
+                put(f"{phase}_{name}", efficiency["measured"][name], unit, efficiency["device"])
+            elif name in efficiency["not_measured"]:
+                put(f"{phase}_{name}", None, unit, efficiency["device"], note="not measured: " + efficiency["not_measured"][name])
+    return {
+        "metrics": values,
+        "units": units,
+        "devices": devices,
+        "notes": notes,
+        "signatures": signatures,
+        "cluster_labels": clusters["labels"],
+        "examples": len(rows),
+        "generations_sha256": io.sha256_file(generations_path),
+        "device": train_device,
+        # What the run was trained with (the report prints every cell's hyper-parameters from these).
+        "settings": training_record["settings"],
+        "provenance": training_record["provenance"],
+    }
+
+
+METRICS_COLUMNS = ["study", "dataset", "model", "method", "rank", "seed", "metric", "value", "unit", "device", "note"]
+
+
+def tidy_rows(run, scored: Mapping) -> list[dict]:
+    """One row per (run, metric): the long format every later stage reads."""
+    units, devices, notes = scored.get("units", {}), scored.get("devices", {}), scored.get("notes", {})
+    return [
+        {
+            "study": run.study, "dataset": run.dataset, "model": run.model, "method": run.method,
+            "rank": "" if run.rank is None else run.rank, "seed": run.seed, "metric": name, "value": value,
+            "unit": units.get(name, ""), "device": devices.get(name, ""), "note": notes.get(name, ""),
+        }
+        for name, value in sorted(scored["metrics"].items())
+    ]
+
+
+def write_metrics_table(path: str | Path, rows: Sequence[Mapping]) -> None:
+    import csv
+    import io as stdio
+
+    buffer = stdio.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        filled = {column: row.get(column, "") for column in METRICS_COLUMNS}
+        filled["value"] = repr(float(row["value"])) if row["value"] is not None else ""
+        writer.writerow(filled)
+    io.write_text(path, buffer.getvalue())
+
+
+def aggregate_metrics(metrics_paths, out_path) -> int:
+    """Collect every run's metrics.json into the study's tidy metrics.csv; return the row count."""
+    from ..config import Run
+
+    rows = []
+    for path in metrics_paths:
+        scored = io.read_json(path)
+        identity = scored["run"]
+        run = Run(identity["study"], identity["dataset"], identity["model"], identity["variant"], int(identity["seed"]))
+        rows.extend(tidy_rows(run, scored))
+    rows.sort(key=lambda r: (r["dataset"], r["model"], r["method"], str(r["rank"]).zfill(6), r["seed"], r["metric"]))
+    write_metrics_table(out_path, rows)
+    return len(rows)
