@@ -20,6 +20,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/human_eval.smk"
 
 
 localrules:
@@ -29,6 +30,10 @@ localrules:
     statistics,
     table1_methods,
     significance_table,
+    metric_table,
+    rating_sheet,
+    human_ratings,
+    human_tables,
     paper_tex,
     paper_pdf,
 

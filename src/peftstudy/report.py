@@ -212,6 +212,8 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
         rf"\item \texttt{{{latex_escape(name)}}}: \texttt{{{digest[:16]}}}" for name, digest in sorted(context["data_checksums"].items())
     )
     hardware = context["hardware"]
+    signatures = "\n".join(rf"\item {latex_escape(name)}: \texttt{{{latex_escape(text)}}}"
+                           for name, text in sorted(context["metric_signatures"].items()) if text) or r"\item none recorded"
     return rf"""\documentclass[10pt]{{article}}
 \usepackage[margin=2cm,landscape]{{geometry}}
 \usepackage{{booktabs}}
@@ -246,13 +248,15 @@ Generation: {latex_escape(', '.join(f'{k}={v}' for k, v in study['generation'].i
 {hyper}
 \end{{center}}
 {quantization}
-\paragraph{{Metrics.}} On the test split, both 0--100: BLEU-4 and ROUGE-L F1, with these signatures:
+\paragraph{{Metrics.}} On the test split. Quality: BLEU-4, ROUGE-1/2/L/Lsum F1 and METEOR (0--100),
+BERTScore precision, recall and F1 (0--1), and the perplexity of the fine-tuned model on the references (token-weighted).
+Diversity of the outputs: type--token ratio, moving-average TTR, Yule's $K$, distinct-$n$, the rate of $n$-grams absent
+from the training references, the share of outputs repeating an $n$-gram, the mean pairwise cosine similarity of their
+sentence embeddings and their clusters. Efficiency per phase (training, generation) on the device that ran it, and costs
+from the study's price sheet. Signatures of the scorers:
 \begin{{itemize}}
-\item BLEU-4: \texttt{{{latex_escape(context['metric_signatures'].get('bleu4', ''))}}}
-\item ROUGE-L: \texttt{{{latex_escape(context['metric_signatures'].get('rouge_l', ''))}}}
+{signatures}
 \end{{itemize}}
-Also trainable parameters as a percentage of all parameters, training wall time, and the stored size of what
-the fine-tuned model needs on disk.
 
 \paragraph{{Hardware and software.}} Device {latex_escape(hardware.get('device'))}, CPU {latex_escape(hardware.get('cpu', 'unknown'))},
 {latex_escape(hardware.get('gpu', 'no GPU'))}, {hardware.get('torch_threads')} torch thread(s) per job, Python {latex_escape(hardware.get('python'))}.
@@ -266,6 +270,12 @@ the fine-tuned model needs on disk.
 \section{{Results}}
 \input{{tables/table1_methods.tex}}
 \input{{tables/significance.tex}}
+\input{{tables/quality.tex}}
+\input{{tables/diversity.tex}}
+\input{{tables/efficiency.tex}}
+\input{{tables/cost.tex}}
+\input{{tables/table2_human.tex}}
+\input{{tables/human_errors.tex}}
 
 \section{{Limitations}}
 \begin{{itemize}}

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from peftstudy import report
+from peftstudy import report, report_human, report_metrics
 from peftstudy.config import canonical_hash
 from peftstudy.stats import summarise, welch_tests
 
@@ -53,6 +53,14 @@ def test_paper_compiles_to_pdf(tmp_path):
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "table1_methods.tex").write_text(report.table1_latex(report.table1(summary, tests, STUDY), STUDY))
     (tmp_path / "tables" / "significance.tex").write_text(report.significance_latex(tests, STUDY))
+    frame = frame.assign(unit="", device="cpu", note="")
+    for name in report_metrics.TABLE_NAMES:
+        table = report_metrics.group_table(name, summary, frame, STUDY)
+        notes = report_metrics.group_notes(name, frame, STUDY)
+        (tmp_path / "tables" / f"{name}.tex").write_text(report_metrics.group_latex(name, table, notes, STUDY))
+    empty = pd.DataFrame()
+    (tmp_path / "tables" / "table2_human.tex").write_text(report_human.table2_latex(empty, empty, STUDY, "human_eval/t/ratings"))
+    (tmp_path / "tables" / "human_errors.tex").write_text(report_human.errors_latex(empty, STUDY))
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
@@ -108,3 +116,51 @@ def test_quantization_rows_average_the_measured_bytes():
 def test_seeds_text_names_blocks_with_their_own_seeds():
     study = {**STUDY, "matrix": STUDY["matrix"] + [{"datasets": ["d"], "models": ["m_1"], "methods": ["lora"], "seeds": [1]}]}
     assert report.seeds_text(study) == "seeds 1, 2, 3; lora: seed 1 only"
+
+
+def test_metric_tables_show_not_measured_with_the_reason_and_the_price_sheet():
+    study = {**STUDY, "costs": {"price_sheet": {"date": "2026-11-23", "source": "test", "currency": "USD",
+                                                "device_hour": {"cpu": 0.1}},
+                                "scenarios": [{"name": "pilot", "requests_per_month": 10, "months": 2}]}}
+    frame = metrics().assign(unit="", device="", note="")
+    extra = []
+    for seed in range(3):
+        extra.append({"study": "t", "dataset": "d", "model": "m_1", "method": "full", "rank": "", "seed": seed,
+                      "metric": "train_energy_kwh", "value": math.nan, "unit": "kWh", "device": "cpu",
+                      "note": "not measured: CPU: no readable RAPL energy counter"})
+        extra.append({"study": "t", "dataset": "d", "model": "m_1", "method": "full", "rank": "", "seed": seed,
+                      "metric": "train_time_s", "value": 2.0, "unit": "s", "device": "cpu", "note": ""})
+    frame = pd.concat([frame[frame["metric"] != "train_time_s"], pd.DataFrame(extra)], ignore_index=True)
+    summary = summarise(frame)
+    table = report_metrics.group_table("efficiency", summary, frame, study)
+    notes = report_metrics.group_notes("efficiency", frame, study)
+    assert notes[0] == "Measured on: cpu."
+    assert "train_energy_kwh: not measured: CPU: no readable RAPL energy counter" in notes
+    tex = report_metrics.group_latex("efficiency", table, notes, study)
+    assert "n/m" in tex and "2.0" in tex
+    cost_notes = report_metrics.group_notes("cost", frame, study)
+    assert cost_notes[0].startswith("Price sheet (USD, 2026-11-23; test): device-hour cpu: 0.1/h")
+    assert [c[0] for c in report_metrics.group_columns("cost", study)][-1] == "tco[pilot]"
+
+
+def test_human_tables_from_the_synthetic_fixture_and_without_ratings():
+    import csv
+    from pathlib import Path
+
+    from peftstudy import human_eval
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "human_eval"
+    with open(fixtures / "blinding_key.csv", newline="") as handle:
+        key = list(csv.DictReader(handle))
+    ratings = [r for p in sorted((fixtures / "ratings").glob("*.csv")) for r in human_eval.read_ratings(p, {k["item"] for k in key})]
+    result = human_eval.summarise_ratings(ratings, key)
+    study = {**STUDY, "methods": {"full": {"kind": "full"}, "lora": {"kind": "lora", "ranks": [8]}}}
+    tex = report_human.table2_latex(result["table2"], result["agreement"], study, "human_eval/t/ratings")
+    assert "3 raters" in tex and "Krippendorff" in tex
+    assert sum(line.endswith(" " + chr(92) * 2) for line in tex.splitlines()) == 3  # header + 2 cells
+    summary = pd.DataFrame([{"dataset": "debian-products", "model": "gpt2-tiny", "method": "lora", "rank": "8",
+                             "metric": "repetition_rate", "mean": 0.25}])
+    errors = report_human.errors_table(result["errors"], summary)
+    assert errors.set_index("method").loc["lora", "repetition_automatic"] == 0.25
+    assert "Repetition (auto)" in report_human.errors_latex(errors, study)
+    assert "no ratings were ingested" in report_human.table2_latex(pd.DataFrame(), pd.DataFrame(), study, "x")

@@ -26,7 +26,8 @@ wildcard_constraints:
 
 
 RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_wordnet", "prepare_base", "train", "generate", "score",
-                    "aggregate_metrics", "statistics", "table1_methods", "significance_table", "paper_tex", "paper_pdf"}
+                    "aggregate_metrics", "statistics", "table1_methods", "significance_table", "metric_table", "paper_tex",
+                    "paper_pdf", "rating_sheet", "human_ratings", "human_tables"}
 
 
 def _load_studies():
@@ -139,10 +140,42 @@ def study_data_manifests(wildcards):
     return [f"data/prepared/{name}/manifest.json" for name in sorted(study_of(wildcards)["datasets"])]
 
 
+HUMAN_EVAL_DEFAULTS = {"examples_per_cell": 20, "seed": 0}
+
+
+def human_eval_settings(wildcards):
+    study = study_of(wildcards)
+    settings = {**HUMAN_EVAL_DEFAULTS, **study.get("human_evaluation", {})}
+    settings.setdefault("ratings_dir", f"human_eval/{study['study']}/ratings")
+    return settings
+
+
+def human_eval_runs(wildcards):
+    """The runs whose outputs go to the raters: every run of the selected datasets and models."""
+    settings = human_eval_settings(wildcards)
+    selected = [r for r in RUNS[wildcards.study]
+                if r.dataset in settings.get("datasets", [r.dataset]) and r.model in settings.get("models", [r.model])]
+    return [{"dataset": r.dataset, "model": r.model, "method": r.method, "rank": "" if r.rank is None else str(r.rank),
+             "seed": r.seed, "directory": r.directory} for r in selected]
+
+
+def human_eval_generations(wildcards):
+    return [f"{run['directory']}/generations.jsonl" for run in human_eval_runs(wildcards)]
+
+
+def human_eval_rating_files(wildcards):
+    return sorted(str(p) for p in Path(human_eval_settings(wildcards)["ratings_dir"]).glob("*.csv"))
+
+
+PAPER_TABLES = ["table1_methods", "significance", "quality", "diversity", "efficiency", "cost", "table2_human",
+                "human_errors"]
+
+
+def paper_tables(wildcards):
+    return [f"reports/{wildcards.study}/tables/{name}.tex" for name in PAPER_TABLES]
+
+
 def study_targets(study_name, with_runs=False):
-    targets = [
-        f"reports/{study_name}/tables/table1_methods.tex",
-        f"reports/{study_name}/tables/significance.tex",
-        f"reports/{study_name}/paper.pdf",
-    ]
+    targets = [f"reports/{study_name}/tables/{name}.tex" for name in PAPER_TABLES] + [
+        f"reports/{study_name}/paper.pdf", f"reports/{study_name}/human_eval/rating_sheet.csv"]
     return targets + (run_paths(study_name, "metrics.json") if with_runs else [])

@@ -12,6 +12,7 @@ rule score:
         RUN_DIR + "/metrics.json",
     params:
         settings=lambda w: study_of(w).get("metrics", {}),
+        costs=lambda w: study_of(w).get("costs"),
     log:
         "logs/{study}/score/{dataset}/{model}/{variant}/seed{seed}.log",
     script:

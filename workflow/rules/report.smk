@@ -32,7 +32,7 @@ rule significance_table:
 
 rule paper_tex:
     input:
-        tables=["reports/{study}/tables/table1_methods.tex", "reports/{study}/tables/significance.tex"],
+        tables=paper_tables,
         metrics="results/{study}/metrics.csv",
         data=study_data_manifests,
         runs=lambda w: run_paths(w.study, "metrics.json"),
@@ -49,10 +49,28 @@ rule paper_tex:
 rule paper_pdf:
     input:
         tex="reports/{study}/paper.tex",
-        tables=["reports/{study}/tables/table1_methods.tex", "reports/{study}/tables/significance.tex"],
+        tables=paper_tables,
     output:
         "reports/{study}/paper.pdf",
     log:
         "logs/{study}/paper_pdf.log",
     script:
         "../scripts/paper_pdf.py"
+
+
+# The measured metrics by group (quality, diversity, efficiency, cost), each table its own target.
+rule metric_table:
+    input:
+        summary="results/{study}/stats/summary.csv",
+        metrics="results/{study}/metrics.csv",
+    output:
+        csv="reports/{study}/tables/{table}.csv",
+        tex="reports/{study}/tables/{table}.tex",
+    wildcard_constraints:
+        table="quality|diversity|efficiency|cost",
+    params:
+        study=study_of,
+    log:
+        "logs/{study}/metric_table_{table}.log",
+    script:
+        "../scripts/metric_table.py"

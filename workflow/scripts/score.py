@@ -10,6 +10,7 @@ with logged(snakemake):
         snakemake.input.generation_record,
         snakemake.output[0],
         settings=snakemake.params.settings,
+        costs=snakemake.params.costs,
         wordnet_dir=snakemake.input.wordnet,
         train_path=snakemake.input.train,
         log=snakemake.log[0],

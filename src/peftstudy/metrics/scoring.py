@@ -55,11 +55,12 @@ def metric_settings(configured: Mapping | None) -> dict:
 
 
 def score_run_files(run: Mapping, generations_path, training_record_path, generation_record_path, out_path, *,
-                    settings: Mapping | None = None, wordnet_dir=None, train_path=None) -> None:
+                    settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
+                    train_path=None) -> None:
     """Score one run from its files and write metrics.json (the unit the workflow runs, in the zygote)."""
     train_references = [row["reference"] for row in io.read_jsonl(train_path)] if train_path else None
     scored = score_run(generations_path, io.read_json(training_record_path), io.read_json(generation_record_path),
-                       settings=settings, wordnet_dir=wordnet_dir, train_references=train_references)
+                       settings=settings, costs=costs, wordnet_dir=wordnet_dir, train_references=train_references)
     scored["run"] = dict(run)
     io.write_json(out_path, scored)
 
@@ -69,8 +70,9 @@ def _finite(value) -> bool:
 
 
 def score_run(generations_path: str | Path, training_record: Mapping, generation_record: Mapping, *,
-              settings: Mapping | None = None, wordnet_dir=None, train_references: Sequence[str] | None = None) -> dict:
-    from . import diversity, quality
+              settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
+              train_references: Sequence[str] | None = None) -> dict:
+    from . import cost, diversity, quality
 
     settings = metric_settings(settings)
     rows = io.read_jsonl(generations_path)
@@ -154,6 +156,11 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
                 put(f"{phase}_{name}", efficiency["measured"][name], unit, efficiency["device"])
             elif name in efficiency["not_measured"]:
                 put(f"{phase}_{name}", None, unit, efficiency["device"], note="not measured: " + efficiency["not_measured"][name])
+
+    # Costs, from the measured quantities above and the study's price sheet.
+    if costs:
+        for name, (value, unit, note) in cost.run_costs(values, devices, costs).items():
+            put(name, value, unit, note=note)
     return {
         "metrics": values,
         "units": units,

@@ -1,0 +1,51 @@
+# Human evaluation: a blinded rating sheet out; the raters' filled sheets in (Table 2, agreement, errors).
+
+
+rule rating_sheet:
+    input:
+        generations=human_eval_generations,
+    output:
+        sheet="reports/{study}/human_eval/rating_sheet.csv",
+        key="results/{study}/human_eval/blinding_key.csv",
+    params:
+        runs=human_eval_runs,
+        settings=human_eval_settings,
+    log:
+        "logs/{study}/rating_sheet.log",
+    script:
+        "../scripts/rating_sheet.py"
+
+
+rule human_ratings:
+    input:
+        key="results/{study}/human_eval/blinding_key.csv",
+        ratings=human_eval_rating_files,
+    output:
+        table2="results/{study}/human_eval/table2.csv",
+        agreement="results/{study}/human_eval/agreement.csv",
+        errors="results/{study}/human_eval/errors.csv",
+        ratings="results/{study}/human_eval/ratings.csv",
+    log:
+        "logs/{study}/human_ratings.log",
+    script:
+        "../scripts/human_ratings.py"
+
+
+rule human_tables:
+    input:
+        table2="results/{study}/human_eval/table2.csv",
+        agreement="results/{study}/human_eval/agreement.csv",
+        errors="results/{study}/human_eval/errors.csv",
+        summary="results/{study}/stats/summary.csv",
+    output:
+        table2_csv="reports/{study}/tables/table2_human.csv",
+        table2_tex="reports/{study}/tables/table2_human.tex",
+        errors_csv="reports/{study}/tables/human_errors.csv",
+        errors_tex="reports/{study}/tables/human_errors.tex",
+    params:
+        study=study_of,
+        settings=human_eval_settings,
+    log:
+        "logs/{study}/human_tables.log",
+    script:
+        "../scripts/human_tables.py"

@@ -1,0 +1,14 @@
+import csv
+
+from peftstudy import human_eval, io
+from peftstudy.workflow_support import logged
+
+with logged(snakemake):
+    with open(snakemake.input.key, newline="", encoding="utf-8") as handle:
+        key = list(csv.DictReader(handle))
+    known = {row["item"] for row in key}
+    ratings = [r for path in snakemake.input.ratings for r in human_eval.read_ratings(path, known)]
+    result = human_eval.summarise_ratings(ratings, key)
+    for name in ("table2", "agreement", "errors", "ratings"):
+        with io.atomic_path(snakemake.output[name]) as tmp:
+            result[name].to_csv(tmp, index=False)

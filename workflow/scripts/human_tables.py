@@ -1,0 +1,14 @@
+from peftstudy import io, report_human, stats
+from peftstudy.workflow_support import logged
+
+with logged(snakemake):
+    study = snakemake.params.study
+    table2, agreement = stats.read_table(snakemake.input.table2), stats.read_table(snakemake.input.agreement)
+    with io.atomic_path(snakemake.output.table2_csv) as tmp:
+        table2.to_csv(tmp, index=False)
+    io.write_text(snakemake.output.table2_tex,
+                  report_human.table2_latex(table2, agreement, study, snakemake.params.settings["ratings_dir"]))
+    errors = report_human.errors_table(stats.read_table(snakemake.input.errors), stats.read_table(snakemake.input.summary))
+    with io.atomic_path(snakemake.output.errors_csv) as tmp:
+        errors.to_csv(tmp, index=False)
+    io.write_text(snakemake.output.errors_tex, report_human.errors_latex(errors, study))
