@@ -34,6 +34,7 @@ localrules:
     rating_sheet,
     human_ratings,
     human_tables,
+    figure_output_clusters,
     paper_tex,
     paper_pdf,
 

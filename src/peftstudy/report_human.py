@@ -28,7 +28,7 @@ def table2_latex(table2: pd.DataFrame, agreement: pd.DataFrame, study: Mapping, 
     head = [r"\begin{table}[ht]", r"\centering", r"\small"]
     if table2.empty:
         return "\n".join(head + [
-            r"\caption{Expert evaluation (Table 2): no ratings were ingested. Export the blinded sheet"
+            r"\caption{Expert evaluation (the paper's Table 2): no ratings were ingested. Export the blinded sheet"
             rf" (\texttt{{reports/{latex_escape(study['study'])}/human\_eval/rating\_sheet.csv}}) to the raters and put"
             rf" each filled sheet at \texttt{{{latex_escape(ratings_dir)}/<rater>.csv}}.}}",
             r"\label{tab:human}", r"\end{table}", ""])

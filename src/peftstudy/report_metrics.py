@@ -30,8 +30,8 @@ GROUPS = {
         ("inference_ms_per_example", "ms/example", 1, 2), ("examples_per_s", "Examples/s", 1, 1),
         ("generate_peak_memory_bytes", "Generate peak (MB)", 1e-6, 0)]),
     "cost": ("Cost", [
-        ("training_cost", "Training", 1, 4), ("training_energy_cost", "Training energy", 1, 4),
-        ("storage_cost_per_month", "Storage / month", 1, 6), ("inference_cost_per_1000", "Inference / 1000", 1, 5)]),
+        ("training_cost", "Training", 1, None), ("training_energy_cost", "Training energy", 1, None),
+        ("storage_cost_per_month", "Storage / month", 1, None), ("inference_cost_per_1000", "Inference / 1000", 1, None)]),
 }
 TABLE_NAMES = tuple(GROUPS)
 
@@ -40,7 +40,7 @@ def group_columns(name: str, study: Mapping) -> list[tuple]:
     columns = list(GROUPS[name][1])
     if name == "cost":
         for scenario in study.get("costs", {}).get("scenarios", []):
-            columns.append((f"tco[{scenario['name']}]", f"TCO {scenario['name']}", 1, 2))
+            columns.append((f"tco[{scenario['name']}]", f"TCO {scenario['name']}", 1, None))
     if name == "diversity":
         n = study.get("metrics", {}).get("diversity", {}).get("novel_ngram_n", 3)
         columns = [(m, f"Novel {n}-grams" if m == "novel_ngram_rate" else h, s, d) for m, h, s, d in columns]
@@ -73,8 +73,9 @@ def _cell(row, metric: str, scale: float, digits: int) -> str:
     mean, std = row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan)
     if _isnan(mean):
         return "n/m"
-    text = f"{mean * scale:.{digits}f}"
-    return text if _isnan(std) else text + f" $\\pm$ {std * scale:.{digits}f}"
+    spec = ".3g" if digits is None else f".{digits}f"  # None: three significant digits (costs span decades)
+    text = f"{mean * scale:{spec}}"
+    return text if _isnan(std) else text + f" $\\pm$ {std * scale:{spec}}"
 
 
 def group_notes(name: str, metrics: pd.DataFrame, study: Mapping) -> list[str]:
@@ -111,6 +112,8 @@ def group_latex(name: str, table: pd.DataFrame, notes: list[str], study: Mapping
              rf"\caption{{{title} on \texttt{{{latex_escape(dataset)}}}: mean ($\pm$ sample sd when $n > 1$) over the seeds"
              rf" of each cell (see Table~\ref{{tab:methods}} for $n$). n/m: not measured (see the notes).}}",
              rf"\label{{tab:{name}}}",
+             # Shrunk to the text width when wider (a wide table must never run off the page).
+             r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
              r"\begin{tabular}{ll" + "r" * len(columns) + "}", r"\toprule",
              "Model & Method & " + " & ".join(latex_escape(header) for _, header, *_ in columns) + r" \\", r"\midrule"]
     previous = None
@@ -123,7 +126,7 @@ def group_latex(name: str, table: pd.DataFrame, notes: list[str], study: Mapping
             *(_cell(row, metric, scale, digits) for metric, _, scale, digits in columns),
         ]) + r" \\")
         previous = row["model"]
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}}"]
     if notes:
         lines += [r"\par\smallskip\begin{minipage}{0.95\linewidth}\scriptsize",
                   *(latex_escape(note) + r"\\" for note in notes), r"\end{minipage}"]

@@ -61,6 +61,8 @@ def test_paper_compiles_to_pdf(tmp_path):
     empty = pd.DataFrame()
     (tmp_path / "tables" / "table2_human.tex").write_text(report_human.table2_latex(empty, empty, STUDY, "human_eval/t/ratings"))
     (tmp_path / "tables" / "human_errors.tex").write_text(report_human.errors_latex(empty, STUDY))
+    (tmp_path / "figures").mkdir()
+    figure_panels(tmp_path, tmp_path / "figures" / "output_clusters.pdf")
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
@@ -164,3 +166,21 @@ def test_human_tables_from_the_synthetic_fixture_and_without_ratings():
     assert errors.set_index("method").loc["lora", "repetition_automatic"] == 0.25
     assert "Repetition (auto)" in report_human.errors_latex(errors, study)
     assert "no ratings were ingested" in report_human.table2_latex(pd.DataFrame(), pd.DataFrame(), study, "x")
+
+
+def figure_panels(tmp_path, out):
+    from peftstudy import figures, io
+
+    series = []
+    for index, words in enumerate((["red apple", "green apple", "ripe apple"], ["fast car", "slow car", "old car"])):
+        path = tmp_path / f"gen{index}.jsonl"
+        io.write_jsonl(path, [{"id": str(i), "input": "x", "reference": "y", "prediction": w} for i, w in enumerate(words)])
+        series.append({"label": f"m{index}", "generations": path, "clusters": 1})
+    figures.output_clusters([{"title": "t", "series": series}], "all-MiniLM-L6-v2", out)
+
+
+def test_cluster_figure_is_a_reproducible_pdf(tmp_path):
+    figure_panels(tmp_path, tmp_path / "a.pdf")
+    figure_panels(tmp_path, tmp_path / "b.pdf")
+    assert (tmp_path / "a.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()

@@ -27,7 +27,7 @@ wildcard_constraints:
 
 RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_wordnet", "prepare_base", "train", "generate", "score",
                     "aggregate_metrics", "statistics", "table1_methods", "significance_table", "metric_table", "paper_tex",
-                    "paper_pdf", "rating_sheet", "human_ratings", "human_tables"}
+                    "paper_pdf", "rating_sheet", "human_ratings", "human_tables", "figure_output_clusters"}
 
 
 def _load_studies():
@@ -167,6 +167,32 @@ def human_eval_rating_files(wildcards):
     return sorted(str(p) for p in Path(human_eval_settings(wildcards)["ratings_dir"]).glob("*.csv"))
 
 
+def cluster_figure_panels(wildcards):
+    """Per model of the Table-1 dataset: every method variant's first seed (its generations and metrics)."""
+    study = study_of(wildcards)
+    dataset = study["report"]["table1_dataset"]
+    panels = {}
+    for run in RUNS[wildcards.study]:
+        if run.dataset != dataset:
+            continue
+        series = panels.setdefault(run.model, {})
+        if run.variant not in series or run.seed < series[run.variant]["seed"]:
+            series[run.variant] = {"seed": run.seed, "label": run.variant,
+                                   "generations": f"{run.directory}/generations.jsonl", "metrics": f"{run.directory}/metrics.json"}
+    order = {name: index for index, name in enumerate(study["methods"])}
+    return [{"title": f"{model} on {dataset}: outputs by method (first seed), PCA of sentence embeddings",
+             "series": sorted(series.values(), key=lambda s: (order[studyconfig.parse_variant(s["label"])[0]],
+                                                              studyconfig.parse_variant(s["label"])[1] or 0))}
+            for model, series in sorted(panels.items())]
+
+
+PAPER_FIGURES = ["output_clusters"]
+
+
+def paper_figures(wildcards):
+    return [f"reports/{wildcards.study}/figures/{name}.pdf" for name in PAPER_FIGURES]
+
+
 PAPER_TABLES = ["table1_methods", "significance", "quality", "diversity", "efficiency", "cost", "table2_human",
                 "human_errors"]
 
@@ -177,5 +203,6 @@ def paper_tables(wildcards):
 
 def study_targets(study_name, with_runs=False):
     targets = [f"reports/{study_name}/tables/{name}.tex" for name in PAPER_TABLES] + [
+        f"reports/{study_name}/figures/{name}.pdf" for name in PAPER_FIGURES] + [
         f"reports/{study_name}/paper.pdf", f"reports/{study_name}/human_eval/rating_sheet.csv"]
     return targets + (run_paths(study_name, "metrics.json") if with_runs else [])

@@ -50,6 +50,7 @@ rule paper_pdf:
     input:
         tex="reports/{study}/paper.tex",
         tables=paper_tables,
+        figures=paper_figures,
     output:
         "reports/{study}/paper.pdf",
     log:
@@ -74,3 +75,18 @@ rule metric_table:
         "logs/{study}/metric_table_{table}.log",
     script:
         "../scripts/metric_table.py"
+
+
+rule figure_output_clusters:
+    input:
+        generations=lambda w: [s["generations"] for p in cluster_figure_panels(w) for s in p["series"]],
+        metrics=lambda w: [s["metrics"] for p in cluster_figure_panels(w) for s in p["series"]],
+    output:
+        "reports/{study}/figures/output_clusters.pdf",
+    params:
+        panels=cluster_figure_panels,
+        embedding_model=lambda w: study_of(w).get("metrics", {}).get("embeddings", {}).get("model", "all-MiniLM-L6-v2"),
+    log:
+        "logs/{study}/figure_output_clusters.log",
+    script:
+        "../scripts/figure_output_clusters.py"
