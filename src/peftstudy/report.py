@@ -418,7 +418,8 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         else:
             model_notes[name] = f"{spec['hub_id']}@{spec['revision']}"
     limitations = [
-        f"{len(study['seeds'])} seeds per cell; intervals and tests rest on that n.",
+        f"Seeds per cell: {seeds_text(study)}; intervals and tests rest on that n, and cells run once have"
+        " neither.",
         "Welch's t-tests here are uncorrected for multiple comparisons.",
         "Wall times are measured on the machine that ran each job; on a shared machine they vary between runs.",
     ]

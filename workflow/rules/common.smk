@@ -180,7 +180,7 @@ def cluster_figure_panels(wildcards):
             series[run.variant] = {"seed": run.seed, "label": run.variant,
                                    "generations": f"{run.directory}/generations.jsonl", "metrics": f"{run.directory}/metrics.json"}
     order = {name: index for index, name in enumerate(study["methods"])}
-    return [{"title": f"{model} on {dataset}: outputs by method (first seed), PCA of sentence embeddings",
+    return [{"title": f"{model} on {dataset}: outputs per method (first seed)",
              "series": sorted(series.values(), key=lambda s: (order[studyconfig.parse_variant(s["label"])[0]],
                                                               studyconfig.parse_variant(s["label"])[1] or 0))}
             for model, series in sorted(panels.items())]
