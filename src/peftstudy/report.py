@@ -86,10 +86,15 @@ def table1(summary: pd.DataFrame, tests: pd.DataFrame, study: Mapping) -> pd.Dat
             row[f"{metric}_p_value"] = float(match["p_value"].iloc[0]) if len(match) else math.nan
             row[f"{metric}_significant"] = bool(len(match) and match["p_value"].iloc[0] < alpha)
         rows.append(row)
-    table = pd.DataFrame(rows)
+    return in_study_order(pd.DataFrame(rows), study)
+
+
+def in_study_order(table: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """Rows by model, then methods in the order the study declares them, then rank."""
     if table.empty:
         return table
     order = {name: index for index, name in enumerate(study["methods"])}
+    table = table.copy()
     table["_order"] = [(model, order[m], _rank_key(r)) for model, m, r in zip(table["model"], table["method"], table["rank"])]
     return table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
 

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from .report import _isnan, _rank_key, latex_escape, method_label
+from .report import _isnan, in_study_order, latex_escape, method_label
 
 # (metric, column header, scale, digits); scale converts the stored unit to the header's.
 GROUPS = {
@@ -61,12 +61,7 @@ def group_table(name: str, summary: pd.DataFrame, metrics: pd.DataFrame, study: 
                 row[f"{metric}_std"] = by_metric.loc[metric, "std"]
                 row[f"{metric}_n"] = int(by_metric.loc[metric, "n"])
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    order = {method: index for index, method in enumerate(study["methods"])}
-    table["_order"] = [(m, order[x], _rank_key(r)) for m, x, r in zip(table["model"], table["method"], table["rank"])]
-    return table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    return in_study_order(pd.DataFrame(rows), study)
 
 
 def _cell(row, metric: str, scale: float, digits: int) -> str:
