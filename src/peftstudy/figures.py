@@ -14,6 +14,13 @@ def _save(figure, out_path) -> None:
         figure.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None})
 
 
+def output_clusters_from_runs(panels: Sequence[Mapping], embedding_model: str, out_path) -> None:
+    """output_clusters with each series' cluster count read from its run's metrics.json (the workflow's entry)."""
+    panels = [{**panel, "series": [{**s, "clusters": int(io.read_json(s["metrics"])["metrics"]["semantic_clusters"])}
+                                   for s in panel["series"]]} for panel in panels]
+    output_clusters(panels, embedding_model, out_path)
+
+
 def output_clusters(panels: Sequence[Mapping], embedding_model: str, out_path) -> None:
     """One panel per model: the outputs of every method variant (one seed) embedded with the study's
     sentence-embedding model and projected on the first two principal components of all of them; the

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 PRELOAD = ("torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "pandas", "sacrebleu",
-           "rouge_score.rouge_scorer", "sentence_transformers", "bert_score", "sklearn.metrics")
+           "rouge_score.rouge_scorer", "sentence_transformers", "bert_score", "sklearn.metrics", "matplotlib.pyplot")
 IDLE_EXIT_S = 60
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory holding this checkout's peftstudy
 START_TIMEOUT_S = 90
