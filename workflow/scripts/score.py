@@ -13,5 +13,6 @@ with logged(snakemake):
         costs=snakemake.params.costs,
         wordnet_dir=snakemake.input.wordnet,
         train_path=snakemake.input.train,
+        threads=snakemake.threads,
         log=snakemake.log[0],
     )

@@ -56,12 +56,19 @@ def metric_settings(configured: Mapping | None) -> dict:
 
 def score_run_files(run: Mapping, generations_path, training_record_path, generation_record_path, out_path, *,
                     settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
-                    train_path=None) -> None:
+                    train_path=None, threads: int = 1) -> None:
     """Score one run from its files and write metrics.json (the unit the workflow runs, in the zygote)."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(threads)  # the job's share of the machine: BERTScore and embeddings run a model
+    started = time.perf_counter()
     train_references = [row["reference"] for row in io.read_jsonl(train_path)] if train_path else None
     scored = score_run(generations_path, io.read_json(training_record_path), io.read_json(generation_record_path),
                        settings=settings, costs=costs, wordnet_dir=wordnet_dir, train_references=train_references)
     scored["run"] = dict(run)
+    scored["scoring_time_s"] = time.perf_counter() - started
     io.write_json(out_path, scored)
 
 
