@@ -146,3 +146,34 @@ def test_perplexity_is_the_exponentiated_token_loss_of_transformers(tiny_workspa
     assert tokens == sum(counts)
     expected = math.exp(sum(loss * count for loss, count in zip(losses, counts)) / sum(counts))
     assert overall == pytest.approx(expected, rel=1e-5)
+
+
+def test_bertscore_hub_model_is_pinned_and_rescaled_with_its_published_baseline(monkeypatch):
+    """The hub download is replaced by the local MiniLM; rescaling must use roberta-large's baseline row."""
+    import huggingface_hub
+    import pandas as pd
+
+    calls = []
+
+    def fake_download(repo_id, revision, **kwargs):
+        calls.append((repo_id, revision))
+        return quality.resolve_model(quality.OFFLINE_MINILM)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    pairs = (["a small dog runs in the park"], ["the little dog is running in a park"])
+    raw, _ = quality.bertscore(*pairs, {"model": "all-MiniLM-L6-v2", "num_layers": 6})
+    settings = {"model": "FacebookAI/roberta-large", "revision": "abc123", "num_layers": 6, "rescale_with_baseline": True}
+    rescaled, signatures = quality.bertscore(*pairs, settings)
+    assert calls == [("FacebookAI/roberta-large", "abc123")]
+    baseline = pd.read_csv(quality.baseline_file("roberta-large")).iloc[6]
+    for name, column in (("bertscore_precision", "P"), ("bertscore_recall", "R"), ("bertscore_f1", "F")):
+        b = baseline[column]
+        assert rescaled[name] == pytest.approx((raw[name] - b) / (1 - b), abs=1e-5)
+    assert signatures["bertscore_f1"].endswith("|FacebookAI/roberta-large@abc123|L6|no-idf|rescaled")
+
+
+def test_unpinned_hub_model_and_missing_baseline_are_errors():
+    with pytest.raises(ValueError, match="pin it with a revision"):
+        quality.resolve_model("FacebookAI/roberta-large")
+    with pytest.raises(ValueError, match="ships no rescaling baseline for 'all-MiniLM-L6-v2'"):
+        quality.bertscore(["a"], ["a"], {"model": "all-MiniLM-L6-v2", "num_layers": 6, "rescale_with_baseline": True})

@@ -76,7 +76,7 @@ def repetition_rate(outputs: Iterable[Sequence[str]], n: int) -> float:
     return sum(len(set(ngrams(t, n))) < len(ngrams(t, n)) for t in outputs) / len(outputs)
 
 
-def embed(texts: Sequence[str], model_name: str, batch_size: int = 64):
+def embed(texts: Sequence[str], model_name: str, batch_size: int = 64, revision: str | None = None):
     """L2-normalised sentence embeddings (sentence-transformers), as a float64 numpy array."""
     import numpy as np
     import torch
@@ -84,7 +84,7 @@ def embed(texts: Sequence[str], model_name: str, batch_size: int = 64):
 
     from .quality import resolve_model
 
-    model = SentenceTransformer(resolve_model(model_name), device="cuda" if torch.cuda.is_available() else "cpu")
+    model = SentenceTransformer(resolve_model(model_name, revision), device="cuda" if torch.cuda.is_available() else "cpu")
     vectors = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
     return np.asarray(vectors, dtype=np.float64)
 

