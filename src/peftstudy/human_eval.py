@@ -27,6 +27,14 @@ CRITERIA = ("factual_accuracy", "stylistic_consistency", "readability", "informa
 ERROR_CATEGORIES = ("factual_inaccuracy", "stylistic_inconsistency", "repetition", "incompleteness", "grammar")
 KEY_COLUMNS = ("item", "dataset", "model", "method", "rank", "seed", "example_id")
 CELL = ("dataset", "model", "method", "rank")
+DEFAULTS = {"examples_per_cell": 20, "seed": 0}
+
+
+def settings(study: Mapping) -> dict:
+    """The study's human_evaluation section with defaults (ratings under human_eval/<study>/ratings)."""
+    merged = {**DEFAULTS, **study.get("human_evaluation", {})}
+    merged.setdefault("ratings_dir", f"human_eval/{study['study']}/ratings")
+    return merged
 
 
 def item_code(secret: str, run_key: str, example_id: str) -> str:

@@ -13,6 +13,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.envi
 os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
 from peftstudy import config as studyconfig
+from peftstudy import human_eval
 
 
 wildcard_constraints:
@@ -140,14 +141,8 @@ def study_data_manifests(wildcards):
     return [f"data/prepared/{name}/manifest.json" for name in sorted(study_of(wildcards)["datasets"])]
 
 
-HUMAN_EVAL_DEFAULTS = {"examples_per_cell": 20, "seed": 0}
-
-
 def human_eval_settings(wildcards):
-    study = study_of(wildcards)
-    settings = {**HUMAN_EVAL_DEFAULTS, **study.get("human_evaluation", {})}
-    settings.setdefault("ratings_dir", f"human_eval/{study['study']}/ratings")
-    return settings
+    return human_eval.settings(study_of(wildcards))
 
 
 def human_eval_runs(wildcards):
