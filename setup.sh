@@ -39,8 +39,10 @@ want="$(cat envs/requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing the pinned Python stack into .venv (a few minutes the first time)"
     quiet_pip --upgrade pip
-    quiet_pip -r envs/requirements.lock
+    # The lock is a complete freeze: no resolver needed, and nothing outside it may come in.
+    quiet_pip --no-deps -r envs/requirements.lock
     quiet_pip --no-deps -e .
+    .venv/bin/python -m pip check
     echo "$want" > "$stamp"
 fi
-echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers, peft; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")'))"
+echo "setup: ready ($(.venv/bin/python -c 'from importlib.metadata import version as v; print(", ".join(f"{p} {v(p)}" for p in ("torch", "transformers", "peft", "snakemake")))'))"
