@@ -61,16 +61,6 @@ def build_sheet(runs: Sequence[tuple[Mapping, str | Path]], examples_per_cell: i
     return sheet, sorted(key, key=lambda r: r["item"])
 
 
-def write_csv(path: str | Path, rows: Sequence[Mapping], columns: Sequence[str]) -> None:
-    import io as stdio
-
-    buffer = stdio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    io.write_text(path, buffer.getvalue())
-
-
 SHEET_COLUMNS = ("item", "input", "output", *CRITERIA, *ERROR_CATEGORIES, "comment")
 
 

@@ -66,6 +66,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def write_csv(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> None:
+    """A CSV with exactly these columns (missing values empty), written atomically."""
+    import csv
+    import io as stdio
+
+    buffer = stdio.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({column: row.get(column, "") for column in columns})
+    write_text(path, buffer.getvalue())
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)

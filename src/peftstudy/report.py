@@ -89,13 +89,14 @@ def table1(summary: pd.DataFrame, tests: pd.DataFrame, study: Mapping) -> pd.Dat
     return in_study_order(pd.DataFrame(rows), study)
 
 
-def in_study_order(table: pd.DataFrame, study: Mapping) -> pd.DataFrame:
-    """Rows by model, then methods in the order the study declares them, then rank."""
+def in_study_order(table: pd.DataFrame, study: Mapping, leading: tuple[str, ...] = ("model",)) -> pd.DataFrame:
+    """Rows by the leading columns, then methods in the order the study declares them, then rank."""
     if table.empty:
         return table
     order = {name: index for index, name in enumerate(study["methods"])}
     table = table.copy()
-    table["_order"] = [(model, order[m], _rank_key(r)) for model, m, r in zip(table["model"], table["method"], table["rank"])]
+    table["_order"] = [tuple(row[k] for k in leading) + (order.get(row["method"], len(order)), _rank_key(row["rank"]))
+                       for _, row in table.iterrows()]
     return table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 

@@ -9,19 +9,11 @@ from typing import Mapping
 import pandas as pd
 
 from .human_eval import CRITERIA, ERROR_CATEGORIES
-from .report import _isnan, _rank_key, latex_escape, method_label
+from .report import _isnan, in_study_order, latex_escape, method_label
 
 
 def _label(text: str) -> str:
     return latex_escape(text.replace("_", " ").capitalize())
-
-
-def _sorted(frame: pd.DataFrame, study: Mapping, keys) -> pd.DataFrame:
-    order = {name: index for index, name in enumerate(study["methods"])}
-    frame = frame.copy()
-    frame["_order"] = [tuple(row[k] for k in keys[:-2]) + (order.get(row["method"], 99), _rank_key(row["rank"]))
-                       for _, row in frame.iterrows()]
-    return frame.sort_values("_order").drop(columns="_order")
 
 
 def table2_latex(table2: pd.DataFrame, agreement: pd.DataFrame, study: Mapping, ratings_dir: str) -> str:
@@ -42,7 +34,7 @@ def table2_latex(table2: pd.DataFrame, agreement: pd.DataFrame, study: Mapping, 
         r"\label{tab:human}", r"\begin{tabular}{lll" + "r" * len(CRITERIA) + "}", r"\toprule",
         "Dataset & Model & Method & " + " & ".join(_label(c) for c in CRITERIA) + r" \\", r"\midrule"]
     cells = table2[["dataset", "model", "method", "rank"]].drop_duplicates()
-    for _, row in _sorted(cells, study, ["dataset", "model", "method", "rank"]).iterrows():
+    for _, row in in_study_order(cells, study, ("dataset", "model")).iterrows():
         rows = table2[(table2["dataset"] == row["dataset"]) & (table2["model"] == row["model"])
                       & (table2["method"] == row["method"]) & (table2["rank"] == row["rank"])].set_index("criterion")
         cells_text = []
@@ -76,7 +68,7 @@ def errors_latex(table: pd.DataFrame, study: Mapping) -> str:
         r" beside the human repetition figure, the automatic one (share of outputs repeating a word $n$-gram).}",
         r"\label{tab:errors}", r"\begin{tabular}{ll" + "r" * (len(ERROR_CATEGORIES) + 1) + "}", r"\toprule",
         "Dataset & Method & " + " & ".join(_label(c) for c in ERROR_CATEGORIES) + r" & Repetition (auto) \\", r"\midrule"]
-    for _, row in _sorted(table, study, ["dataset", "method", "rank"]).iterrows():
+    for _, row in in_study_order(table, study, ("dataset",)).iterrows():
         cells = ["--" if _isnan(row.get(c, math.nan)) else f"{row[c]:.2f}" for c in ERROR_CATEGORIES]
         auto = row.get("repetition_automatic", math.nan)
         cells.append("--" if _isnan(auto) else f"{auto:.2f}")

@@ -1,4 +1,4 @@
-from peftstudy import human_eval
+from peftstudy import human_eval, io
 from peftstudy.workflow_support import logged
 
 with logged(snakemake):
@@ -6,5 +6,5 @@ with logged(snakemake):
     runs = [(run, f"{run['directory']}/generations.jsonl") for run in snakemake.params.runs]
     sheet, key = human_eval.build_sheet(runs, settings["examples_per_cell"], settings["seed"],
                                         secret=f"{snakemake.wildcards.study}:{settings['seed']}")
-    human_eval.write_csv(snakemake.output.sheet, sheet, human_eval.SHEET_COLUMNS)
-    human_eval.write_csv(snakemake.output.key, key, human_eval.KEY_COLUMNS)
+    io.write_csv(snakemake.output.sheet, sheet, list(human_eval.SHEET_COLUMNS))
+    io.write_csv(snakemake.output.key, key, list(human_eval.KEY_COLUMNS))

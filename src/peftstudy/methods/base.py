@@ -106,7 +106,11 @@ class PeftMethod(Method):
 
         base, tokenizer, manifest = load_base(base_dir)
         model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)
+        self.patch_peft_model(model, manifest["family"])
         return model.to(device), tokenizer, manifest
+
+    def patch_peft_model(self, peft_model, family: str) -> None:
+        """Corrections to peft's model that training and inference both need (prefix/prompt tuning)."""
 
 
 # Module names of the decoder stack of encoder-decoder models (a peft rank_pattern regex).

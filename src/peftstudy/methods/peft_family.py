@@ -237,7 +237,7 @@ class PrefixTuning(PeftMethod):
     self-attention; it also hands a copy to the cross-attention cache but then
     resets that cache, so cross-attention and the encoder get no prefix. Layer
     count and key width are taken from the decoder (num_decoder_layers, num_heads x
-    d_kv). Generation needs one correction (see _shift_decoder_cache_positions).
+    d_kv). Generation needs one correction (see PrefixTuning.patch_peft_model).
     """
 
     kind = "prefix"
@@ -263,11 +263,10 @@ class PrefixTuning(PeftMethod):
             config.num_attention_heads = base.num_heads
             config.token_dim = base.num_heads * base.d_kv
         peft_model = get_peft_model(model, config)
-        self._shift_decoder_cache_positions(peft_model, family)
+        self.patch_peft_model(peft_model, family)
         return peft_model
 
-    @staticmethod
-    def _shift_decoder_cache_positions(peft_model, family):
+    def patch_peft_model(self, peft_model, family):
         """Make T5's generate() number decoder positions after the prefix, as its forward() does.
 
         In forward() T5 derives cache_position from the cache length, so the first decoder
@@ -292,10 +291,6 @@ class PrefixTuning(PeftMethod):
         # peft's generate() installs this (instance) attribute on the base model for the call.
         peft_model.prepare_inputs_for_generation = prepare_inputs_after_prefix
 
-    def load_for_inference(self, base_dir, weights_dir, device, spec=None):
-        model, tokenizer, manifest = super().load_for_inference(base_dir, weights_dir, device, spec)
-        self._shift_decoder_cache_positions(model, manifest["family"])
-        return model, tokenizer, manifest
 
 
 class PromptTuning(PeftMethod):
@@ -310,7 +305,7 @@ class PromptTuning(PeftMethod):
     For T5 the prompt goes in front of the encoder input only (one set of
     num_virtual_tokens, as in the paper; peft's default would also allocate an
     unused second set for the decoder). Decoder-only models need two corrections to
-    peft 0.21 (see _adapt_decoder_only): logits of the virtual tokens are dropped, and
+    peft 0.21 (see PromptTuning.patch_peft_model): logits of the virtual tokens are dropped, and
     position ids are restored in generate() so left-padded batches generate what
     single prompts do.
     """
@@ -379,11 +374,10 @@ class PromptTuning(PeftMethod):
             config.prompt_tuning_init = PromptTuningInit.TEXT
             config.prompt_tuning_init_text = text
             config.tokenizer_name_or_path = getattr(tokenizer, "name_or_path", None) or "local tokenizer"
-        self._adapt_decoder_only(peft_model, family)
+        self.patch_peft_model(peft_model, family)
         return peft_model
 
-    @staticmethod
-    def _adapt_decoder_only(peft_model, family):
+    def patch_peft_model(self, peft_model, family):
         """Two fixes for prompt tuning of decoder-only models under peft 0.21.
 
         1. forward() returns logits for the virtual tokens too: drop them, so logits line
@@ -431,10 +425,6 @@ class PromptTuning(PeftMethod):
         # peft's generate() installs this (instance) attribute on the base model for the call.
         peft_model.prepare_inputs_for_generation = prepare_inputs_with_positions
 
-    def load_for_inference(self, base_dir, weights_dir, device, spec=None):
-        model, tokenizer, manifest = super().load_for_inference(base_dir, weights_dir, device, spec)
-        self._adapt_decoder_only(model, manifest["family"])
-        return model, tokenizer, manifest
 
 
 METHODS = [DoRA(), AdaLoRA(), VeRA(), IA3(), PrefixTuning(), PromptTuning()]

@@ -202,17 +202,8 @@ def tidy_rows(run, scored: Mapping) -> list[dict]:
 
 
 def write_metrics_table(path: str | Path, rows: Sequence[Mapping]) -> None:
-    import csv
-    import io as stdio
-
-    buffer = stdio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        filled = {column: row.get(column, "") for column in METRICS_COLUMNS}
-        filled["value"] = repr(float(row["value"])) if row["value"] is not None else ""
-        writer.writerow(filled)
-    io.write_text(path, buffer.getvalue())
+    io.write_csv(path, ({**row, "value": repr(float(row["value"])) if row["value"] is not None else ""} for row in rows),
+                 METRICS_COLUMNS)
 
 
 def aggregate_metrics(metrics_paths, out_path) -> int:
