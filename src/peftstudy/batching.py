@@ -63,11 +63,11 @@ def collate(examples: Sequence[Mapping], pad_token_id: int, padding_side: str = 
     return batch
 
 
-def summed_token_loss(model, batch, family: str):
-    """(sum of token cross-entropies, number of target tokens), computed from the logits.
+def example_token_losses(model, batch, family: str):
+    """Per example: (sum of its target tokens' cross-entropies, number of target tokens), from the logits.
 
-    Computing the loss here rather than trusting ``model(labels=...)`` keeps it
-    token-weighted across batches and identical for every method.
+    Computing the loss here rather than trusting ``model(labels=...)`` keeps it token-weighted across
+    batches and identical for every method.
     """
     import torch.nn.functional as F
 
@@ -77,7 +77,11 @@ def summed_token_loss(model, batch, family: str):
         logits, labels = logits[:, :-1, :], labels[:, 1:]
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).logits
-    loss = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return loss, int((labels != IGNORE_INDEX).sum())
+    losses = F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    return losses.sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1)
+
+
+def summed_token_loss(model, batch, family: str):
+    """(sum of token cross-entropies, number of target tokens) over the batch."""
+    losses, counts = example_token_losses(model, batch, family)
+    return losses.sum(), int(counts.sum())

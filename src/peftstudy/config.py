@@ -18,6 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from .data.prepare import dataset_task
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "study.schema.yaml"
 VARIANT_PATTERN = re.compile(r"^(?P<method>[a-z][a-z0-9_]*)(?:-r(?P<rank>[1-9][0-9]*))?$")
 
@@ -181,12 +183,26 @@ def _check_references(study: dict, source: str | Path) -> None:
             value = override.get(axis)
             if value is not None and value not in study[axis + "s"]:
                 fail(f"overrides[{index}].{axis}", f"unknown {axis} {value!r}")
+    for name, spec in study["datasets"].items():
+        try:
+            task = dataset_task(spec)
+        except ValueError as error:
+            fail(f"datasets.{name}.task", str(error))
+        if task == "classification" and "labels" not in spec:
+            fail(f"datasets.{name}.labels", "a classification dataset declares its label set (the classes scored)")
+        if "labels" in spec and task != "classification":
+            fail(f"datasets.{name}.labels", f"a label set only applies to classification (this dataset's task: {task})")
     for name, spec in study["methods"].items():
         extra = sorted(set(spec) - {"kind", "description", "training"} - METHOD_OPTIONS[spec["kind"]])
         if extra:
             allowed = ", ".join(sorted(METHOD_OPTIONS[spec["kind"]])) or "none"
             fail(f"methods.{name}.{extra[0]}", f"not an option of method kind {spec['kind']!r} (its options: {allowed})")
     for index, block in enumerate(study["matrix"]):
+        if "ranks" in block:
+            declared = {r for m in block["methods"] for r in study["methods"][m].get("ranks", [])}
+            missing = sorted(set(block["ranks"]) - declared)
+            if missing:
+                fail(f"matrix[{index}].ranks", f"rank(s) {missing} not declared by any ranked method of the block")
         for model in block["models"]:
             family = study["models"][model]["family"]
             for method in block["methods"]:
@@ -200,6 +216,9 @@ def _check_references(study: dict, source: str | Path) -> None:
     table1 = study["report"].get("table1_dataset")
     if table1 is not None and table1 not in study["datasets"]:
         fail("report.table1_dataset", f"unknown dataset {table1!r}")
+    if table1 is not None and dataset_task(study["datasets"][table1]) != "generation":
+        fail("report.table1_dataset", f"{table1!r} is a {dataset_task(study['datasets'][table1])} dataset;"
+                                      " Table 1 compares generated text (BLEU, ROUGE)")
 
 
 def load_study(path: str | Path) -> dict:
@@ -215,10 +234,13 @@ def is_excluded(study: Mapping, dataset: str, model: str, method: str) -> dict |
     return None
 
 
-def method_variants(study: Mapping, method: str) -> list[str]:
+def method_variants(study: Mapping, method: str, only_ranks: Iterable[int] | None = None) -> list[str]:
+    """The method's variants (one per rank), restricted to ``only_ranks`` when a matrix block gives them."""
     spec = study["methods"][method]
     ranks = spec.get("ranks")
-    return [variant_name(method, rank) for rank in ranks] if ranks else [method]
+    if not ranks:
+        return [method]
+    return [variant_name(method, rank) for rank in ranks if only_ranks is None or rank in set(only_ranks)]
 
 
 def expand_runs(study: Mapping) -> list[Run]:
@@ -230,7 +252,7 @@ def expand_runs(study: Mapping) -> list[Run]:
                 for method in block["methods"]:
                     if is_excluded(study, dataset, model, method):
                         continue
-                    for variant in method_variants(study, method):
+                    for variant in method_variants(study, method, block.get("ranks")):
                         for seed in block.get("seeds", study["seeds"]):
                             runs.add(Run(study["study"], dataset, model, variant, seed))
     return sorted(runs)

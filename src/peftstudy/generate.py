@@ -1,4 +1,4 @@
-"""Batched generation on the test split, saved as JSONL (id, input, reference, prediction)."""
+"""Batched generation on the test split, saved as JSONL (id, input, reference, prediction[, answers])."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from . import io, provenance
-from .batching import collate, encode_pairs, encode_prompt, summed_token_loss
+from .batching import collate, encode_pairs, encode_prompt, example_token_losses, summed_token_loss
 from .metrics.efficiency import PhaseMonitor
 from .methods import get_method
 from .models import is_decoder_only, pick_device
@@ -40,6 +40,26 @@ def generate_predictions(model, tokenizer, family: str, records, settings: Mappi
             output = output[:, batch["input_ids"].shape[1] :]
         predictions.extend(text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True))
     return predictions
+
+
+def most_likely_labels(model, tokenizer, family: str, records, labels, max_source_tokens: int, max_target_tokens: int,
+                       batch_size: int, device: str) -> list[str]:
+    """Classification by the model's likelihood: each record's label is the one whose text (with EOS) has
+    the highest total log-probability given the input (rank classification), so every prediction is a
+    valid label, as with a classification head, yet the model is the same text-to-text model."""
+    import torch
+
+    candidates = [{"input": record["input"], "reference": label} for record in records for label in labels]
+    examples = encode_pairs(candidates, tokenizer, family, max_source_tokens, max_target_tokens)
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], tokenizer.pad_token_id).items()}
+            losses.extend(example_token_losses(model, batch, family)[0].tolist())
+    width = len(labels)
+    # min() keeps the first of tied labels: ties resolve in the declared label order, deterministically.
+    return [labels[min(range(width), key=lambda j: losses[i * width + j])] for i in range(len(records))]
 
 
 def reference_perplexity(model, tokenizer, family: str, records, max_source_tokens: int, max_target_tokens: int,
@@ -84,14 +104,23 @@ def generate_run(
     records = io.read_jsonl(test_path)
     if settings.get("max_test_examples"):
         records = records[: settings["max_test_examples"]]
+    by_likelihood = bool(settings.get("labels")) and settings.get("classification_decoding", "likelihood") == "likelihood"
+    if by_likelihood and max_target_tokens is None:
+        raise ValueError("classification by label likelihood needs max_target_tokens (the labels' encoding)")
     with PhaseMonitor(device) as monitor:
         started = time.perf_counter()
-        predictions = generate_predictions(model, tokenizer, family, records, settings, max_source_tokens, device)
+        if by_likelihood:
+            predictions = most_likely_labels(model, tokenizer, family, records, list(settings["labels"]),
+                                             max_source_tokens, max_target_tokens, settings["batch_size"], device)
+        else:
+            predictions = generate_predictions(model, tokenizer, family, records, settings, max_source_tokens, device)
         elapsed = time.perf_counter() - started
     perplexity, perplexity_tokens = (None, 0) if max_target_tokens is None else reference_perplexity(
         model, tokenizer, family, records, max_source_tokens, max_target_tokens, settings["batch_size"], device)
+    # Extractive QA keeps every gold answer: SQuAD's scores take the best match over them.
     rows = [
-        {"id": r["id"], "input": r["input"], "reference": r["reference"], "prediction": p}
+        {"id": r["id"], "input": r["input"], "reference": r["reference"], "prediction": p,
+         **({"answers": r["answers"]} if "answers" in r else {})}
         for r, p in zip(records, predictions)
     ]
     io.write_jsonl(generations_path, rows)
@@ -104,6 +133,7 @@ def generate_run(
         "perplexity_tokens": perplexity_tokens,
         "efficiency": monitor.record(),
         "settings": dict(settings),
+        "decoding": "label_likelihood" if by_likelihood else "generate",
         "provenance": provenance.record(device=device),
     }
     io.write_json(record_path, record)

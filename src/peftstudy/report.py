@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import io
 from .config import canonical_hash, parse_variant
+from .data.prepare import dataset_task
 
 METHOD_LABELS = {
     "full": "Full fine-tuning", "lora": "LoRA", "dora": "DoRA", "adalora": "AdaLoRA", "vera": "VeRA",
@@ -97,7 +98,7 @@ def in_study_order(table: pd.DataFrame, study: Mapping, leading: tuple[str, ...]
     table = table.copy()
     table["_order"] = [tuple(row[k] for k in leading) + (order.get(row["method"], len(order)), _rank_key(row["rank"]))
                        for _, row in table.iterrows()]
-    return table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    return table.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
@@ -281,6 +282,9 @@ from the study's price sheet. Signatures of the scorers:
 \input{{tables/diversity.tex}}
 \input{{tables/efficiency.tex}}
 \input{{tables/cost.tex}}
+\input{{tables/classification.tex}}
+\input{{tables/extractive_qa.tex}}
+\input{{tables/per_class.tex}}
 \input{{tables/table2_human.tex}}
 \input{{tables/human_errors.tex}}
 
@@ -435,6 +439,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
     if any(spec["source"] in ("snapshot", "system") for spec in study["datasets"].values()):
         limitations.insert(1, "The datasets are real human-written texts from Debian packages standing in for the"
                               " paper's domains, not the paper's own (unpublished) data.")
+    tasks = {dataset_task(spec) for spec in study["datasets"].values()} - {"generation"}
+    if tasks:
+        limitations.append("Classification and question answering are done text-to-text: the model generates the"
+                           " label or answer, which is scored as text (no classification or span head).")
     return {
         "config_hash": canonical_hash(study),
         "data_counts": data_counts,

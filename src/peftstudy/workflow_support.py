@@ -33,3 +33,22 @@ def logged(snakemake):
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+def code_fingerprint(*parts: str) -> str:
+    """sha256 of the package's source files a stage's numbers depend on (files or folders under peftstudy/).
+
+    Given to a rule as a param, it makes Snakemake redo that stage when its code changes (Snakemake tracks a
+    rule's script, not the package the script calls), and only that stage and what depends on it.
+    """
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for part in parts:
+        path = root / part
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such package source (code_fingerprint)")
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -18,5 +18,6 @@ def test_demo_study_runs_every_method_on_both_architectures(snakemake_runner, jo
     counts = job_stats(result.stdout + result.stderr)
     core = 2 * 4 * 3  # models x (full + 3 LoRA ranks) x seeds
     every_other_method = 2 * 15 - 1  # 15 methods once on both models; BitFit is declared excluded on T5
-    assert counts["train"] == counts["generate"] == core + every_other_method == 53
+    tasks = 2 * 2 * 2  # classification and QA x (full, LoRA r8) x 2 seeds on GPT-2
+    assert counts["train"] == counts["generate"] == core + every_other_method + tasks == 61
     assert counts["prepare_base"] == 2 and counts["prepare_corpus"] == 1

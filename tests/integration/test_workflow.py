@@ -15,7 +15,14 @@ MICRO = {
     "title": "micro study",
     "seeds": [1, 2],
     "corpora": {"micro-corpus": {"source": "synthetic", "corpus": "synthetic", "max_lines": 2000, "seed": 3}},
-    "datasets": {"micro-data": {"source": "synthetic", "corpus": "synthetic", "max_examples": 300, "seed": 5}},
+    "datasets": {
+        "micro-data": {"source": "synthetic", "corpus": "synthetic", "max_examples": 300, "seed": 5},
+        # The task datasets read the committed Debian snapshot (copied into the work directory).
+        "micro-sections": {"source": "snapshot", "corpus": "debian_sections", "labels": ["perl", "python", "rust"],
+                           "max_examples": 150, "seed": 5, "filter": {"max_input_words": 20}},
+        "micro-qa": {"source": "snapshot", "corpus": "debian_package_qa", "max_examples": 150, "seed": 5,
+                     "filter": {"max_input_words": 30}, "generation": {"max_new_tokens": 6}},
+    },
     "models": {
         "gpt2-micro": {
             "family": "gpt2", "source": "scratch",
@@ -34,7 +41,9 @@ MICRO = {
         "max_target_tokens": 24, "early_stopping_patience": 1, "precision": "fp32",
     },
     "generation": {"batch_size": 32, "max_new_tokens": 16, "num_beams": 1, "no_repeat_ngram_size": 0},
-    "matrix": [{"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["full", "lora"]}],
+    "matrix": [{"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["full", "lora"]},
+               {"datasets": ["micro-sections", "micro-qa"], "models": ["gpt2-micro"], "methods": ["full"], "seeds": [1]}],
+    "overrides": [{"dataset": "micro-qa", "training": {"max_source_tokens": 48, "max_target_tokens": 8}}],
 }
 
 
@@ -61,6 +70,8 @@ def planned_jobs(workdir, *targets):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     path = tmp_path_factory.mktemp("micro")
+    (path / "data/snapshots").mkdir(parents=True)
+    shutil.copy(REPOSITORY / "data/snapshots/debian_descriptions.jsonl.gz", path / "data/snapshots")
     write_study(path, MICRO)
     snakemake(path, "micro")
     return path
@@ -99,7 +110,7 @@ def test_metrics_table_values_equal_independent_recomputation(workdir):
     else:  # never estimated, never zero
         assert energy["value"].isna().all() and energy["note"].str.startswith("not measured").all()
     assert (metrics[metrics["metric"] == "train_peak_memory_bytes"]["device"] == "cpu").all()
-    assert len(metrics[metrics["metric"] == "bleu4"]) == 6  # 3 variants x 2 seeds
+    assert len(metrics[metrics["metric"] == "bleu4"]) == 6  # 3 variants x 2 seeds of the text dataset
     run = workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r4/seed2"
     rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
     assert set(rows[0]) == {"id", "input", "reference", "prediction"}
@@ -108,11 +119,12 @@ def test_metrics_table_values_equal_independent_recomputation(workdir):
     assert recorded == pytest.approx(expected, abs=1e-9)
 
     tests = pd.read_csv(workdir / "results/micro/stats/welch_tests.csv", dtype={"rank": "string"})
-    loss = metrics[metrics["metric"] == "best_validation_loss"]
+    loss = metrics[(metrics["metric"] == "best_validation_loss") & (metrics["dataset"] == "micro-data")]
     lora = loss.query("method == 'lora' and rank == '2'")["value"]
     full = loss.query("method == 'full'")["value"]
     expected_p = scipy_stats.ttest_ind(lora, full, equal_var=False).pvalue
-    recorded_p = tests.query("metric == 'best_validation_loss' and method == 'lora' and rank == '2'")["p_value"].item()
+    recorded_p = tests.query("dataset == 'micro-data' and metric == 'best_validation_loss' and method == 'lora'"
+                             " and rank == '2'")["p_value"].item()
     assert recorded_p == pytest.approx(expected_p, rel=1e-9)
 
     train = json.loads((run / "train.json").read_text())
@@ -122,13 +134,41 @@ def test_metrics_table_values_equal_independent_recomputation(workdir):
 
 
 @pytest.mark.slow
+def test_classification_and_qa_runs_are_scored_by_their_task(workdir):
+    import pandas as pd
+
+    from peftstudy.metrics import quality
+
+    metrics = pd.read_csv(workdir / "results/micro/metrics.csv", dtype={"rank": "string"})
+    sections = metrics[metrics["dataset"] == "micro-sections"].set_index("metric")["value"]
+    run = workdir / "results/micro/runs/micro-sections/gpt2-micro/full/seed1"
+    rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
+    assert {row["prediction"] for row in rows} <= {"perl", "python", "rust"}  # chosen by label likelihood
+    expected = quality.classification([r["prediction"] for r in rows], [r["reference"] for r in rows],
+                                      ["perl", "python", "rust"])
+    assert sections["accuracy"] == pytest.approx(100 * expected["accuracy"])
+    assert sections["f1[rust]"] == pytest.approx(100 * expected["f1[rust]"])
+    assert "bleu4" not in sections and json.loads((run / "generation.json").read_text())["decoding"] == "label_likelihood"
+    qa_rows = [json.loads(line) for line in
+               (workdir / "results/micro/runs/micro-qa/gpt2-micro/full/seed1/generations.jsonl").read_text().splitlines()]
+    assert all(row["answers"] for row in qa_rows)
+    qa = metrics[metrics["dataset"] == "micro-qa"].set_index("metric")["value"]
+    assert qa["squad_f1"] == pytest.approx(quality.squad([r["prediction"] for r in qa_rows],
+                                                         [r["answers"] for r in qa_rows])["squad_f1"])
+    for name in ("classification", "extractive_qa", "per_class"):
+        assert (workdir / f"reports/micro/tables/{name}.tex").stat().st_size > 0
+    per_class = pd.read_csv(workdir / "reports/micro/tables/per_class.csv")
+    assert sorted(per_class["class"]) == ["perl", "python", "rust"]
+
+
+@pytest.mark.slow
 def test_caching_reruns_only_what_changed(workdir):
     assert planned_jobs(workdir, "micro") == {}
 
     (workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r2/seed1/metrics.json").unlink()
     assert planned_jobs(workdir, "micro") == {
         "score": 1, "aggregate_metrics": 1, "statistics": 1, "table1_methods": 1, "significance_table": 1,
-        "metric_table": 4, "human_tables": 1, "figure_output_clusters": 1, "paper_tex": 1, "paper_pdf": 1, "micro": 1,
+        "metric_table": 7, "human_tables": 1, "figure_output_clusters": 1, "paper_tex": 1, "paper_pdf": 1, "micro": 1,
     }  # the figure reads the cluster count of each variant's first seed; not the rating sheet: no new generations
     snakemake(workdir, "micro")
 

@@ -43,6 +43,11 @@ def test_paper_matrix_counts_and_exclusions(repository):
         (lambda s: s.__setitem__("overrides", [{"method": "lora", "training": {"learning_rate": 0}}]), "overrides[0].training.learning_rate"),
         (lambda s: s.__setitem__("overrides", [{"model": "gpt3", "training": {"epochs": 1}}]), "overrides[0].model: unknown model 'gpt3'"),
         (lambda s: s.__setitem__("overrides", [{"reason": "x", "training": {"epochs": 1}}]), "overrides[0]: select cells"),
+        (lambda s: s["datasets"]["debian-products"].__setitem__("labels", ["a", "b"]), "datasets.debian-products.labels: a label set only applies to classification"),
+        (lambda s: s["datasets"]["debian-sections"].__setitem__("task", "generation"), "datasets.debian-sections.task: corpus 'debian_sections' is a classification corpus"),
+        (lambda s: s["datasets"]["debian-sections"].pop("labels"), "datasets.debian-sections.labels: a classification dataset declares its label set"),
+        (lambda s: s["report"].__setitem__("table1_dataset", "debian-sections"), "report.table1_dataset: 'debian-sections' is a classification dataset"),
+        (lambda s: s["matrix"][2].__setitem__("ranks", [8, 32]), "matrix[2].ranks: rank(s) [32] not declared"),
     ],
 )
 def test_bad_config_names_file_and_key(demo, mutate, expected):
@@ -119,3 +124,9 @@ def test_cell_overrides_apply_in_order_to_matching_cells_only(demo):
     assert studyconfig.training_settings(study, "full", "t5-tiny", "debian-products")["learning_rate"] == 0.5
     run = next(r for r in studyconfig.expand_runs(study) if r.model == "t5-tiny" and r.method == "lora")
     assert studyconfig.run_settings(study, run)["training"]["learning_rate"] == 0.25
+
+
+def test_matrix_block_ranks_pick_variants_of_ranked_methods_only(demo):
+    study = studyconfig.validate_study(demo, "config/demo.yaml")
+    tasks = {(r.dataset, r.method, r.rank) for r in studyconfig.expand_runs(study) if r.dataset != "debian-products"}
+    assert tasks == {(d, m, r) for d in ("debian-sections", "debian-package-qa") for m, r in (("full", None), ("lora", 8))}

@@ -99,3 +99,49 @@ def test_quantized_weight_bytes_become_metrics(tmp_path):
     assert scored["metrics"]["base_weight_bytes"] == 21440 and scored["units"]["base_weight_bytes"] == "bytes"
     assert scored["metrics"]["base_weight_bytes_unquantized"] == 98304
     assert "bits" not in scored["metrics"]
+
+
+TRAINING_RECORD = {"trainable_parameters": 1, "total_parameters": 10, "stored_bytes": 5, "train_time_s": 1.0,
+                   "time_per_step_s": 0.1, "tokens_per_s": 1.0, "best_validation_loss": 1.0, "steps": 1,
+                   "provenance": {"hardware": {"device": "cpu"}}, "settings": {"method": "lora"}}
+
+
+def test_classification_runs_score_generated_labels_against_the_training_label_set(tmp_path):
+    from sklearn.metrics import classification_report
+
+    gold = ["perl", "perl", "python", "python", "python", "rust"]
+    generated = ["perl", " Python ", "python", "python", "perl", "cobol"]  # case/space folded; cobol is no label
+    generations = tmp_path / "generations.jsonl"
+    io.write_jsonl(generations, [{"id": str(i), "input": "x", "reference": g, "prediction": p}
+                                 for i, (g, p) in enumerate(zip(gold, generated))])
+    scored = score_run(generations, TRAINING_RECORD, {"perplexity": 3.0}, task="classification",
+                       train_references=["perl", "python", "rust", "perl"])
+    metrics = scored["metrics"]
+    # Independent route: scikit-learn's report over the declared classes on the folded predictions.
+    folded = [" ".join(p.split()).casefold() for p in generated]
+    report = classification_report(gold, folded, labels=["perl", "python", "rust"], output_dict=True, zero_division=0)
+    assert metrics["accuracy"] == pytest.approx(100 * 3 / 6)  # perl->python, python->perl and cobol are wrong
+    assert metrics["macro_f1"] == pytest.approx(100 * report["macro avg"]["f1-score"])
+    # By hand: perl P = 1/2 (perl predicted twice, once right), R = 1/2; rust never predicted: F1 0.
+    assert metrics["precision[perl]"] == pytest.approx(50.0) and metrics["recall[perl]"] == pytest.approx(50.0)
+    assert metrics["recall[python]"] == pytest.approx(100 * 2 / 3) and metrics["f1[rust]"] == 0.0
+    assert metrics["invalid_label_rate"] == pytest.approx(100 / 6)
+    assert "bleu4" not in metrics and "ttr" not in metrics and metrics["perplexity"] == 3.0
+    assert scored["units"]["accuracy"] == "%" and scored["cluster_labels"] is None
+    with pytest.raises(ValueError, match="label set"):
+        score_run(generations, TRAINING_RECORD, {}, task="classification")
+
+
+def test_extractive_qa_runs_take_the_best_gold_answer(tmp_path):
+    generations = tmp_path / "generations.jsonl"
+    io.write_jsonl(generations, [
+        {"id": "1", "input": "q", "reference": "Denver Broncos", "answers": ["Denver Broncos", "Broncos"],
+         "prediction": "the Broncos"},
+        {"id": "2", "input": "q", "reference": "netscan", "answers": ["netscan"], "prediction": "netscan gui"},
+    ])
+    metrics = score_run(generations, TRAINING_RECORD, {}, task="extractive_qa")["metrics"]
+    assert metrics["exact_match"] == pytest.approx(50.0)  # "the Broncos" == "Broncos" after normalisation
+    assert metrics["squad_f1"] == pytest.approx(100 * (1.0 + 2 / 3) / 2)  # netscan gui: P 1/2, R 1 -> F1 2/3
+    io.write_jsonl(generations, [{"id": "1", "input": "q", "reference": "a", "prediction": "a"}])
+    with pytest.raises(ValueError, match="without 'answers'"):
+        score_run(generations, TRAINING_RECORD, {}, task="extractive_qa")

@@ -148,6 +148,34 @@ def test_perplexity_is_the_exponentiated_token_loss_of_transformers(tiny_workspa
     assert overall == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_label_likelihood_picks_the_label_transformers_finds_most_probable(tiny_workspace, family):
+    """Rank classification: the argmax over labels of the total log-probability of label + EOS, where
+    transformers' own mean label loss times the label's token count gives each total."""
+    import torch
+
+    from peftstudy import io
+    from peftstudy.batching import collate, encode_pairs
+    from peftstudy.generate import most_likely_labels
+    from peftstudy.models import load_base
+
+    model, tokenizer, _ = load_base(tiny_workspace / f"base-{family}")
+    model.eval()
+    records = io.read_jsonl(tiny_workspace / "data/test.jsonl")[:4]
+    labels = ["good", "bad news", "neutral"]
+    expected = []
+    for record in records:
+        totals = []
+        for label in labels:
+            batch = collate(encode_pairs([{"input": record["input"], "reference": label}], tokenizer, family, 24, 8),
+                            tokenizer.pad_token_id)
+            with torch.no_grad():
+                loss = model(**batch).loss.item()
+            totals.append(loss * int((batch["labels"] != -100).sum()))
+        expected.append(labels[totals.index(min(totals))])
+    assert most_likely_labels(model, tokenizer, family, records, labels, 24, 8, 5, "cpu") == expected
+
+
 def test_bertscore_hub_model_is_pinned_and_rescaled_with_its_published_baseline(monkeypatch):
     """The hub download is replaced by the local MiniLM; rescaling must use roberta-large's baseline row."""
     import huggingface_hub

@@ -11,10 +11,13 @@ STUDY = {
     "study": "t", "title": "T & test_study", "seeds": [1, 2, 3],
     "methods": {"full": {"kind": "full"}, "lora": {"kind": "lora", "ranks": [4, 8]}},
     "models": {"m_1": {"family": "gpt2", "source": "scratch", "pretraining": {"steps": 1, "corpus": "c"}}},
-    "datasets": {"d": {"source": "synthetic", "corpus": "synthetic"}},
+    "datasets": {"d": {"source": "synthetic", "corpus": "synthetic"},
+                 "c_1": {"source": "snapshot", "corpus": "debian_sections"},
+                 "q": {"source": "snapshot", "corpus": "debian_package_qa"}},
     "training": {"learning_rate": 1e-3, "epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1},
     "generation": {"batch_size": 1}, "exclusions": [],
-    "matrix": [{"datasets": ["d"], "models": ["m_1"], "methods": ["full", "lora"]}],
+    "matrix": [{"datasets": ["d"], "models": ["m_1"], "methods": ["full", "lora"]},
+               {"datasets": ["c_1", "q"], "models": ["m_1"], "methods": ["full", "lora"], "ranks": [8]}],
     "statistics": {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05},
     "report": {"table1_dataset": "d"},
 }
@@ -29,6 +32,16 @@ def metrics():
                               ("train_time_s", 2.0), ("stored_bytes", 1e6), ("trainable_parameters", 10)):
                 rows.append({"study": "t", "dataset": "d", "model": "m_1", "method": method, "rank": rank,
                              "seed": seed, "metric": metric, "value": v})
+    task_values = {"c_1": {"accuracy": [80, 90], "macro_f1": [70, 75], "invalid_label_rate": [0, 5],
+                           "precision[b_x]": [60, 70], "recall[b_x]": [50, 50], "f1[b_x]": [55, 58],
+                           "precision[a]": [90, 100], "recall[a]": [95, 85], "f1[a]": [92, 91]},
+                   "q": {"exact_match": [40, 44], "squad_f1": [50, 52]}}
+    for dataset, by_metric in task_values.items():
+        for method, rank, shift in (("full", "", 0), ("lora", "8", -10)):
+            for metric, pair in by_metric.items():
+                for seed, value in enumerate(pair):
+                    rows.append({"study": "t", "dataset": dataset, "model": "m_1", "method": method, "rank": rank,
+                                 "seed": seed, "metric": metric, "value": value + shift})
     return pd.DataFrame(rows)
 
 
@@ -184,3 +197,23 @@ def test_cluster_figure_is_a_reproducible_pdf(tmp_path):
     figure_panels(tmp_path, tmp_path / "b.pdf")
     assert (tmp_path / "a.pdf").read_bytes()[:5] == b"%PDF-"
     assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
+
+
+def test_task_tables_cover_every_dataset_of_their_task_with_classes_per_cell():
+    frame = metrics().assign(unit="%", device="", note="")
+    summary = summarise(frame)
+    table = report_metrics.group_table("classification", summary, frame, STUDY)
+    assert list(zip(table["dataset"], table["method"], table["rank"])) == [("c_1", "full", ""), ("c_1", "lora", "8")]
+    assert table.loc[0, "accuracy_mean"] == pytest.approx(85) and table.loc[1, "macro_f1_mean"] == pytest.approx(62.5)
+    tex = report_metrics.group_latex("classification", table, report_metrics.group_notes("classification", frame, STUDY), STUDY)
+    assert r"\texttt{c\_1}" in tex and "85.0 $\\pm$ 7.1" in tex and "($n$ = 2)" in tex
+    qa = report_metrics.group_table("extractive_qa", summary, frame, STUDY)
+    assert qa["squad_f1_mean"].tolist() == pytest.approx([51, 41])
+    per_class = report_metrics.group_table("per_class", summary, frame, STUDY)
+    assert list(zip(per_class["method"], per_class["class"])) == [("full", "a"), ("full", "b_x"), ("lora", "a"), ("lora", "b_x")]
+    assert per_class.loc[1, "f1_mean"] == pytest.approx(56.5) and per_class.loc[1, "recall_n"] == 2
+    tex = report_metrics.group_latex("per_class", per_class, report_metrics.group_notes("per_class", frame, STUDY), STUDY)
+    assert r"\texttt{b\_x}" in tex and "65.0 $\\pm$ 7.1" in tex
+    without = {**STUDY, "matrix": STUDY["matrix"][:1]}
+    assert "no classification dataset" in report_metrics.group_latex(
+        "classification", report_metrics.group_table("classification", summary, frame, without), [], without)

@@ -8,6 +8,7 @@ rule prepare_base:
         directory("results/bases/{model}"),
     params:
         spec=base_spec,
+        code=CODE["base"],
     threads: 1
     log:
         "logs/prepare_base/{model}.log",

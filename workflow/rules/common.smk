@@ -14,6 +14,17 @@ os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
 from peftstudy import config as studyconfig
 from peftstudy import human_eval
+from peftstudy.data.prepare import dataset_task, snapshot_corpus
+from peftstudy.workflow_support import code_fingerprint
+
+# The package code each stage's numbers depend on: a change redoes that stage and what follows, nothing else.
+CODE = {
+    "data": code_fingerprint("data"),
+    "base": code_fingerprint("pretrain.py", "models.py", "batching.py"),
+    "train": code_fingerprint("train.py", "models.py", "batching.py", "methods"),
+    "generate": code_fingerprint("generate.py", "models.py", "batching.py", "methods"),
+    "score": code_fingerprint("metrics"),
+}
 
 
 wildcard_constraints:
@@ -94,7 +105,10 @@ def generation_settings(wildcards):
     run = run_of(wildcards)
     training = studyconfig.training_settings(study, run.method, run.model, run.dataset)
     return {
-        "generation": study["generation"],
+        # A dataset may override generation settings (a class label needs a few tokens, not a paragraph).
+        "generation": {**study["generation"], **study["datasets"][run.dataset].get("generation", {}),
+                       **({"labels": study["datasets"][run.dataset]["labels"]}
+                          if dataset_task(study["datasets"][run.dataset]) == "classification" else {})},
         "max_source_tokens": training["max_source_tokens"],
         "max_target_tokens": training["max_target_tokens"],
         "method_spec": studyconfig.run_settings(study, run)["method_spec"],
@@ -105,7 +119,7 @@ def generation_settings(wildcards):
 def dataset_inputs(wildcards):
     spec = DATASETS[wildcards.dataset]
     if spec["source"] == "snapshot":
-        return [f"data/snapshots/{spec['corpus']}.jsonl.gz"]
+        return [f"data/snapshots/{snapshot_corpus(spec['corpus'])}.jsonl.gz"]
     return []
 
 
@@ -146,10 +160,13 @@ def human_eval_settings(wildcards):
 
 
 def human_eval_runs(wildcards):
-    """The runs whose outputs go to the raters: every run of the selected datasets and models."""
+    """The runs whose outputs go to the raters: every run of the selected datasets (by default, those whose
+    outputs are free text) and models."""
     settings = human_eval_settings(wildcards)
+    study = study_of(wildcards)
+    text_datasets = [name for name, spec in study["datasets"].items() if dataset_task(spec) == "generation"]
     selected = [r for r in RUNS[wildcards.study]
-                if r.dataset in settings.get("datasets", [r.dataset]) and r.model in settings.get("models", [r.model])]
+                if r.dataset in settings.get("datasets", text_datasets) and r.model in settings.get("models", [r.model])]
     return [{"dataset": r.dataset, "model": r.model, "method": r.method, "rank": "" if r.rank is None else str(r.rank),
              "seed": r.seed, "directory": r.directory} for r in selected]
 
@@ -188,8 +205,8 @@ def paper_figures(wildcards):
     return [f"reports/{wildcards.study}/figures/{name}.pdf" for name in PAPER_FIGURES]
 
 
-PAPER_TABLES = ["table1_methods", "significance", "quality", "diversity", "efficiency", "cost", "table2_human",
-                "human_errors"]
+PAPER_TABLES = ["table1_methods", "significance", "quality", "diversity", "efficiency", "cost", "classification",
+                "extractive_qa", "per_class", "table2_human", "human_errors"]
 
 
 def paper_tables(wildcards):

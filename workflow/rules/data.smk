@@ -9,6 +9,7 @@ rule prepare_dataset:
         manifest="data/prepared/{dataset}/manifest.json",
     params:
         spec=lambda w: DATASETS[w.dataset],
+        code=CODE["data"],
     log:
         "logs/prepare_dataset/{dataset}.log",
     script:
@@ -23,6 +24,7 @@ rule prepare_corpus:
         manifest="data/corpora/{corpus}.manifest.json",
     params:
         spec=lambda w: CORPORA[w.corpus],
+        code=CODE["data"],
     log:
         "logs/prepare_corpus/{corpus}.log",
     script:

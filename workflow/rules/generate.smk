@@ -12,6 +12,7 @@ rule generate:
         record=RUN_DIR + "/generation.json",
     params:
         settings=generation_settings,
+        code=CODE["generate"],
     threads: 1
     log:
         "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",

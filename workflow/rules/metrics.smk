@@ -13,6 +13,8 @@ rule score:
     params:
         settings=lambda w: study_of(w).get("metrics", {}),
         costs=lambda w: study_of(w).get("costs"),
+        task=lambda w: dataset_task(DATASETS[w.dataset]),
+        code=CODE["score"],
     log:
         "logs/{study}/score/{dataset}/{model}/{variant}/seed{seed}.log",
     script:

@@ -68,7 +68,7 @@ rule metric_table:
         csv="reports/{study}/tables/{table}.csv",
         tex="reports/{study}/tables/{table}.tex",
     wildcard_constraints:
-        table="quality|diversity|efficiency|cost",
+        table="quality|diversity|efficiency|cost|classification|extractive_qa|per_class",
     params:
         study=study_of,
     log:

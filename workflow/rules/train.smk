@@ -10,6 +10,7 @@ rule train:
         record=RUN_DIR + "/train.json",
     params:
         settings=run_settings,
+        code=CODE["train"],
     threads: 1
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",

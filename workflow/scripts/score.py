@@ -14,5 +14,6 @@ with logged(snakemake):
         wordnet_dir=snakemake.input.wordnet,
         train_path=snakemake.input.train,
         threads=snakemake.threads,
+        task=snakemake.params.task,
         log=snakemake.log[0],
     )

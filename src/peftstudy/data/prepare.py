@@ -8,6 +8,7 @@ The manifest is written last, so its presence marks a complete preparation.
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import random
@@ -17,9 +18,12 @@ from typing import Iterable, Mapping
 
 from .. import io
 from . import synthetic
-from .sources import Corpus, get_corpus
+from .sources import DERIVED, Corpus, get_corpus
 
 SPLITS = ("train", "validation", "test")
+# generation: input -> free text; classification: input -> one label (the reference) from a closed set;
+# extractive_qa: "question: .. context: .." -> an answer span (SQuAD v1.1 fields kept beside it).
+TASKS = ("generation", "classification", "extractive_qa")
 DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
 SOURCES = ("snapshot", "system", "synthetic", "hub")
 SYNTHETIC_DEFAULT_SIZE = 1000
@@ -103,9 +107,29 @@ def _hub_records(spec: Mapping) -> tuple[list[dict], dict]:
                              "config_name": spec.get("config_name"), "splits": sorted(data)}}
 
 
+def dataset_task(spec: Mapping) -> str:
+    """The task a dataset spec is for: declared, else its derived corpus's, else generation."""
+    derived = DERIVED.get(spec.get("corpus", ""))
+    task = spec.get("task") or (derived.task if derived else "generation")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if derived and task != derived.task:
+        raise ValueError(f"corpus {derived.name!r} is a {derived.task} corpus; the spec says task {task!r}")
+    return task
+
+
+def snapshot_corpus(name: str) -> str:
+    """The corpus whose snapshot file a dataset reads (a derived corpus reads its base's)."""
+    return DERIVED[name].base if name in DERIVED else name
+
+
 def read_records(spec: Mapping, snapshot_dir: Path) -> tuple[list[dict], dict]:
     """(records, provenance) for a dataset spec."""
     source = _check_source(spec)
+    derived = DERIVED.get(spec.get("corpus", ""))
+    if derived:
+        records, provenance = read_records({**spec, "corpus": derived.base}, snapshot_dir)
+        return list(derived.derive(records)), {**provenance, "derived": {"corpus": derived.name, "from": derived.base}}
     if source == "hub":
         return _hub_records(spec)
     corpus = get_corpus(spec.get("corpus", ""))
@@ -148,15 +172,22 @@ def read_gzip_lines(path: Path) -> list[str]:
 # ---------------------------------------------------------------------------- cleaning
 
 
-def clean_and_filter(records: Iterable[Mapping], rules: Mapping | None) -> tuple[list[dict], dict[str, int]]:
-    """Normalise whitespace, then drop records that are empty or outside the word limits."""
+def clean_and_filter(records: Iterable[Mapping], rules: Mapping | None,
+                     labels: Iterable[str] | None = None) -> tuple[list[dict], dict[str, int]]:
+    """Normalise whitespace, then drop records that are empty, outside the word limits or (classification)
+    labelled outside the declared label set. Task fields (SQuAD's context, answers, ...) are kept as they are:
+    answer offsets index the context as written."""
     rules = rules or {}
+    labels = set(labels) if labels else None
     kept, dropped = [], {}
     for record in records:
-        row = {"id": str(record["id"]), "input": normalise(record["input"]), "reference": normalise(record["reference"])}
+        row = {**record, "id": str(record["id"]), "input": normalise(record["input"]),
+               "reference": normalise(record["reference"])}
         reason = None
         if not row["input"] or not row["reference"]:
             reason = "empty"
+        elif labels is not None and row["reference"] not in labels:
+            reason = "label_not_selected"
         elif words(row["reference"]) < rules.get("min_reference_words", 0):
             reason = "reference_too_short"
         elif words(row["reference"]) > rules.get("max_reference_words", float("inf")):
@@ -170,10 +201,11 @@ def clean_and_filter(records: Iterable[Mapping], rules: Mapping | None) -> tuple
     return kept, dropped
 
 
-def deduplicate(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
+def deduplicate(records: list[dict], *, by_reference: bool = True) -> tuple[list[dict], dict[str, int]]:
     """Exact duplicates of the (lowercased) input or of the reference, first in id order kept.
 
-    Duplicates would otherwise land on both sides of the train/test split and inflate scores.
+    Duplicates would otherwise land on both sides of the train/test split and inflate scores. Class labels
+    and short answers repeat by design: for those tasks only inputs are compared.
     """
     ordered = sorted(records, key=lambda row: row["id"])
     for first, second in zip(ordered, ordered[1:]):
@@ -185,7 +217,7 @@ def deduplicate(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
         key_input, key_reference = row["input"].lower(), row["reference"]
         if key_input in inputs:
             dropped["duplicate_input"] += 1
-        elif key_reference in references:
+        elif by_reference and key_reference in references:
             dropped["duplicate_reference"] += 1
         else:
             inputs.add(key_input)
@@ -228,6 +260,21 @@ def split_records(rows: list[dict], fractions: Mapping[str, float], seed) -> dic
     return {name: splits[name] for name in SPLITS}
 
 
+def stratified_split(rows: list[dict], fractions: Mapping[str, float], seed) -> dict[str, list[dict]]:
+    """Each label's records split by the fractions on their own (seeded), so every split keeps the label
+    balance of the whole; each split is written back in id order."""
+    by_label: dict[str, list[dict]] = {}
+    for row in rows:
+        by_label.setdefault(row["reference"], []).append(row)
+    splits = {name: [] for name in SPLITS}
+    for label in sorted(by_label):
+        if len(by_label[label]) < 3:
+            raise ValueError(f"label {label!r} has {len(by_label[label])} examples: too few to appear in every split")
+        for name, part in split_records(by_label[label], fractions, f"{seed}:{label}").items():
+            splits[name].extend(part)
+    return {name: sorted(part, key=lambda row: row["id"]) for name, part in splits.items()}
+
+
 # ---------------------------------------------------------------------------- entry points
 
 
@@ -241,14 +288,15 @@ def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path) -> dict
     out_dir = Path(out_dir)
     seed = spec.get("seed", 0)
     fractions = split_fractions(spec)
+    task = dataset_task(spec)
     records, provenance = read_records(spec, Path(snapshot_dir))
-    kept, dropped = clean_and_filter(records, spec.get("filter"))
-    kept, duplicates = deduplicate(kept)
+    kept, dropped = clean_and_filter(records, spec.get("filter"), spec.get("labels"))
+    kept, duplicates = deduplicate(kept, by_reference=task == "generation")
     dropped.update(duplicates)
     sampled = subsample(kept, spec.get("max_examples"), seed)
     if len(sampled) < len(kept):
         dropped["over_max_examples"] = len(kept) - len(sampled)
-    splits = split_records(sampled, fractions, seed)
+    splits = (stratified_split if task == "classification" else split_records)(sampled, fractions, seed)
 
     files = {}
     for name, rows in splits.items():
@@ -257,6 +305,7 @@ def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path) -> dict
         files[name] = {"path": path.name, "rows": len(rows), "sha256": io.sha256_file(path)}
     manifest = {
         "kind": "dataset",
+        "task": task,
         "corpus": spec.get("corpus"),
         "source": spec["source"],
         "spec": _plain(spec),
@@ -265,6 +314,9 @@ def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path) -> dict
         "files": files,
         **provenance,
     }
+    if task == "classification":
+        manifest["labels"] = {name: dict(sorted(collections.Counter(r["reference"] for r in rows).items()))
+                              for name, rows in splits.items()}
     io.write_json(out_dir / "manifest.json", manifest)
     return manifest
 

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from . import synthetic
 
@@ -368,7 +368,89 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
+# ---------------------------------------------------------------------------- derived task corpora
+# Classification and extractive-QA stand-ins (seeds 001/004) built from a pairs corpus's records, so they
+# share its snapshot and provenance. Both keep only fields the task may see: no label leaks into the input.
+
+
+def debian_fields(record: Mapping) -> dict[str, str]:
+    """'name: x | section: y | summary: z' (parse_debian_descriptions' input) back into fields."""
+    fields = {}
+    for part in record["input"].split(" | "):
+        key, separator, value = part.partition(": ")
+        if not separator:
+            raise ValueError(f"record {record['id']!r}: feature {part[:40]!r} is not 'key: value'")
+        fields[key] = value
+    return fields
+
+
+def debian_sections(records: Iterable[Mapping]) -> Iterator[dict]:
+    """Text classification: a package's long description -> its archive section (perl, python, net, ...)."""
+    for record in records:
+        section = debian_fields(record).get("section", "")
+        if section and record["reference"]:
+            yield {"id": record["id"], "input": record["reference"], "reference": section}
+
+
+def answer_span(answer: str, context: str, *, ignore_case: bool = True) -> int | None:
+    """Start of the answer as a whole word in the context, or None."""
+    flags = re.IGNORECASE if ignore_case else 0
+    match = re.search(r"(?<![\w.+-])" + re.escape(answer) + r"(?![\w+-])", context, flags=flags)
+    return match.start() if match else None
+
+
+# Archive sections of one programming language, and how descriptions name it (case-sensitive: "Go", "R").
+SECTION_LANGUAGES = {
+    "perl": ["Perl"], "python": ["Python"], "rust": ["Rust"], "golang": ["Go", "Golang"],
+    "javascript": ["JavaScript", "Node.js"], "ruby": ["Ruby"], "java": ["Java"], "php": ["PHP"],
+    "haskell": ["Haskell"], "ocaml": ["OCaml"], "gnu-r": ["R"], "lisp": ["Common Lisp", "Lisp"],
+}
+
+
+def _qa_record(record_id: str, question: str, context: str, start: int, length: int) -> dict:
+    answer = context[start: start + length]
+    return {"id": record_id, "input": f"question: {question} context: {context}", "reference": answer,
+            "question": question, "context": context, "answers": [answer], "answer_start": [start]}
+
+
+def debian_package_qa(records: Iterable[Mapping]) -> Iterator[dict]:
+    """Extractive QA in SQuAD v1.1's shape over a package's long description (the context), one question
+    per package so that no context is shared between splits: which programming language the package is
+    for, when its section is a language's and the description names it; otherwise which package the
+    synopsis describes, when the description names the package. The answer is the span as written."""
+    for record in records:
+        fields = debian_fields(record)
+        context, summary, name = record["reference"], fields.get("summary", ""), fields["name"]
+        if not context:
+            continue
+        for language in SECTION_LANGUAGES.get(fields.get("section", ""), []):
+            start = answer_span(language, context, ignore_case=False)
+            if start is not None:
+                yield _qa_record(record["id"], f"Which programming language is the package {name} for?", context,
+                                 start, len(language))
+                break
+        else:
+            start = answer_span(name, context) if summary else None
+            if start is not None:
+                yield _qa_record(record["id"], f"Which package is described as: {summary}?", context, start, len(name))
+
+
+@dataclass(frozen=True)
+class DerivedCorpus:
+    name: str
+    base: str  # the pairs corpus whose records it transforms
+    task: str  # the task its records are for (see prepare.TASKS)
+    derive: Callable[[Iterable[Mapping]], Iterator[dict]]
+
+
+DERIVED: dict[str, DerivedCorpus] = {
+    "debian_sections": DerivedCorpus("debian_sections", "debian_descriptions", "classification", debian_sections),
+    "debian_package_qa": DerivedCorpus("debian_package_qa", "debian_descriptions", "extractive_qa", debian_package_qa),
+}
+
+
 def get_corpus(name: str) -> Corpus:
     if name not in CORPORA:
-        raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(sorted(CORPORA))}")
+        known = ", ".join(sorted([*CORPORA, *DERIVED]))
+        raise ValueError(f"unknown corpus {name!r}; known corpora: {known}")
     return CORPORA[name]

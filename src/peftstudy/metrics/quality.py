@@ -138,14 +138,24 @@ def resolve_model(name: str, revision: str | None = None) -> str:
 
 # ---------------------------------------------------------------- classification and extractive QA
 
-def classification(predictions: Sequence[str], labels: Sequence[str]) -> dict:
-    """Accuracy, macro-F1 and per-class precision/recall/F1 (scikit-learn), 0-1."""
+def normalize_label(text: str) -> str:
+    """A generated label as compared with the gold one: whitespace collapsed, case folded."""
+    return " ".join(text.split()).casefold()
+
+
+def classification(predictions: Sequence[str], labels: Sequence[str], classes: Sequence[str] | None = None) -> dict:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (scikit-learn), 0-1, over the declared classes.
+
+    A prediction outside ``classes`` (a generative model may emit anything) is wrong: it lowers accuracy
+    and its true class's recall, and is no class's prediction; macro-F1 averages the declared classes only.
+    """
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-    classes = sorted(set(labels) | set(predictions))
+    classes = sorted(set(labels)) if classes is None else list(classes)
     precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=classes, zero_division=0)
     values = {"accuracy": float(accuracy_score(labels, predictions)),
-              "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0))}
+              "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)),
+              "invalid_label_rate": sum(p not in set(classes) for p in predictions) / max(len(predictions), 1)}
     for index, name in enumerate(classes):
         values[f"precision[{name}]"] = float(precision[index])
         values[f"recall[{name}]"] = float(recall[index])

@@ -56,7 +56,7 @@ def metric_settings(configured: Mapping | None) -> dict:
 
 def score_run_files(run: Mapping, generations_path, training_record_path, generation_record_path, out_path, *,
                     settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
-                    train_path=None, threads: int = 1) -> None:
+                    train_path=None, threads: int = 1, task: str = "generation") -> None:
     """Score one run from its files and write metrics.json (the unit the workflow runs, in the zygote)."""
     import time
 
@@ -66,7 +66,8 @@ def score_run_files(run: Mapping, generations_path, training_record_path, genera
     started = time.perf_counter()
     train_references = [row["reference"] for row in io.read_jsonl(train_path)] if train_path else None
     scored = score_run(generations_path, io.read_json(training_record_path), io.read_json(generation_record_path),
-                       settings=settings, costs=costs, wordnet_dir=wordnet_dir, train_references=train_references)
+                       settings=settings, costs=costs, wordnet_dir=wordnet_dir, train_references=train_references,
+                       task=task)
     scored["run"] = dict(run)
     scored["scoring_time_s"] = time.perf_counter() - started
     io.write_json(out_path, scored)
@@ -78,15 +79,14 @@ def _finite(value) -> bool:
 
 def score_run(generations_path: str | Path, training_record: Mapping, generation_record: Mapping, *,
               settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
-              train_references: Sequence[str] | None = None) -> dict:
-    from . import cost, diversity, quality
+              train_references: Sequence[str] | None = None, task: str = "generation") -> dict:
+    """The run's metrics: the task's quality metrics, then size, efficiency and cost (every task)."""
+    from . import cost
 
     settings = metric_settings(settings)
     rows = io.read_jsonl(generations_path)
     if not rows:
         raise ValueError(f"{generations_path}: no generations to score")
-    predictions = [row["prediction"] for row in rows]
-    references = [row["reference"] for row in rows]
     values, units, signatures, notes, devices = {}, {}, {}, {}, {}
 
     def put(name, value, unit, device=None, note=None):
@@ -99,49 +99,19 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
             values[name] = None
             notes[name] = note or "undefined for these outputs (e.g. empty or too few)"
 
-    # Quality.
-    score, extra = quality.bleu4(predictions, references)
-    put("bleu4", score, QUALITY_UNITS["bleu4"])
-    signatures["bleu4"] = extra["signature"]
-    rouge, rouge_signatures = quality.rouge(predictions, references)
-    for name, value in rouge.items():
-        put(name, value, QUALITY_UNITS[name])
-    signatures.update(rouge_signatures)
-    if wordnet_dir is not None:
-        score, extra = quality.meteor(predictions, references, quality.wordnet_reader(wordnet_dir))
-        put("meteor", score, QUALITY_UNITS["meteor"])
-        signatures["meteor"] = extra["signature"]
+    cluster_labels = None
+    if task == "classification":
+        if not train_references:
+            raise ValueError(f"{generations_path}: classification needs the training split's labels (the label set)")
+        _score_classification(put, signatures, rows, train_references)
+    elif task == "extractive_qa":
+        _score_extractive_qa(put, signatures, rows, generations_path)
+    elif task == "generation":
+        cluster_labels = _score_generation(put, signatures, rows, settings, wordnet_dir, train_references)
     else:
-        put("meteor", None, QUALITY_UNITS["meteor"], note="not measured: no WordNet database given")
-    bert, bert_signatures = quality.bertscore(predictions, references, settings["bertscore"])
-    for name, value in bert.items():
-        put(name, value, QUALITY_UNITS[name])
-    signatures.update(bert_signatures)
+        raise ValueError(f"unknown task {task!r}")
     put("perplexity", generation_record.get("perplexity"), QUALITY_UNITS["perplexity"],
         note="not measured: the generation record has no perplexity")
-
-    # Diversity of the outputs.
-    div = settings["diversity"]
-    tokens = [diversity.words(text) for text in predictions]
-    stream = [token for output in tokens for token in output]
-    put("ttr", diversity.type_token_ratio(stream), "ratio")
-    put("mattr", diversity.moving_average_ttr(stream, div["mattr_window"]), "ratio")
-    put("yules_k", diversity.yules_k(stream), "K")
-    for n in div["distinct_n"]:
-        put(f"distinct_{n}", diversity.distinct_n(tokens, n), "ratio")
-    if train_references is not None:
-        novel = diversity.novel_ngram_rate(tokens, [diversity.words(t) for t in train_references], div["novel_ngram_n"])
-        put("novel_ngram_rate", novel, "ratio")
-    else:
-        put("novel_ngram_rate", None, "ratio", note="not measured: no training references given")
-    put("repetition_rate", diversity.repetition_rate(tokens, div["repetition_n"]), "ratio")
-    vectors = diversity.embed(predictions, settings["embeddings"]["model"], settings["embeddings"]["batch_size"],
-                              settings["embeddings"].get("revision"))
-    put("mean_pairwise_cosine", diversity.mean_pairwise_cosine(vectors), "cosine")
-    clusters = diversity.semantic_clusters(vectors, div["cluster_distance"])
-    put("semantic_clusters", clusters["clusters"], "count")
-    put("clusters_per_output", clusters["clusters_per_output"], "ratio")
-    put("silhouette", clusters["silhouette"], "-1..1", note="undefined: fewer than 2 clusters, or one per output")
 
     # Size and efficiency, as the training and generation stages measured them.
     train_device = training_record.get("efficiency", {}).get("device") or training_record["provenance"]["hardware"].get("device")
@@ -175,7 +145,7 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
         "devices": devices,
         "notes": notes,
         "signatures": signatures,
-        "cluster_labels": clusters["labels"],
+        "cluster_labels": cluster_labels,
         "examples": len(rows),
         "generations_sha256": io.sha256_file(generations_path),
         "device": train_device,
@@ -183,6 +153,80 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
         "settings": training_record["settings"],
         "provenance": training_record["provenance"],
     }
+
+
+def _score_generation(put, signatures, rows, settings, wordnet_dir, train_references) -> list[int]:
+    """Quality against the references and diversity of the outputs; returns the outputs' cluster labels."""
+    from . import diversity, quality
+
+    predictions = [row["prediction"] for row in rows]
+    references = [row["reference"] for row in rows]
+    score, extra = quality.bleu4(predictions, references)
+    put("bleu4", score, QUALITY_UNITS["bleu4"])
+    signatures["bleu4"] = extra["signature"]
+    rouge, rouge_signatures = quality.rouge(predictions, references)
+    for name, value in rouge.items():
+        put(name, value, QUALITY_UNITS[name])
+    signatures.update(rouge_signatures)
+    if wordnet_dir is not None:
+        score, extra = quality.meteor(predictions, references, quality.wordnet_reader(wordnet_dir))
+        put("meteor", score, QUALITY_UNITS["meteor"])
+        signatures["meteor"] = extra["signature"]
+    else:
+        put("meteor", None, QUALITY_UNITS["meteor"], note="not measured: no WordNet database given")
+    bert, bert_signatures = quality.bertscore(predictions, references, settings["bertscore"])
+    for name, value in bert.items():
+        put(name, value, QUALITY_UNITS[name])
+    signatures.update(bert_signatures)
+
+    div = settings["diversity"]
+    tokens = [diversity.words(text) for text in predictions]
+    stream = [token for output in tokens for token in output]
+    put("ttr", diversity.type_token_ratio(stream), "ratio")
+    put("mattr", diversity.moving_average_ttr(stream, div["mattr_window"]), "ratio")
+    put("yules_k", diversity.yules_k(stream), "K")
+    for n in div["distinct_n"]:
+        put(f"distinct_{n}", diversity.distinct_n(tokens, n), "ratio")
+    if train_references is not None:
+        novel = diversity.novel_ngram_rate(tokens, [diversity.words(t) for t in train_references], div["novel_ngram_n"])
+        put("novel_ngram_rate", novel, "ratio")
+    else:
+        put("novel_ngram_rate", None, "ratio", note="not measured: no training references given")
+    put("repetition_rate", diversity.repetition_rate(tokens, div["repetition_n"]), "ratio")
+    vectors = diversity.embed(predictions, settings["embeddings"]["model"], settings["embeddings"]["batch_size"],
+                              settings["embeddings"].get("revision"))
+    put("mean_pairwise_cosine", diversity.mean_pairwise_cosine(vectors), "cosine")
+    clusters = diversity.semantic_clusters(vectors, div["cluster_distance"])
+    put("semantic_clusters", clusters["clusters"], "count")
+    put("clusters_per_output", clusters["clusters_per_output"], "ratio")
+    put("silhouette", clusters["silhouette"], "-1..1", note="undefined: fewer than 2 clusters, or one per output")
+    return clusters["labels"]
+
+
+def _score_classification(put, signatures, rows, train_labels) -> None:
+    """Accuracy, macro-F1 and per-class P/R/F1 (%) of the generated labels over the training label set."""
+    from . import quality
+
+    classes = sorted({quality.normalize_label(label) for label in train_labels})
+    values = quality.classification([quality.normalize_label(row["prediction"]) for row in rows],
+                                    [quality.normalize_label(row["reference"]) for row in rows], classes)
+    for name, value in values.items():
+        put(name, 100 * value, "%")
+    signatures["accuracy"] = (f"sklearn|generated label, whitespace-collapsed and casefolded|{len(classes)} classes|"
+                              "outside the label set = wrong")
+
+
+def _score_extractive_qa(put, signatures, rows, generations_path) -> None:
+    """SQuAD v1.1 exact match and F1 (official normalisation), best over each example's gold answers."""
+    from . import quality
+
+    missing = [row["id"] for row in rows if not row.get("answers")]
+    if missing:
+        raise ValueError(f"{generations_path}: extractive-QA rows without 'answers' (e.g. id {missing[0]!r})")
+    values = quality.squad([row["prediction"] for row in rows], [row["answers"] for row in rows])
+    put("exact_match", values["exact_match"], "%")
+    put("squad_f1", values["squad_f1"], "%")
+    signatures["exact_match"] = "squad-v1.1|normalize_answer|max over gold answers"
 
 
 METRICS_COLUMNS = ["study", "dataset", "model", "method", "rank", "seed", "metric", "value", "unit", "device", "note"]
