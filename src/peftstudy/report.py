@@ -441,8 +441,9 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
                               " paper's domains, not the paper's own (unpublished) data.")
     tasks = {dataset_task(spec) for spec in study["datasets"].values()} - {"generation"}
     if tasks:
-        limitations.append("Classification and question answering are done text-to-text: the model generates the"
-                           " label or answer, which is scored as text (no classification or span head).")
+        limitations.append("Classification and question answering are done text-to-text, without a classification or"
+                           " span head: a label is chosen by its likelihood under the fine-tuned model, an answer is"
+                           " generated and scored as text.")
     return {
         "config_hash": canonical_hash(study),
         "data_counts": data_counts,

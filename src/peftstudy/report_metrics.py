@@ -126,8 +126,15 @@ def group_notes(name: str, metrics: pd.DataFrame, study: Mapping) -> list[str]:
     rows = metrics[metrics["dataset"].isin(table_datasets(name, study)) & metrics["metric"].isin(names)]
     notes = []
     if name == "classification":
-        notes.append("The label is generated as text (whitespace-collapsed, casefolded before comparison); one outside"
-                     " the label set counts as wrong. Macro-F1 averages the declared classes.")
+        for dataset in table_datasets(name, study):
+            settings = {**study.get("generation", {}), **study["datasets"][dataset].get("generation", {})}
+            if settings.get("classification_decoding", "likelihood") == "likelihood":
+                notes.append(f"{dataset}: the label is the one of the label set with the highest likelihood under the"
+                             " fine-tuned model (rank classification), so none falls outside it.")
+            else:
+                notes.append(f"{dataset}: the label is generated as text and compared whitespace-collapsed and"
+                             " casefolded; one outside the label set counts as wrong.")
+        notes.append("Macro-F1 averages the declared classes.")
     if name == "extractive_qa":
         notes.append("The answer is generated as text and scored by SQuAD v1.1's official normalisation (lower case,"
                      " no punctuation or articles), best over the gold answers.")

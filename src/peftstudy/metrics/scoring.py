@@ -103,7 +103,7 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
     if task == "classification":
         if not train_references:
             raise ValueError(f"{generations_path}: classification needs the training split's labels (the label set)")
-        _score_classification(put, signatures, rows, train_references)
+        _score_classification(put, signatures, rows, train_references, generation_record.get("decoding", "generate"))
     elif task == "extractive_qa":
         _score_extractive_qa(put, signatures, rows, generations_path)
     elif task == "generation":
@@ -203,7 +203,7 @@ def _score_generation(put, signatures, rows, settings, wordnet_dir, train_refere
     return clusters["labels"]
 
 
-def _score_classification(put, signatures, rows, train_labels) -> None:
+def _score_classification(put, signatures, rows, train_labels, decoding: str) -> None:
     """Accuracy, macro-F1 and per-class P/R/F1 (%) of the generated labels over the training label set."""
     from . import quality
 
@@ -212,7 +212,7 @@ def _score_classification(put, signatures, rows, train_labels) -> None:
                                     [quality.normalize_label(row["reference"]) for row in rows], classes)
     for name, value in values.items():
         put(name, 100 * value, "%")
-    signatures["accuracy"] = (f"sklearn|generated label, whitespace-collapsed and casefolded|{len(classes)} classes|"
+    signatures["accuracy"] = (f"sklearn|label by {decoding}|whitespace-collapsed, casefolded|{len(classes)} classes|"
                               "outside the label set = wrong")
 
 
