@@ -3,6 +3,7 @@
 #   snakemake --profile slurm all          the paper study (config.yaml) on a SLURM cluster
 #   snakemake --cores 2 demo                       the embedded demo study (config/demo.yaml)
 #   snakemake --cores 2 reports/demo/tables/table1_methods.tex    one table
+#   snakemake --cores 2 demo --report reports/demo/report.html      the HTML report (tables, figures, provenance)
 #
 # Every study file (config.yaml and config/*.yaml) is validated at start-up; outputs are keyed by
 # study name, so any study's table or report can be requested by path. See README.md.
@@ -10,6 +11,9 @@
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -28,6 +32,12 @@ localrules:
     prepare_wordnet,
     aggregate_metrics,
     statistics,
+    comparisons,
+    anova,
+    correlations,
+    rank_study,
+    stats_table,
+    claims_table,
     table1_methods,
     significance_table,
     metric_table,
@@ -35,6 +45,7 @@ localrules:
     human_ratings,
     human_tables,
     figure_output_clusters,
+    figure_stats,
     paper_tex,
     paper_pdf,
 

@@ -23,7 +23,17 @@ from .data.prepare import dataset_task
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "study.schema.yaml"
 VARIANT_PATTERN = re.compile(r"^(?P<method>[a-z][a-z0-9_]*)(?:-r(?P<rank>[1-9][0-9]*))?$")
 
-STATISTICS_DEFAULTS = {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05}
+# Seed 000 §5.8's practical-significance thresholds; the metrics compared pairwise and by ANOVA (comparing
+# all ~60 recorded metrics would only dilute the corrections and cost minutes).
+STATISTICS_DEFAULTS = {
+    "confidence": 0.95, "baseline_method": "full", "alpha": 0.05, "correction": "holm", "bootstrap": None,
+    "practical_thresholds": {"bleu4": 0.5, "rouge_l": 0.3, "bertscore_f1": 0.02, "train_time_s": "10%"},
+    "compare_metrics": ["bleu4", "rouge_l", "meteor", "bertscore_f1", "accuracy", "macro_f1", "exact_match",
+                        "squad_f1", "train_time_s", "train_peak_memory_bytes", "train_energy_kwh",
+                        "inference_ms_per_example"],
+    "rank_study": {"method": "lora", "metrics": ["bleu4", "rouge_l", "bertscore_f1"], "resamples": 2000, "seed": 0},
+    "power": 0.8,
+}
 
 # Which method-entry keys each kind reads (besides kind, description, training); anything else is an error.
 LORA_OPTIONS = {"ranks", "alpha", "dropout", "target_modules", "decoder_rank"}
@@ -148,6 +158,7 @@ def validate_study(raw: Any, source: str | Path) -> dict:
         raise StudyConfigError(f"{source}: {_schema_message(best)}")
     study = copy.deepcopy(raw)
     study["statistics"] = {**STATISTICS_DEFAULTS, **study.get("statistics", {})}
+    study["statistics"]["rank_study"] = {**STATISTICS_DEFAULTS["rank_study"], **study["statistics"]["rank_study"]}
     study.setdefault("exclusions", [])
     study.setdefault("overrides", [])
     study.setdefault("corpora", {})
@@ -210,6 +221,15 @@ def _check_references(study: dict, source: str | Path) -> None:
                 if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
                     fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
                                              f" declare it under 'exclusions' with that reason")
+    from .claims import validate_claims  # claims reads the run matrix from this module
+
+    try:
+        validate_claims(study)
+    except ValueError as error:
+        fail("claims", str(error))
+    ranked = study["statistics"]["rank_study"]["method"]
+    if ranked not in study["methods"] or not study["methods"][ranked].get("ranks"):
+        fail("statistics.rank_study.method", f"{ranked!r} is not a declared method with ranks")
     baseline = study["statistics"]["baseline_method"]
     if baseline not in study["methods"]:
         fail("statistics.baseline_method", f"unknown method {baseline!r}")

@@ -66,6 +66,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def write_csv_frame(path: str | os.PathLike, frame) -> None:
+    """A pandas DataFrame as CSV (full precision, no index), written atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def write_csv(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> None:
     """A CSV with exactly these columns (missing values empty), written atomically."""
     import csv

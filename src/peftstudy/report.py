@@ -66,30 +66,6 @@ def _rank_key(rank) -> int:
     return -1 if rank in ("", None) or _isnan(rank) else int(rank)
 
 
-def table1(summary: pd.DataFrame, tests: pd.DataFrame, study: Mapping) -> pd.DataFrame:
-    """Methods compared on the study's Table-1 dataset: one row per (model, method, rank)."""
-    dataset = study["report"]["table1_dataset"]
-    alpha = study["statistics"]["alpha"]
-    cells = summary[summary["dataset"] == dataset]
-    rows = []
-    for (model, method, rank), group in cells.groupby(["model", "method", "rank"], sort=False):
-        by_metric = group.set_index("metric")
-        row = {"dataset": dataset, "model": model, "method": method, "rank": rank, "n": int(by_metric["n"].max())}
-        for metric in ("bleu4", "rouge_l", "trainable_parameters", "trainable_percent", "train_time_s", "stored_bytes"):
-            if metric in by_metric.index:
-                row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
-                row[f"{metric}_std"] = by_metric.loc[metric, "std"]
-        for metric, _ in QUALITY_COLUMNS:
-            match = tests[
-                (tests["dataset"] == dataset) & (tests["model"] == model) & (tests["method"] == method)
-                & (tests["rank"] == rank) & (tests["metric"] == metric)
-            ] if len(tests) else tests
-            row[f"{metric}_p_value"] = float(match["p_value"].iloc[0]) if len(match) else math.nan
-            row[f"{metric}_significant"] = bool(len(match) and match["p_value"].iloc[0] < alpha)
-        rows.append(row)
-    return in_study_order(pd.DataFrame(rows), study)
-
-
 def in_study_order(table: pd.DataFrame, study: Mapping, leading: tuple[str, ...] = ("model",)) -> pd.DataFrame:
     """Rows by the leading columns, then methods in the order the study declares them, then rank."""
     if table.empty:
@@ -101,17 +77,73 @@ def in_study_order(table: pd.DataFrame, study: Mapping, leading: tuple[str, ...]
     return table.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
+def baseline_comparisons(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """Each variant against the baseline method (the comparisons whose side b is the baseline), keyed like a
+    cell (method, rank = side a)."""
+    if comparisons.empty:
+        return comparisons
+    baseline = study["statistics"]["baseline_method"]
+    rows = comparisons[(comparisons["baseline_side"] == "b") & (comparisons["method_b"] == baseline)]
+    return rows.rename(columns={"method_a": "method", "rank_a": "rank"}).reset_index(drop=True)
+
+
+# Table 1's efficiency columns: (metric, header, scale to the header's unit, digits).
+TABLE1_EFFICIENCY = (("train_time_s", "Train time (s)", 1, 1), ("train_peak_memory_bytes", "Peak memory (MB)", 1e-6, 0),
+                     ("train_energy_kwh", "Energy (kWh)", 1, 4), ("training_cost", "Cost", 1, None))
+
+
+def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """Methods compared on the study's Table-1 dataset: one row per (model, method, rank); quality marked
+    where it differs from the baseline after the family's multiple-comparison correction."""
+    dataset = study["report"]["table1_dataset"]
+    cells = summary[summary["dataset"] == dataset]
+    against = baseline_comparisons(comparisons, study)
+    rows = []
+    for (model, method, rank), group in cells.groupby(["model", "method", "rank"], sort=False):
+        by_metric = group.set_index("metric")
+        row = {"dataset": dataset, "model": model, "method": method, "rank": rank, "n": int(by_metric["n"].max())}
+        for metric in ("bleu4", "rouge_l", "trainable_parameters", "trainable_percent", "stored_bytes",
+                       *(m for m, *_ in TABLE1_EFFICIENCY)):
+            if metric in by_metric.index:
+                row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
+                row[f"{metric}_std"] = by_metric.loc[metric, "std"]
+        for metric, _ in QUALITY_COLUMNS:
+            match = against[(against["dataset"] == dataset) & (against["model"] == model) & (against["method"] == method)
+                            & (against["rank"] == rank) & (against["metric"] == metric)] if len(against) else against
+            row[f"{metric}_test"] = match["test"].iloc[0] if len(match) else ""
+            row[f"{metric}_p_corrected"] = float(match["p_corrected"].iloc[0]) if len(match) else math.nan
+            row[f"{metric}_significant"] = bool(len(match)) and str(match["significant"].iloc[0]) == "True"
+        rows.append(row)
+    return in_study_order(pd.DataFrame(rows), study)
+
+
+def _efficiency_cell(row, metric: str, scale: float, digits) -> str:
+    mean = row.get(f"{metric}_mean", math.nan)
+    if _isnan(mean):
+        return "n/m"
+    spec = ".3g" if digits is None else f".{digits}f"
+    return f"{mean * scale:{spec}}"
+
+
 def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
     dataset = study["report"]["table1_dataset"]
-    baseline = METHOD_LABELS.get(study["statistics"]["baseline_method"], study["statistics"]["baseline_method"])
+    settings = study["statistics"]
+    baseline = METHOD_LABELS.get(settings["baseline_method"], settings["baseline_method"])
+    correction = {"holm": "Holm", "fdr_bh": "Benjamini--Hochberg"}[settings["correction"]]
+    currency = study.get("costs", {}).get("price_sheet", {}).get("currency", "")
+    headers = [h if m != "training_cost" else f"Cost ({currency})" for m, h, *_ in TABLE1_EFFICIENCY]
     lines = [
         r"\begin{table}[ht]", r"\centering", r"\small",
-        rf"\caption{{Methods compared on \texttt{{{latex_escape(dataset)}}}: mean $\pm$ sample standard deviation over $n$ seeds."
-        rf" $^\dagger$: differs from {latex_escape(baseline.lower())} by Welch's $t$-test at $p < {study['statistics']['alpha']}$"
-        r" (uncorrected; see the significance table).}",
+        rf"\caption{{Methods compared on \texttt{{{latex_escape(dataset)}}}: mean $\pm$ sample standard deviation over $n$ seeds;"
+        rf" efficiency columns are means (n/m: not measured on this hardware, see Table~\ref{{tab:efficiency}})."
+        rf" $^\dagger$: differs from {latex_escape(baseline.lower())} at $\alpha = {settings['alpha']}$ after {correction}"
+        r" correction within each (model, metric) family, by a paired $t$-test where the seeds pair the runs and Welch's"
+        r" otherwise (Table~\ref{tab:significance}).}",
         r"\label{tab:methods}",
-        r"\begin{tabular}{llrllrrr}", r"\toprule",
-        r"Model & Method & $n$ & BLEU-4 & ROUGE-L & Trainable (\%) & Train time (s) & Stored (MB) \\",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+        r"\begin{tabular}{llrllrr" + "r" * len(TABLE1_EFFICIENCY) + "}", r"\toprule",
+        r"Model & Method & $n$ & BLEU-4 & ROUGE-L & Trainable (\%) & Stored (MB) & "
+        + " & ".join(latex_escape(h) for h in headers) + r" \\",
         r"\midrule",
     ]
     previous_model = None
@@ -128,52 +160,82 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
             str(row["n"]),
             *quality,
             f"{row.get('trainable_percent_mean', math.nan):.3g}",
-            mean_std(row.get("train_time_s_mean", math.nan), row.get("train_time_s_std", math.nan), 1),
             f"{row.get('stored_bytes_mean', math.nan) / 1e6:.3g}",
+            *(_efficiency_cell(row, m, scale, digits) for m, _, scale, digits in TABLE1_EFFICIENCY),
         ]) + r" \\")
         previous_model = row["model"]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
-def significance_rows(tests: pd.DataFrame, study: Mapping) -> pd.DataFrame:
-    """The significance table's rows: quality metrics on the Table-1 dataset (its machine-readable twin)."""
-    if tests.empty:
-        return tests
-    dataset = study["report"]["table1_dataset"]
-    rows = tests[(tests["dataset"] == dataset) & tests["metric"].isin([m for m, _ in QUALITY_COLUMNS])].copy()
-    rows["_order"] = [(model, metric, method, _rank_key(rank)) for model, metric, method, rank
-                      in zip(rows["model"], rows["metric"], rows["method"], rows["rank"])]
-    return rows.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+PRACTICAL_LABELS = {"significant_and_meaningful": "sig. + meaningful", "significant_only": "sig. only",
+                    "equivalent": "equivalent", "inconclusive": "inconclusive", "no_threshold": "no threshold"}
+TEST_LABELS = {"paired_t": "paired", "welch_t": "Welch", "none": "--"}
 
 
-def significance_latex(tests: pd.DataFrame, study: Mapping) -> str:
-    """Welch t-tests of each variant against the baseline on the quality metrics."""
+def significance_rows(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """The significance table's rows: each variant against the baseline on the quality metrics of the
+    Table-1 dataset (its machine-readable twin, at full precision)."""
+    rows = baseline_comparisons(comparisons, study)
+    if rows.empty:
+        return rows
     dataset = study["report"]["table1_dataset"]
-    rows = significance_rows(tests, study)
+    rows = rows[(rows["dataset"] == dataset) & rows["metric"].isin([m for m, _ in QUALITY_COLUMNS])]
+    order = {metric: index for index, (metric, _) in enumerate(QUALITY_COLUMNS)}
+    rows = in_study_order(rows.assign(_metric=rows["metric"].map(order)), study, ("model", "_metric"))
+    return rows.drop(columns="_metric")
+
+
+def _p_text(p) -> str:
+    return "--" if _isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def significance_latex(comparisons: pd.DataFrame, study: Mapping) -> str:
+    """Each variant against the baseline: difference with CI, the test used, corrected p, Hedges' g with CI and
+    the practical-significance label."""
+    dataset = study["report"]["table1_dataset"]
+    settings = study["statistics"]
+    rows = significance_rows(comparisons, study)
+    thresholds = ", ".join(f"{latex_escape(k)} {latex_escape(str(v))}" for k, v in settings["practical_thresholds"].items())
+    correction = {"holm": "Holm", "fdr_bh": "Benjamini--Hochberg"}[settings["correction"]]
     lines = [
-        r"\begin{table}[ht]", r"\centering", r"\small",
-        rf"\caption{{Each method against {latex_escape(study['statistics']['baseline_method'])} on \texttt{{{latex_escape(dataset)}}}:"
-        r" difference of means, Welch's $t$ with Welch--Satterthwaite degrees of freedom, two-sided $p$ (uncorrected)."
-        r" $n$ = seeds per group.}",
+        r"\begin{table}[ht]", r"\centering", r"\scriptsize",
+        rf"\caption{{Each method against {latex_escape(settings['baseline_method'])} on \texttt{{{latex_escape(dataset)}}}:"
+        rf" difference of means (variant $-$ baseline) with its {int(100 * settings['confidence'])}\,\% CI; a paired $t$-test"
+        r" when both were run on the same seeds (same data order and initialisation), Welch's otherwise; two-sided $p$"
+        rf" after {correction} correction within each (model, metric) family; Hedges' $g$ (pooled SD) with its CI."
+        rf" Practical significance against the thresholds ({thresholds}): significant and at least the threshold,"
+        r" significant only, equivalent (the CI inside $\pm$threshold), or inconclusive. $n$ = seeds per side.}",
         r"\label{tab:significance}",
-        r"\begin{tabular}{lllrrrrr}", r"\toprule",
-        r"Model & Method & Metric & $n$ & $\Delta$ mean & $t$ & df & $p$ \\", r"\midrule",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+        r"\begin{tabular}{lllrrlrrl}", r"\toprule",
+        r"Model & Method & Metric & $n$ & $\Delta$ mean [CI] & Test & $p_{\mathrm{corr}}$ & $g$ [CI] & Practical \\",
+        r"\midrule",
     ]
     names = dict(QUALITY_COLUMNS)
+    previous = None
     for _, row in rows.iterrows():
-        p = row["p_value"]
+        if previous is not None and row["model"] != previous:
+            lines.append(r"\midrule")
+        difference = f"{row['mean_difference']:+.2f}"
+        if not _isnan(row["diff_ci_low"]):
+            difference += f" [{row['diff_ci_low']:+.2f}, {row['diff_ci_high']:+.2f}]"
+        g = "--" if _isnan(row["hedges_g"]) else f"{row['hedges_g']:+.2f}"
+        if not _isnan(row.get("hedges_g_ci_low", math.nan)):
+            g += f" [{row['hedges_g_ci_low']:+.2f}, {row['hedges_g_ci_high']:+.2f}]"
         lines.append(" & ".join([
-            r"\texttt{" + latex_escape(row["model"]) + "}",
+            r"\texttt{" + latex_escape(row["model"]) + "}" if row["model"] != previous else "",
             method_label(study, row["method"], row["rank"]),
             names[row["metric"]],
-            f"{row['n_variant']}/{row['n_baseline']}",
-            f"{row['mean_difference']:+.2f}",
-            "--" if _isnan(row["t"]) else f"{row['t']:.2f}",
-            "--" if _isnan(row["df"]) else f"{row['df']:.1f}",
-            "--" if _isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"),
+            f"{int(row['n_a'])}/{int(row['n_b'])}",
+            difference,
+            TEST_LABELS.get(row["test"], latex_escape(str(row["test"]))),
+            _p_text(row["p_corrected"]),
+            g,
+            PRACTICAL_LABELS.get(row["practical"], latex_escape(str(row["practical"]))),
         ]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+        previous = row["model"]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
@@ -181,6 +243,38 @@ def _tabular(header: Sequence[str], rows: Sequence[Sequence], spec: str) -> str:
     body = [" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in rows]
     return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule",
                       *body, r"\bottomrule", r"\end{tabular}"])
+
+
+# The paper's figures (each a target under reports/{study}/figures/) and their captions: what n is, what is drawn.
+FIGURES = {
+    "rank_saturation": ("Rank study: mean quality per LoRA rank with its confidence band over the seeds, the"
+                        " saturation point (dashed, Kneedle) and the best rank by the declared rule (star; the share of"
+                        " seed bootstraps choosing it in each panel's title). Table~\\ref{tab:rank_study} has the numbers."),
+    "quality_vs_parameters": ("Quality against trainable parameters (log scale) on the Table-1 dataset: each variant's"
+                              " mean ($\\pm$ sd over seeds when $n > 1$); the line is the Pareto front (no variant has"
+                              " fewer trainable parameters and higher quality)."),
+    "efficiency": ("Training peak memory, time and energy per variant on the Table-1 dataset: means with sd error"
+                   " bars over the seeds ($n$ as in Table~\\ref{tab:methods}); a quantity this hardware cannot measure"
+                   " is marked not measured, never drawn as zero."),
+    "correlation_heatmap": ("Pearson correlation between the compared metrics across every run on the Table-1 dataset;"
+                            " * marks $p < \\alpha$ (uncorrected; Table~\\ref{tab:correlations})."),
+    "diversity": ("Diversity of the outputs per variant on the Table-1 dataset: distinct-1/2, MATTR and the mean"
+                  " pairwise cosine similarity of the outputs' embeddings (means $\\pm$ sd over seeds)."),
+    "output_clusters": ("Semantic clustering of the outputs: every method variant's test outputs (first seed) embedded"
+                        " with the sentence-embedding model and projected on their first two principal components; the"
+                        " legend gives each variant's number of clusters (average linkage, cosine distance threshold"
+                        " from the config). Methods whose outputs collapse to one point produce the same text for every"
+                        " input."),
+}
+
+
+def figures_latex() -> str:
+    blocks = []
+    for name, caption in FIGURES.items():
+        blocks += [r"\begin{figure}[p]", r"\centering",
+                   rf"\includegraphics[width=\linewidth,height=0.8\textheight,keepaspectratio]{{figures/{name}.pdf}}",
+                   rf"\caption{{{caption}}}", rf"\label{{fig:{name}}}", r"\end{figure}", ""]
+    return "\n".join(blocks)
 
 
 def paper_latex(study: Mapping, context: Mapping) -> str:
@@ -221,10 +315,12 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
     hardware = context["hardware"]
     signatures = "\n".join(rf"\item {latex_escape(name)}: \texttt{{{latex_escape(text)}}}"
                            for name, text in sorted(context["metric_signatures"].items()) if text) or r"\item none recorded"
+    figures = figures_latex()
     return rf"""\documentclass[10pt]{{article}}
 \usepackage[margin=2cm,landscape]{{geometry}}
 \usepackage{{booktabs}}
 \usepackage{{array}}
+\usepackage{{longtable}}
 \usepackage{{graphicx}}
 \usepackage{{hyperref}}
 \title{{{latex_escape(study['title'])}}}
@@ -278,26 +374,38 @@ from the study's price sheet. Signatures of the scorers:
 \section{{Results}}
 \input{{tables/table1_methods.tex}}
 \input{{tables/significance.tex}}
+\input{{tables/anova.tex}}
+\input{{tables/power.tex}}
+\clearpage
+\subsection{{The papers' claims beside this study's measurements}}
+\input{{tables/claims_check.tex}}
+\clearpage
+\subsection{{Rank, quantization, architecture and domain}}
+\input{{tables/rank_study.tex}}
+\input{{tables/qlora.tex}}
+\input{{tables/architecture.tex}}
+\input{{tables/domain.tex}}
+\clearpage
+\subsection{{Quality, diversity, efficiency and cost}}
 \input{{tables/quality.tex}}
 \input{{tables/diversity.tex}}
 \input{{tables/efficiency.tex}}
 \input{{tables/cost.tex}}
+\input{{tables/correlations.tex}}
+\clearpage
+\subsection{{Classification and question answering}}
 \input{{tables/classification.tex}}
 \input{{tables/extractive_qa.tex}}
 \input{{tables/per_class.tex}}
+\subsection{{Human evaluation}}
 \input{{tables/table2_human.tex}}
 \input{{tables/human_errors.tex}}
 
-\begin{{figure}}[ht]
-\centering
-\includegraphics[width=\linewidth,height=0.75\textheight,keepaspectratio]{{figures/output_clusters.pdf}}
-\caption{{Semantic clustering of the outputs: every method variant's test outputs (first seed) embedded with the
-sentence-embedding model and projected on their first two principal components; the legend gives each variant's
-number of clusters (average linkage, cosine distance threshold from the config). Methods whose outputs collapse to one
-point produce the same text for every input.}}
-\label{{fig:clusters}}
-\end{{figure}}
+\clearpage
+\section{{Figures}}
+{figures}
 
+\clearpage
 \section{{Limitations}}
 \begin{{itemize}}
 {context['limitations']}

@@ -118,14 +118,16 @@ def test_metrics_table_values_equal_independent_recomputation(workdir):
     recorded = metrics.query("method == 'lora' and rank == '4' and seed == 2 and metric == 'bleu4'")["value"].item()
     assert recorded == pytest.approx(expected, abs=1e-9)
 
-    tests = pd.read_csv(workdir / "results/micro/stats/welch_tests.csv", dtype={"rank": "string"})
-    loss = metrics[(metrics["metric"] == "best_validation_loss") & (metrics["dataset"] == "micro-data")]
-    lora = loss.query("method == 'lora' and rank == '2'")["value"]
-    full = loss.query("method == 'full'")["value"]
-    expected_p = scipy_stats.ttest_ind(lora, full, equal_var=False).pvalue
-    recorded_p = tests.query("dataset == 'micro-data' and metric == 'best_validation_loss' and method == 'lora'"
-                             " and rank == '2'")["p_value"].item()
-    assert recorded_p == pytest.approx(expected_p, rel=1e-9)
+    comparisons = pd.read_csv(workdir / "results/micro/stats/comparisons.csv", dtype={"rank_a": "string", "rank_b": "string"})
+    # Training time: it differs between every run (the micro models' text scores are all zero).
+    times = metrics[(metrics["metric"] == "train_time_s") & (metrics["dataset"] == "micro-data")]
+    lora = times.query("method == 'lora' and rank == '2'").sort_values("seed")["value"].to_numpy()
+    full = times.query("method == 'full'").sort_values("seed")["value"].to_numpy()
+    row = comparisons.query("dataset == 'micro-data' and metric == 'train_time_s' and method_a == 'lora'"
+                            " and rank_a == '2' and method_b == 'full'").iloc[0]
+    assert row["test"] == "paired_t"  # both ran on seeds 1 and 2: the seeds pair them
+    assert row["p_value"] == pytest.approx(scipy_stats.ttest_rel(lora, full).pvalue, rel=1e-9)
+    assert row["p_corrected"] >= row["p_value"]
 
     train = json.loads((run / "train.json").read_text())
     assert train["trainable_parameters"] == 1 * 4 * ((32 + 96) + (32 + 32))  # r * (d_in + d_out), c_attn + c_proj
@@ -167,14 +169,17 @@ def test_caching_reruns_only_what_changed(workdir):
 
     (workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r2/seed1/metrics.json").unlink()
     assert planned_jobs(workdir, "micro") == {
-        "score": 1, "aggregate_metrics": 1, "statistics": 1, "table1_methods": 1, "significance_table": 1,
-        "metric_table": 7, "human_tables": 1, "figure_output_clusters": 1, "paper_tex": 1, "paper_pdf": 1, "micro": 1,
+        "score": 1, "aggregate_metrics": 1, "statistics": 1, "comparisons": 1, "anova": 1, "correlations": 1,
+        "rank_study": 1, "table1_methods": 1, "significance_table": 1, "stats_table": 7, "claims_table": 1,
+        "metric_table": 7, "human_tables": 1, "figure_stats": 5, "figure_output_clusters": 1, "paper_tex": 1,
+        "paper_pdf": 1, "micro": 1,
     }  # the figure reads the cluster count of each variant's first seed; not the rating sheet: no new generations
     snakemake(workdir, "micro")
 
-    (workdir / "reports/micro/tables/table1_methods.tex").unlink()
-    assert planned_jobs(workdir, "reports/micro/tables/table1_methods.tex") == {"table1_methods": 1}
-    snakemake(workdir, "reports/micro/tables/table1_methods.tex")
+    for table, rule in (("table1_methods", "table1_methods"), ("anova", "stats_table"), ("claims_check", "claims_table")):
+        (workdir / f"reports/micro/tables/{table}.tex").unlink()
+        assert planned_jobs(workdir, f"reports/micro/tables/{table}.tex") == {rule: 1}  # from cached statistics
+        snakemake(workdir, f"reports/micro/tables/{table}.tex")
 
     changed = copy.deepcopy(MICRO)
     changed["methods"]["lora"]["training"]["learning_rate"] = 0.004
@@ -183,7 +188,32 @@ def test_caching_reruns_only_what_changed(workdir):
     assert plan["train"] == 4  # the LoRA runs only: 2 ranks x 2 seeds; full fine-tuning is untouched
     assert plan["generate"] == 4 and plan["score"] == 4
     assert "prepare_base" not in plan and "prepare_dataset" not in plan
+
+    threshold = copy.deepcopy(MICRO)
+    threshold["statistics"] = {"practical_thresholds": {"bleu4": 1.0, "rouge_l": 0.3}}
+    write_study(workdir, threshold)
+    plan = planned_jobs(workdir, "micro")
+    assert plan["comparisons"] == 1 and plan["rank_study"] == 1  # the two that read the thresholds...
+    assert not {"statistics", "anova", "correlations", "train", "score"} & set(plan)  # ...and nothing upstream
     write_study(workdir, MICRO)
+
+
+@pytest.mark.slow
+def test_statistics_outputs_and_the_html_report(workdir):
+    import pandas as pd
+
+    stats_dir = workdir / "results/micro/stats"
+    comparisons = pd.read_csv(stats_dir / "comparisons.csv")
+    assert set(comparisons["correction"]) == {"holm"} and "practical" in comparisons
+    rank = pd.read_csv(stats_dir / "rank_study.csv")
+    assert set(rank["rank"]) == {2, 4} and set(rank["method"]) == {"lora"}
+    for name in ("anova_oneway", "tukey_hsd", "anova_twoway", "correlations", "power", "summary"):
+        assert (stats_dir / f"{name}.csv").stat().st_size > 0
+    for name in ("rank_saturation", "quality_vs_parameters", "efficiency", "correlation_heatmap", "diversity"):
+        assert (workdir / f"reports/micro/figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    snakemake(workdir, "micro", "--report", workdir / "reports/micro/report.html")
+    html = (workdir / "reports/micro/report.html").read_text(errors="replace")
+    assert "rank_saturation.pdf" in html and "paper.pdf" in html
 
 
 @pytest.mark.slow

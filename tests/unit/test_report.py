@@ -1,11 +1,16 @@
 import math
+import shutil
 
 import pandas as pd
 import pytest
 
-from peftstudy import report, report_human, report_metrics
-from peftstudy.config import canonical_hash
-from peftstudy.stats import summarise, welch_tests
+from peftstudy import report, report_human, report_metrics, report_stats, stats
+from peftstudy.config import STATISTICS_DEFAULTS, canonical_hash
+from peftstudy.stats import pairwise_comparisons, summarise
+
+
+def compare(frame):
+    return pairwise_comparisons(frame, "full", "holm", 0.05, 0.95, {"bleu4": 0.5})
 
 STUDY = {
     "study": "t", "title": "T & test_study", "seeds": [1, 2, 3],
@@ -18,14 +23,15 @@ STUDY = {
     "generation": {"batch_size": 1}, "exclusions": [],
     "matrix": [{"datasets": ["d"], "models": ["m_1"], "methods": ["full", "lora"]},
                {"datasets": ["c_1", "q"], "models": ["m_1"], "methods": ["full", "lora"], "ranks": [8]}],
-    "statistics": {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05},
+    "statistics": {"confidence": 0.95, "baseline_method": "full", "alpha": 0.05, "correction": "holm",
+                   "practical_thresholds": {"bleu4": 0.5}},
     "report": {"table1_dataset": "d"},
 }
 
 
 def metrics():
     rows = []
-    values = {("full", ""): [30, 31, 32], ("lora", "4"): [20, 21, 19], ("lora", "8"): [30, 31.5, 31]}
+    values = {("full", ""): [30, 31, 32], ("lora", "4"): [20, 21, 18.5], ("lora", "8"): [30, 31.5, 31]}
     for (method, rank), bleu in values.items():
         for seed, value in enumerate(bleu):
             for metric, v in (("bleu4", value), ("rouge_l", value + 10), ("trainable_percent", 100 if method == "full" else 1.0),
@@ -52,17 +58,18 @@ def test_latex_escape_covers_specials():
 
 def test_table1_orders_rows_and_marks_significance():
     frame = metrics()
-    table = report.table1(summarise(frame), welch_tests(frame), STUDY)
+    table = report.table1(summarise(frame), compare(frame), STUDY)
     assert list(zip(table["method"], table["rank"])) == [("full", ""), ("lora", "4"), ("lora", "8")]
     assert table.loc[1, "bleu4_significant"] and not table.loc[2, "bleu4_significant"]
     assert table.loc[0, "bleu4_mean"] == pytest.approx(31) and table.loc[0, "n"] == 3
     tex = report.table1_latex(table, STUDY)
-    assert "20.00 $\\pm$ 1.00$^\\dagger$" in tex and r"\texttt{m\_1}" in tex
+    assert "19.83 $\\pm$ 1.26$^\\dagger$" in tex and r"\texttt{m\_1}" in tex
+    assert table.loc[1, "bleu4_test"] == "paired_t" and table.loc[1, "bleu4_p_corrected"] < 0.05
 
 
 def test_paper_compiles_to_pdf(tmp_path):
     frame = metrics()
-    summary, tests = summarise(frame), welch_tests(frame)
+    summary, tests = summarise(frame), compare(frame)
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "table1_methods.tex").write_text(report.table1_latex(report.table1(summary, tests, STUDY), STUDY))
     (tmp_path / "tables" / "significance.tex").write_text(report.significance_latex(tests, STUDY))
@@ -76,6 +83,16 @@ def test_paper_compiles_to_pdf(tmp_path):
     (tmp_path / "tables" / "human_errors.tex").write_text(report_human.errors_latex(empty, STUDY))
     (tmp_path / "figures").mkdir()
     figure_panels(tmp_path, tmp_path / "figures" / "output_clusters.pdf")
+    for name in report.FIGURES:  # the figures' own tests draw them; here any PDF stands in
+        if name != "output_clusters":
+            shutil.copy(tmp_path / "figures" / "output_clusters.pdf", tmp_path / "figures" / f"{name}.pdf")
+    study = {**STUDY, "statistics": {**STATISTICS_DEFAULTS, **STUDY["statistics"]}}
+    compared = stats.select_metrics(frame, study["statistics"]["compare_metrics"])
+    inputs = {"summary": summary, "power": stats.seed_power(tests), "anova_oneway": stats.one_way_anova(compared),
+              "anova_twoway": stats.two_way_anova(compared), "correlations": stats.metric_correlations(compared),
+              "rank_study": stats.rank_study(frame, "lora", bootstrap_resamples=200)}
+    for name in report_stats.STATS_TABLES:
+        (tmp_path / "tables" / f"{name}.tex").write_text(report_stats.build(name, inputs, study)[1])
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},

@@ -38,8 +38,10 @@ wildcard_constraints:
 
 
 RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_wordnet", "prepare_base", "train", "generate", "score",
-                    "aggregate_metrics", "statistics", "table1_methods", "significance_table", "metric_table", "paper_tex",
-                    "paper_pdf", "rating_sheet", "human_ratings", "human_tables", "figure_output_clusters"}
+                    "aggregate_metrics", "statistics", "comparisons", "anova", "correlations", "rank_study",
+                    "stats_table", "claims_table", "table1_methods", "significance_table", "metric_table", "paper_tex",
+                    "paper_pdf", "rating_sheet", "human_ratings", "human_tables", "figure_output_clusters",
+                    "figure_stats"}
 
 
 def _load_studies():
@@ -98,6 +100,11 @@ def run_of(wildcards):
 
 def run_settings(wildcards):
     return studyconfig.run_settings(study_of(wildcards), run_of(wildcards))
+
+
+def statistics_settings(*keys):
+    """An input function giving a stats rule only the study's statistics settings it reads."""
+    return lambda wildcards: {key: study_of(wildcards)["statistics"][key] for key in keys}
 
 
 def generation_settings(wildcards):
@@ -198,15 +205,17 @@ def cluster_figure_panels(wildcards):
             for model, series in sorted(panels.items())]
 
 
-PAPER_FIGURES = ["output_clusters"]
+PAPER_FIGURES = ["rank_saturation", "quality_vs_parameters", "efficiency", "correlation_heatmap", "diversity",
+                 "output_clusters"]
 
 
 def paper_figures(wildcards):
     return [f"reports/{wildcards.study}/figures/{name}.pdf" for name in PAPER_FIGURES]
 
 
-PAPER_TABLES = ["table1_methods", "significance", "quality", "diversity", "efficiency", "cost", "classification",
-                "extractive_qa", "per_class", "table2_human", "human_errors"]
+PAPER_TABLES = ["table1_methods", "significance", "anova", "power", "claims_check", "rank_study", "qlora", "architecture", "domain",
+                "quality", "diversity", "efficiency", "cost", "correlations", "classification", "extractive_qa",
+                "per_class", "table2_human", "human_errors"]
 
 
 def paper_tables(wildcards):

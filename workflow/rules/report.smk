@@ -4,9 +4,9 @@
 rule table1_methods:
     input:
         summary="results/{study}/stats/summary.csv",
-        tests="results/{study}/stats/welch_tests.csv",
+        comparisons="results/{study}/stats/comparisons.csv",
     output:
-        csv="reports/{study}/tables/table1_methods.csv",
+        csv=report("reports/{study}/tables/table1_methods.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/table1_methods.tex",
     params:
         study=study_of,
@@ -18,9 +18,9 @@ rule table1_methods:
 
 rule significance_table:
     input:
-        tests="results/{study}/stats/welch_tests.csv",
+        comparisons="results/{study}/stats/comparisons.csv",
     output:
-        csv="reports/{study}/tables/significance.csv",
+        csv=report("reports/{study}/tables/significance.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/significance.tex",
     params:
         study=study_of,
@@ -52,7 +52,7 @@ rule paper_pdf:
         tables=paper_tables,
         figures=paper_figures,
     output:
-        "reports/{study}/paper.pdf",
+        report("reports/{study}/paper.pdf", caption="../report/paper.rst", category="Paper"),
     log:
         "logs/{study}/paper_pdf.log",
     script:
@@ -65,7 +65,7 @@ rule metric_table:
         summary="results/{study}/stats/summary.csv",
         metrics="results/{study}/metrics.csv",
     output:
-        csv="reports/{study}/tables/{table}.csv",
+        csv=report("reports/{study}/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",
     wildcard_constraints:
         table="quality|diversity|efficiency|cost|classification|extractive_qa|per_class",
@@ -77,12 +77,70 @@ rule metric_table:
         "../scripts/metric_table.py"
 
 
+# Tables of the statistics (ANOVA, correlations, rank study, seed power) and of the QLoRA, architecture and
+# domain comparisons, each its own target.
+rule stats_table:
+    input:
+        summary="results/{study}/stats/summary.csv",
+        power="results/{study}/stats/power.csv",
+        anova_oneway="results/{study}/stats/anova_oneway.csv",
+        anova_twoway="results/{study}/stats/anova_twoway.csv",
+        correlations="results/{study}/stats/correlations.csv",
+        rank_study="results/{study}/stats/rank_study.csv",
+    output:
+        csv=report("reports/{study}/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
+        tex="reports/{study}/tables/{table}.tex",
+    wildcard_constraints:
+        table="anova|correlations|rank_study|power|qlora|architecture|domain",
+    params:
+        study=study_of,
+    log:
+        "logs/{study}/stats_table_{table}.log",
+    script:
+        "../scripts/stats_table.py"
+
+
+# The claims of the seed papers beside what this study measured (verdicts computed, never typed).
+rule claims_table:
+    input:
+        metrics="results/{study}/metrics.csv",
+        summary="results/{study}/stats/summary.csv",
+        rank_study="results/{study}/stats/rank_study.csv",
+    output:
+        csv=report("reports/{study}/tables/claims_check.csv", caption="../report/table.rst", category="Tables"),
+        tex="reports/{study}/tables/claims_check.tex",
+    params:
+        study=study_of,
+    log:
+        "logs/{study}/claims_table.log",
+    script:
+        "../scripts/claims_table.py"
+
+
+# Figures drawn from the statistics, each its own target.
+rule figure_stats:
+    input:
+        summary="results/{study}/stats/summary.csv",
+        rank_study="results/{study}/stats/rank_study.csv",
+        correlations="results/{study}/stats/correlations.csv",
+    output:
+        report("reports/{study}/figures/{figure}.pdf", caption="../report/figure.rst", category="Figures"),
+    wildcard_constraints:
+        figure="rank_saturation|quality_vs_parameters|efficiency|correlation_heatmap|diversity",
+    params:
+        study=study_of,
+    log:
+        "logs/{study}/figure_{figure}.log",
+    script:
+        "../scripts/figure_stats.py"
+
+
 rule figure_output_clusters:
     input:
         generations=lambda w: [s["generations"] for p in cluster_figure_panels(w) for s in p["series"]],
         metrics=lambda w: [s["metrics"] for p in cluster_figure_panels(w) for s in p["series"]],
     output:
-        "reports/{study}/figures/output_clusters.pdf",
+        report("reports/{study}/figures/output_clusters.pdf", caption="../report/figure.rst", category="Figures"),
     params:
         panels=cluster_figure_panels,
         embedding_model=lambda w: study_of(w).get("metrics", {}).get("embeddings", {}).get("model", "all-MiniLM-L6-v2"),

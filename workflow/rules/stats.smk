@@ -1,15 +1,72 @@
-# Statistics over seeds from the tidy metrics table.
+# Statistics from the tidy metrics table, each a standalone CSV under results/{study}/stats/ (the report only
+# formats them). What is compared, the thresholds and the correction come from the study's `statistics`; each rule
+# gets only the settings it reads, so changing one reruns only what depends on it.
 
 
 rule statistics:
     input:
         "results/{study}/metrics.csv",
     output:
-        summary="results/{study}/stats/summary.csv",
-        tests="results/{study}/stats/welch_tests.csv",
+        "results/{study}/stats/summary.csv",
     params:
-        statistics=lambda w: study_of(w)["statistics"],
+        statistics=statistics_settings("confidence", "bootstrap"),
     log:
-        "logs/{study}/statistics.log",
+        "logs/{study}/stats/summary.log",
     script:
-        "../scripts/statistics.py"
+        "../scripts/stats_summary.py"
+
+
+rule comparisons:
+    input:
+        "results/{study}/metrics.csv",
+    output:
+        comparisons="results/{study}/stats/comparisons.csv",
+        power="results/{study}/stats/power.csv",
+    params:
+        statistics=statistics_settings("baseline_method", "correction", "alpha", "confidence", "practical_thresholds",
+                                       "compare_metrics", "power"),
+    log:
+        "logs/{study}/stats/comparisons.log",
+    script:
+        "../scripts/stats_comparisons.py"
+
+
+rule anova:
+    input:
+        "results/{study}/metrics.csv",
+    output:
+        one_way="results/{study}/stats/anova_oneway.csv",
+        tukey="results/{study}/stats/tukey_hsd.csv",
+        two_way="results/{study}/stats/anova_twoway.csv",
+    params:
+        statistics=statistics_settings("alpha", "compare_metrics"),
+    log:
+        "logs/{study}/stats/anova.log",
+    script:
+        "../scripts/stats_anova.py"
+
+
+rule correlations:
+    input:
+        "results/{study}/metrics.csv",
+    output:
+        "results/{study}/stats/correlations.csv",
+    params:
+        statistics=statistics_settings("compare_metrics"),
+    log:
+        "logs/{study}/stats/correlations.log",
+    script:
+        "../scripts/stats_correlations.py"
+
+
+rule rank_study:
+    input:
+        "results/{study}/metrics.csv",
+    output:
+        "results/{study}/stats/rank_study.csv",
+    params:
+        statistics=statistics_settings("rank_study", "practical_thresholds", "confidence"),
+    log:
+        "logs/{study}/stats/rank_study.log",
+    script:
+        "../scripts/stats_rank_study.py"

@@ -23,12 +23,12 @@ from .direction import HIGHER_IS_BETTER, higher_is_better
 from .power import seed_power
 from .practical import label_practical_significance, practical_label
 from .rank_study import rank_study
-from .tables import read_metrics, read_table
+from .tables import read_metrics, read_table, select_metrics
 from .tidy import CELL, FAMILY, RUN
 
 __all__ = [
     "CELL", "RUN", "FAMILY", "HIGHER_IS_BETTER",
-    "read_metrics", "read_table",
+    "read_metrics", "read_table", "select_metrics",
     "confidence_interval", "bootstrap_interval", "summarise",
     "welch_tests", "pairwise_comparisons", "correct_p_values", "hedges_g", "pooled_sd",
     "practical_label", "label_practical_significance",

@@ -1,0 +1,13 @@
+from peftstudy import figures, stats
+from peftstudy.workflow_support import logged
+
+with logged(snakemake):
+    study, name, out = snakemake.params.study, snakemake.wildcards.figure, snakemake.output[0]
+    if name == "rank_saturation":
+        figures.rank_saturation(stats.read_table(snakemake.input.rank_study), study, out)
+    elif name == "correlation_heatmap":
+        figures.correlation_heatmap(stats.read_table(snakemake.input.correlations), study, out)
+    else:
+        draw = {"quality_vs_parameters": figures.quality_vs_parameters, "efficiency": figures.efficiency_bars,
+                "diversity": figures.diversity_comparison}[name]
+        draw(stats.read_table(snakemake.input.summary), study, out)
