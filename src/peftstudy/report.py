@@ -538,7 +538,9 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
     limitations = [
         f"Seeds per cell: {seeds_text(study)}; intervals and tests rest on that n, and cells run once have"
         " neither.",
-        "Welch's t-tests here are uncorrected for multiple comparisons.",
+        "Comparisons are corrected for multiplicity within each (dataset, model, metric) family only, not across"
+        " metrics or models; the correlations are uncorrected. With few seeds the tests have little power (see the"
+        " seed-power table) and the assumption checks of the ANOVA are weak.",
         "Wall times are measured on the machine that ran each job; on a shared machine they vary between runs.",
     ]
     if any(spec["source"] == "scratch" for spec in study["models"].values()):
