@@ -4,7 +4,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from peftstudy import report, report_human, report_metrics, report_stats, stats
+from peftstudy import claims, report, report_human, report_metrics, report_stats, stats
 from peftstudy.config import STATISTICS_DEFAULTS, canonical_hash
 from peftstudy.stats import pairwise_comparisons, summarise
 
@@ -93,6 +93,8 @@ def test_paper_compiles_to_pdf(tmp_path):
               "rank_study": stats.rank_study(frame, "lora", bootstrap_resamples=200)}
     for name in report_stats.STATS_TABLES:
         (tmp_path / "tables" / f"{name}.tex").write_text(report_stats.build(name, inputs, study)[1])
+    checks = claims.evaluate_claims(study, frame, summary, inputs["rank_study"])  # no claims: an empty table
+    (tmp_path / "tables" / "claims_check.tex").write_text(claims.claims_latex(checks, study))
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
