@@ -431,6 +431,20 @@ def _model_rows(frame, model):
     return frame[frame["model"] == model] if model else frame.iloc[0:0]
 
 
+def _per_model(summary, study: Mapping, dataset, metrics):
+    """The dataset's rows of these metrics, split by model: (frame, models, variants per model, cells per
+    model, variant counts) — what the bar figures lay out."""
+    dataset = _dataset(study, dataset)
+    summary = _with_columns(summary, SUMMARY_COLUMNS)
+    frame = summary[(summary["dataset"] == dataset) & summary["metric"].isin(list(metrics))]
+    models = _models(study, summary, dataset) or [None]
+    per_model = {model: _model_rows(frame, model) for model in models}
+    variants = {model: _variants(rows, study) for model, rows in per_model.items()}
+    cells = {model: _cells(rows) for model, rows in per_model.items()}
+    counts = [max(1, len(keys)) for keys in variants.values()]
+    return frame, models, variants, cells, counts
+
+
 def efficiency_bars(summary, study: Mapping, out_path, dataset=None) -> None:
     """Rows = models of the Table-1 dataset, columns = training peak memory (MB), time (s) and energy (kWh):
     one horizontal bar per variant (mean, SD error bar where n > 1). A metric with no measured value for a
@@ -438,15 +452,8 @@ def efficiency_bars(summary, study: Mapping, out_path, dataset=None) -> None:
     measured for no model is drawn narrower."""
     plt = _pyplot()
 
-    dataset = _dataset(study, dataset)
     names = [metric for metric, _, _ in EFFICIENCY_METRICS]
-    summary = _with_columns(summary, SUMMARY_COLUMNS)
-    frame = summary[(summary["dataset"] == dataset) & summary["metric"].isin(names)]
-    models = _models(study, summary, dataset) or [None]
-    per_model = {model: _model_rows(frame, model) for model in models}
-    variants = {model: _variants(rows, study) for model, rows in per_model.items()}
-    cells = {model: _cells(rows) for model, rows in per_model.items()}
-    counts = [max(1, len(keys)) for keys in variants.values()]
+    frame, models, variants, cells, counts = _per_model(summary, study, dataset, names)
     heights = [0.65 + _bar_height(max(counts)) * count for count in counts]
     measured = [bool(frame.loc[frame["metric"] == metric, "mean"].notna().any()) for metric in names]
     widths = [1.0 if any(measured) and flag else 0.6 for flag in measured]
@@ -569,13 +576,7 @@ def diversity_comparison(summary, study: Mapping, out_path, dataset=None) -> Non
     plt = _pyplot()
 
     dataset = _dataset(study, dataset)
-    summary = _with_columns(summary, SUMMARY_COLUMNS)
-    frame = summary[(summary["dataset"] == dataset) & summary["metric"].isin(DIVERSITY_METRICS)]
-    models = _models(study, summary, dataset) or [None]
-    per_model = {model: _model_rows(frame, model) for model in models}
-    variants = {model: _variants(rows, study) for model, rows in per_model.items()}
-    cells = {model: _cells(rows) for model, rows in per_model.items()}
-    counts = [max(1, len(keys)) for keys in variants.values()]
+    frame, models, variants, cells, counts = _per_model(summary, study, dataset, DIVERSITY_METRICS)
     group_height = 0.17 if max(counts) <= 20 else 0.13
     stacked = [0.6 + group_height * count for count in counts]
     legend_height = 0.3

@@ -302,27 +302,22 @@ def domain_latex(table: pd.DataFrame, study: Mapping, metric: str = "rouge_l") -
     return _pivot_latex(table, study, "domain", caption, "dataset", "model")
 
 
+# name -> (twin from the stats frames, its LaTeX)
+BUILDERS = {
+    "anova": (lambda frames, study: anova_rows(frames["anova_oneway"], frames["anova_twoway"], study), anova_latex),
+    "correlations": (lambda frames, study: correlation_rows(frames["correlations"], study), correlations_latex),
+    "rank_study": (lambda frames, study: rank_study_rows(frames["rank_study"], study), rank_study_latex),
+    "power": (lambda frames, study: power_rows(frames["power"], study), power_latex),
+    "qlora": (lambda frames, study: qlora_rows(frames["summary"], study), qlora_latex),
+    "architecture": (lambda frames, study: architecture_rows(frames["summary"], study), architecture_latex),
+    "domain": (lambda frames, study: domain_rows(frames["summary"], study), domain_latex),
+}
+
+
 def build(name: str, inputs: Mapping[str, pd.DataFrame], study: Mapping) -> tuple[pd.DataFrame, str]:
     """(twin, LaTeX) of one stats table from the frames it reads."""
-    if name == "anova":
-        table = anova_rows(inputs["anova_oneway"], inputs["anova_twoway"], study)
-        return table, anova_latex(table, study)
-    if name == "correlations":
-        table = correlation_rows(inputs["correlations"], study)
-        return table, correlations_latex(table, study)
-    if name == "rank_study":
-        table = rank_study_rows(inputs["rank_study"], study)
-        return table, rank_study_latex(table, study)
-    if name == "power":
-        table = power_rows(inputs["power"], study)
-        return table, power_latex(table, study)
-    if name == "qlora":
-        table = qlora_rows(inputs["summary"], study)
-        return table, qlora_latex(table, study)
-    if name == "architecture":
-        table = architecture_rows(inputs["summary"], study)
-        return table, architecture_latex(table, study)
-    if name == "domain":
-        table = domain_rows(inputs["summary"], study)
-        return table, domain_latex(table, study)
-    raise ValueError(f"unknown stats table {name!r}; expected one of {', '.join(STATS_TABLES)}")
+    if name not in BUILDERS:
+        raise ValueError(f"unknown stats table {name!r}; expected one of {', '.join(STATS_TABLES)}")
+    rows, latex = BUILDERS[name]
+    table = rows(inputs, study)
+    return table, latex(table, study)
