@@ -63,6 +63,8 @@ def group_columns(name: str, study: Mapping) -> list[tuple]:
     if name == "cost":
         for scenario in study.get("costs", {}).get("scenarios", []):
             columns.append((f"tco[{scenario['name']}]", f"TCO {scenario['name']}", 1, None))
+            if "value_per_1000_requests" in scenario:
+                columns.append((f"roi[{scenario['name']}]", f"ROI {scenario['name']}", 1, 2))
     if name == "diversity":
         n = study.get("metrics", {}).get("diversity", {}).get("novel_ngram_n", 3)
         columns = [(m, f"Novel {n}-grams" if m == "novel_ngram_rate" else h, s, d) for m, h, s, d in columns]
@@ -153,6 +155,9 @@ def group_notes(name: str, metrics: pd.DataFrame, study: Mapping) -> list[str]:
         notes.insert(0, f"Price sheet ({sheet['currency']}, {sheet['date']}; {sheet['source']}): device-hour {prices};"
                         f" kWh {sheet.get('kwh', 'n/a')}; storage GB-month {sheet.get('storage_gb_month', 'n/a')}.")
         for scenario in study["costs"].get("scenarios", []):
+            if "value_per_1000_requests" in scenario:
+                notes.append(f"ROI {scenario['name']}: ({scenario['value_per_1000_requests']} {sheet['currency']} per 1,000"
+                             " requests x the requests served - TCO) / TCO.")
             notes.append(f"TCO {scenario['name']}: training + {scenario['months']} months x (storage + "
                          f"{scenario['requests_per_month']:,} requests per month).")
     return notes

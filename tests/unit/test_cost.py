@@ -7,7 +7,7 @@ from peftstudy.metrics import cost
 COSTS = {
     "price_sheet": {"date": "2026-11-23", "source": "test", "currency": "USD",
                     "device_hour": {"cpu": 0.10, "cuda:*A100*": 2.0}, "kwh": 0.20, "storage_gb_month": 0.05},
-    "scenarios": [{"name": "pilot", "requests_per_month": 20000, "months": 3}],
+    "scenarios": [{"name": "pilot", "requests_per_month": 20000, "months": 3, "value_per_1000_requests": 0.5}],
 }
 
 
@@ -21,6 +21,8 @@ def test_costs_by_hand():
     # 1,000 requests x 36 ms = 36 s = 0.01 h on a CPU at $0.10/h.
     assert out["inference_cost_per_1000"][0] == pytest.approx(0.001)
     assert out["tco[pilot]"][0] == pytest.approx(4.0 + 3 * (0.10 + 20 * 0.001))
+    # ROI: 3 months x 20 x 1,000 requests worth $0.5 per 1,000 = $30 against a TCO of $4.36.
+    assert out["roi[pilot]"] == (pytest.approx((30 - 4.36) / 4.36), "ratio", None)
 
 
 def test_unpriced_device_and_unmeasured_energy_are_not_measured():
@@ -30,3 +32,4 @@ def test_unpriced_device_and_unmeasured_energy_are_not_measured():
     assert out["training_cost"][0] is None and "no device_hour price for 'cuda:Tesla T4'" in out["training_cost"][2]
     assert out["training_energy_cost"] == (None, "USD", "not measured: training energy was not measured")
     assert out["tco[pilot]"][0] is None and out["tco[pilot]"][2].startswith("not measured")
+    assert out["roi[pilot]"] == (None, "ratio", "not measured: its TCO is not measured")

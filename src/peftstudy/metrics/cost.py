@@ -8,7 +8,9 @@ scenarios. Per run:
 * ``storage_cost_per_month``: stored bytes (the adapter only, for PEFT) x the price per GB-month;
 * ``inference_cost_per_1000``: 1,000 x inference time per example x the device's hourly price;
 * ``tco[<scenario>]``: training + months x (storage per month + requests per month / 1000 x inference per
-  1000), the total cost of serving the scenario with this run's model.
+  1000), the total cost of serving the scenario with this run's model;
+* ``roi[<scenario>]`` (when the scenario declares ``value_per_1000_requests``): (value of the requests served
+  over the horizon - TCO) / TCO, as a ratio.
 
 Devices are matched by their recorded label ('cpu', 'cuda:<GPU name>'); price-sheet keys may use shell
 wildcards ('cuda:*A100*'). A device with no price is reported as not measured, with the reason.
@@ -64,4 +66,10 @@ def run_costs(metrics: Mapping[str, float | None], devices: Mapping[str, str], c
             training, storage, inference = parts
             months = scenario["months"]
             out[name] = (training + months * (storage + scenario["requests_per_month"] / 1000 * inference), None)
-    return {name: (value, currency, note) for name, (value, note) in out.items()}
+        if "value_per_1000_requests" in scenario:
+            tco = out[name][0]
+            value = scenario["months"] * scenario["requests_per_month"] / 1000 * scenario["value_per_1000_requests"]
+            out[f"roi[{scenario['name']}]"] = ((value - tco) / tco, None) if tco else (
+                None, "not measured: " + ("its TCO is not measured" if tco is None else "its TCO is zero"))
+    units = {name: "ratio" if name.startswith("roi[") else currency for name in out}
+    return {name: (value, units[name], note) for name, (value, note) in out.items()}
