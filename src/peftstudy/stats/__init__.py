@@ -9,14 +9,12 @@ drops NaN values (not measured) and returns a tidy DataFrame in a deterministic 
 * correlation: Pearson and Spearman between metrics across runs              -> metric_correlations
 * rank_study: per-rank means, knee, best rank and its bootstrap stability    -> rank_study
 * power: power achieved and seeds needed for the practical threshold         -> seed_power
-
-welch_tests (each variant against the baseline, uncorrected) is kept for the existing significance table.
 """
 
 from __future__ import annotations
 
 from .anova import one_way_anova, tukey_hsd, two_way_anova
-from .compare import correct_p_values, hedges_g, pairwise_comparisons, pooled_sd, welch_tests
+from .compare import correct_p_values, hedges_g, pairwise_comparisons, pooled_sd
 from .correlation import metric_correlations
 from .describe import bootstrap_interval, confidence_interval, summarise
 from .direction import HIGHER_IS_BETTER, higher_is_better
@@ -30,7 +28,7 @@ __all__ = [
     "CELL", "RUN", "FAMILY", "HIGHER_IS_BETTER",
     "read_metrics", "read_table", "select_metrics",
     "confidence_interval", "bootstrap_interval", "summarise",
-    "welch_tests", "pairwise_comparisons", "correct_p_values", "hedges_g", "pooled_sd",
+    "pairwise_comparisons", "correct_p_values", "hedges_g", "pooled_sd",
     "practical_label", "label_practical_significance",
     "one_way_anova", "tukey_hsd", "two_way_anova",
     "metric_correlations", "rank_study", "seed_power", "higher_is_better",

@@ -189,30 +189,3 @@ COMPARISON_COLUMNS = FAMILY + [
     "hedges_g", "hedges_g_se", "hedges_g_ci_low", "hedges_g_ci_high", "d_z",
     "threshold", "threshold_spec", "practical",
 ]
-
-
-def welch_tests(metrics: pd.DataFrame, baseline_method: str = "full") -> pd.DataFrame:
-    """Welch's t-test of every non-baseline variant against the baseline, per (dataset, model, metric).
-
-    Kept for the existing significance table; pairwise_comparisons is the corrected, paired-aware successor.
-    """
-    from scipy import stats
-
-    rows = []
-    for (study, dataset, model, metric), group in metrics.groupby(["study", "dataset", "model", "metric"], sort=True):
-        baseline = group[group["method"] == baseline_method]["value"].dropna()
-        for (method, rank), variant in group[group["method"] != baseline_method].groupby(["method", "rank"], sort=True):
-            values = variant["value"].dropna()
-            row = {
-                "study": study, "dataset": dataset, "model": model, "metric": metric, "method": method, "rank": rank,
-                "baseline_method": baseline_method, "n_variant": len(values), "n_baseline": len(baseline),
-                "mean_variant": values.mean() if len(values) else math.nan,
-                "mean_baseline": baseline.mean() if len(baseline) else math.nan,
-                "test": "welch_t", "t": math.nan, "df": math.nan, "p_value": math.nan,
-            }
-            row["mean_difference"] = row["mean_variant"] - row["mean_baseline"]
-            if len(values) >= 2 and len(baseline) >= 2 and (values.var() > 0 or baseline.var() > 0):
-                result = stats.ttest_ind(values, baseline, equal_var=False)
-                row.update(t=float(result.statistic), p_value=float(result.pvalue), df=float(result.df))
-            rows.append(row)
-    return pd.DataFrame(rows)
