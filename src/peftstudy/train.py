@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from . import io, provenance
+from . import checkpoint, io, provenance
 from .batching import collate, encode_pairs, summed_token_loss
 from .metrics.efficiency import PhaseMonitor
 from .methods import get_method
@@ -83,8 +83,13 @@ def train_run(
     *,
     config_hash: str | None = None,
     threads: int = 1,
+    checkpoint_dir: str | Path | None = None,
 ) -> dict:
-    """Train one (dataset, model, method, rank, seed) run; write its weights and a JSON record."""
+    """Train one (dataset, model, method, rank, seed) run; write its weights and a JSON record.
+
+    With a checkpoint_dir the run is resumable: it saves its state there every
+    ``training.checkpoint_every_steps`` steps and on SIGTERM/SIGUSR1 (then raises TrainingInterrupted), and
+    a later call resumes from it (see checkpoint.py)."""
     import torch
     from transformers import get_scheduler
 
@@ -126,16 +131,33 @@ def train_run(
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     patience = training.get("early_stopping_patience")
 
-    step, tokens_seen, step_losses, step_penalties, validation_losses = 0, 0, [], [], []
-    best_loss, best_epoch, best_state, epochs_without_gain = math.inf, 0, None, 0
+    loop = {"epoch": 1, "order": None, "next_group": 0, "step": 0, "tokens_seen": 0, "step_losses": [],
+            "step_penalties": [], "validation_losses": [], "best_loss": math.inf, "best_epoch": 0, "best_state": None,
+            "epochs_without_gain": 0, "elapsed_s": 0.0, "resumed_from_step": []}
+    fingerprint = checkpoint.fingerprint(settings, io.sha256_file(Path(data_dir) / "manifest.json"))
+    saved = checkpoint.load(checkpoint_dir, fingerprint) if getattr(method, "resumable", True) else None
+    if saved is not None:
+        loop = checkpoint.restore(saved, model, optimizer, scheduler, order_generator)
+        loop["resumed_from_step"] = [*loop["resumed_from_step"], loop["step"]]
+    every = training.get("checkpoint_every_steps")
+    step, tokens_seen = loop["step"], loop["tokens_seen"]
+    step_losses, step_penalties, validation_losses = loop["step_losses"], loop["step_penalties"], loop["validation_losses"]
+    best_loss, best_epoch, best_state = loop["best_loss"], loop["best_epoch"], loop["best_state"]
+    epochs_without_gain = loop["epochs_without_gain"]
     model.train()
     # Peak memory, energy and GPU samples of the training loop.
-    with PhaseMonitor(device) as monitor:
+    with PhaseMonitor(device) as monitor, checkpoint.StopRequest() as stop:
         started = time.perf_counter()
-        for epoch in range(1, training["epochs"] + 1):
-            order = torch.randperm(len(train_examples), generator=order_generator).tolist()
+        for epoch in range(loop["epoch"], training["epochs"] + 1):
+            if loop["order"] is None:
+                order = torch.randperm(len(train_examples), generator=order_generator).tolist()
+            else:  # resuming inside this epoch: its data order as it was drawn
+                order, loop["order"] = loop["order"], None
             batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-            for first in range(0, len(batches), accumulation):
+            start_group, loop["next_group"] = loop["next_group"], 0
+            for first in range(start_group, len(batches), accumulation):
+                if step >= total_steps:  # resumed from the run's last step: only the epoch's validation is left
+                    break
                 group = batches[first : first + accumulation]
                 group_tokens = 0
                 group_loss = group_penalty = 0.0
@@ -164,6 +186,17 @@ def train_run(
                 tokens_seen += sum(int(b["attention_mask"].sum()) for b in loaded)
                 step_losses.append(group_loss / group_tokens)
                 step_penalties.append(group_penalty)
+                if checkpoint_dir is not None and (stop.signal or (every and step % every == 0)):
+                    checkpoint.save(checkpoint_dir, fingerprint, model, optimizer, scheduler, order_generator, {
+                        "epoch": epoch, "order": order, "next_group": first + accumulation, "step": step,
+                        "tokens_seen": tokens_seen, "step_losses": step_losses, "step_penalties": step_penalties,
+                        "validation_losses": validation_losses, "best_loss": best_loss, "best_epoch": best_epoch,
+                        "best_state": best_state, "epochs_without_gain": epochs_without_gain,
+                        "elapsed_s": loop["elapsed_s"] + time.perf_counter() - started,
+                        "resumed_from_step": loop["resumed_from_step"]})
+                    if stop.signal:
+                        raise checkpoint.TrainingInterrupted(
+                            f"stopped by signal {stop.signal} at step {step}; state saved in {checkpoint_dir}: rerun to resume")
                 if step >= total_steps:
                     break
             validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size, device)
@@ -175,7 +208,7 @@ def train_run(
                 epochs_without_gain += 1
             if step >= total_steps or (patience and epochs_without_gain >= patience):
                 break
-        train_time_s = time.perf_counter() - started
+        train_time_s = loop["elapsed_s"] + time.perf_counter() - started
     if best_state is not None and best_epoch != len(validation_losses):
         with torch.no_grad():
             for name, parameter in trainable:
@@ -183,6 +216,7 @@ def train_run(
 
     with io.atomic_directory(weights_dir) as tmp_dir:
         method.save(model, tokenizer, tmp_dir)
+    checkpoint.remove(checkpoint_dir)  # the weights are complete: nothing left to resume
     record = {
         "settings": dict(settings),
         "base": {k: base_manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
@@ -197,6 +231,8 @@ def train_run(
         "validation_losses": validation_losses,
         "best_validation_loss": best_loss,
         "train_time_s": train_time_s,
+        # Steps at which an interrupted run was resumed (its numbers equal an uninterrupted run's on CPU).
+        "resumed_from_step": loop["resumed_from_step"] or None,
         "time_per_step_s": train_time_s / max(step, 1),
         "tokens_seen": tokens_seen,
         "tokens_per_s": tokens_seen / train_time_s if train_time_s > 0 else None,

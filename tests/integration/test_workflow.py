@@ -44,6 +44,14 @@ MICRO = {
     "matrix": [{"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["full", "lora"]},
                {"datasets": ["micro-sections", "micro-qa"], "models": ["gpt2-micro"], "methods": ["full"], "seeds": [1]}],
     "overrides": [{"dataset": "micro-qa", "training": {"max_source_tokens": 48, "max_target_tokens": 8}}],
+    "claims": [
+        {"id": "lora-trains-fewer-parameters", "text": "LoRA r4 trains under 5 % of the parameters", "source": "test",
+         "reported": "< 5 %", "checks": [{"kind": "value", "metric": "trainable_percent", "dataset": "micro-data",
+                                          "model": "gpt2-micro", "a": {"method": "lora", "rank": 4}, "at_most": 5}]},
+        {"id": "big-model", "text": "a model this study does not run", "source": "test", "reported": "1",
+         "checks": [{"kind": "ratio", "metric": "train_time_s", "dataset": "micro-data", "model": "gpt2-large",
+                     "a": {"method": "lora", "rank": 4}, "b": {"method": "full"}, "expected": [0.5, 1.5]}]},
+    ],
 }
 
 
@@ -52,6 +60,16 @@ def snakemake(workdir, *args, check=True):
 
     return run_snakemake(["--snakefile", REPOSITORY / "Snakefile", "--directory", workdir,
                           "--configfile", Path(workdir) / "config" / "micro.yaml", "--cores", "2", *args], check=check)
+
+
+def metrics_value(workdir, dataset, method, rank, metric):
+    """The mean over seeds of one cell's metric, read back from metrics.csv."""
+    import pandas as pd
+
+    metrics = pd.read_csv(workdir / "results/micro/metrics.csv", dtype={"rank": "string"}, keep_default_na=False)
+    rows = metrics[(metrics["dataset"] == dataset) & (metrics["method"] == method) & (metrics["rank"] == rank)
+                   & (metrics["metric"] == metric)]
+    return pd.to_numeric(rows["value"]).mean()
 
 
 def write_study(workdir, study):
@@ -201,6 +219,12 @@ def test_caching_reruns_only_what_changed(workdir):
 @pytest.mark.slow
 def test_statistics_outputs_and_the_html_report(workdir):
     import pandas as pd
+
+    claims = pd.read_csv(workdir / "reports/micro/tables/claims_check.csv").set_index("claim_id")
+    trainable = metrics_value(workdir, "micro-data", "lora", "4", "trainable_percent")
+    assert trainable < 5 and claims.loc["lora-trains-fewer-parameters", "verdict"] == "supported"
+    assert claims.loc["big-model", "verdict"] == "not testable here"
+    assert "gpt2-large" in claims.loc["big-model", "reason"]
 
     stats_dir = workdir / "results/micro/stats"
     comparisons = pd.read_csv(stats_dir / "comparisons.csv")

@@ -112,3 +112,61 @@ def test_tokenizer_training_is_reproducible_across_processes(tmp_path):
         digests = {subprocess.run([sys.executable, "-c", script, family, str(tmp_path / "corpus.txt")], check=True,
                                   capture_output=True, text=True).stdout for _ in range(2)}
         assert len(digests) == 1, family
+
+
+def _weights(directory):
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("family, kind, rank, stop_at", [("gpt2", "lora", 4, 2), ("t5", "full", None, 8),
+                                                         ("gpt2", "full", None, 5)])
+def test_interrupted_training_resumes_to_the_numbers_of_an_uninterrupted_run(workspace, monkeypatch, family, kind,
+                                                                             rank, stop_at):
+    """SIGUSR1 mid-run saves the state and stops; the rerun resumes and ends bit-identical on CPU (mid-epoch,
+    and at an epoch's last step: stop_at 5 is the end of the first epoch's 6 steps)."""
+    import os
+    import signal
+
+    from peftstudy import checkpoint
+
+    reference_dir, reference = train(workspace, family, kind, rank, seed=3, name="uninterrupted")
+    method_class = type(get_method(kind))
+    original = method_class.after_optimizer_step
+
+    def stop_here(self, model, step):
+        original(self, model, step)
+        if step == stop_at:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    monkeypatch.setattr(method_class, "after_optimizer_step", stop_here)
+    out = workspace / f"resumed-{family}-{kind}-{stop_at}"
+    run_settings = settings(family, kind, rank, seed=3)
+    arguments = (run_settings, workspace / f"base-{family}", workspace / "data", out / "weights", out / "train.json")
+    with pytest.raises(checkpoint.TrainingInterrupted, match=f"at step {stop_at + 1}"):
+        train_run(*arguments, checkpoint_dir=out / "checkpoint")
+    assert (out / "checkpoint" / checkpoint.CHECKPOINT_FILE).is_file() and not (out / "weights").exists()
+    monkeypatch.undo()
+
+    resumed = train_run(*arguments, checkpoint_dir=out / "checkpoint")
+    assert resumed["resumed_from_step"] == [stop_at + 1]
+    assert resumed["step_losses"] == reference["step_losses"]
+    assert resumed["validation_losses"] == reference["validation_losses"]
+    assert _weights(out / "weights") == _weights(reference_dir / "weights")
+    assert not (out / "checkpoint").exists()  # removed once the weights are written
+
+
+def test_periodic_checkpoints_and_a_checkpoint_of_other_settings_is_not_resumed(workspace):
+    import torch
+
+    from peftstudy import checkpoint
+
+    out = workspace / "periodic"
+    run_settings = settings("gpt2", "lora", 4, seed=3)
+    run_settings = {**run_settings, "training": {**TRAINING, "checkpoint_every_steps": 4}}
+    arguments = (workspace / "base-gpt2", workspace / "data", out / "weights", out / "train.json")
+    (out / "checkpoint").mkdir(parents=True)
+    torch.save({"fingerprint": "other settings"}, out / "checkpoint" / checkpoint.CHECKPOINT_FILE)
+    record = train_run(run_settings, *arguments, checkpoint_dir=out / "checkpoint")
+    assert record["resumed_from_step"] is None and not (out / "checkpoint").exists()
+    _, reference = train(workspace, "gpt2", "lora", 4, seed=3, name="uninterrupted")
+    assert record["step_losses"] == reference["step_losses"]  # saving checkpoints changes nothing

@@ -11,6 +11,8 @@ rule train:
     params:
         settings=run_settings,
         code=CODE["train"],
+        # Outside the declared outputs (Snakemake deletes those before a rerun): a rerun resumes from here.
+        checkpoint_dir=lambda w: f"checkpoints/{w.study}/{w.dataset}/{w.model}/{w.variant}/seed{w.seed}",
     threads: 1
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",

@@ -12,5 +12,6 @@ with logged(snakemake):
         snakemake.output.weights,
         snakemake.output.record,
         threads=snakemake.threads,
+        checkpoint_dir=snakemake.params.checkpoint_dir,
         log=snakemake.log[0],
     )

@@ -25,6 +25,8 @@ FAN_IN_FAN_OUT = {"gpt2": True}
 
 class Method:
     kind: str = ""
+    # Whether an interrupted run can resume from a checkpoint with the numbers of an uninterrupted one.
+    resumable: bool = True
 
     def load_base_for_training(self, base_dir: Path, spec: Mapping, device: str):
         """(model, tokenizer, manifest) to adapt; QLoRA overrides this to load quantized weights."""

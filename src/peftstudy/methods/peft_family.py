@@ -55,6 +55,9 @@ class AdaLoRA(PeftMethod):
     """
 
     kind = "adalora"
+    # peft's rank allocator keeps its importance scores outside the state dict: a resumed run could not equal
+    # an uninterrupted one, so an interrupted AdaLoRA run restarts from step 0 instead.
+    resumable = False
 
     @staticmethod
     def schedule(total_steps: int) -> dict:
