@@ -268,6 +268,33 @@ FIGURES = {
 }
 
 
+# The Results section: (subsection heading, whether it starts a page, its tables), in order. The workflow
+# builds exactly these tables for the paper (common.smk reads paper_tables()).
+RESULTS_SECTIONS = (
+    (None, False, ("table1_methods", "significance", "anova", "power")),
+    ("The papers' claims beside this study's measurements", True, ("claims_check",)),
+    ("Rank, quantization, architecture and domain", True, ("rank_study", "qlora", "architecture", "domain")),
+    ("Quality, diversity, efficiency and cost", True, ("quality", "diversity", "efficiency", "cost", "correlations")),
+    ("Classification and question answering", True, ("classification", "extractive_qa", "per_class")),
+    ("Human evaluation", False, ("table2_human", "human_errors")),
+)
+
+
+def paper_tables() -> list[str]:
+    return [name for _, _, tables in RESULTS_SECTIONS for name in tables]
+
+
+def results_latex() -> str:
+    lines = []
+    for heading, new_page, tables in RESULTS_SECTIONS:
+        if new_page:
+            lines.append(r"\clearpage")
+        if heading:
+            lines.append(rf"\subsection{{{heading}}}")
+        lines += [rf"\input{{tables/{name}.tex}}" for name in tables]
+    return "\n".join(lines)
+
+
 def figures_latex() -> str:
     blocks = []
     for name, caption in FIGURES.items():
@@ -315,7 +342,7 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
     hardware = context["hardware"]
     signatures = "\n".join(rf"\item {latex_escape(name)}: \texttt{{{latex_escape(text)}}}"
                            for name, text in sorted(context["metric_signatures"].items()) if text) or r"\item none recorded"
-    figures = figures_latex()
+    figures, results = figures_latex(), results_latex()
     return rf"""\documentclass[10pt]{{article}}
 \usepackage[margin=2cm,landscape]{{geometry}}
 \usepackage{{booktabs}}
@@ -372,34 +399,7 @@ from the study's price sheet. Signatures of the scorers:
 
 \clearpage
 \section{{Results}}
-\input{{tables/table1_methods.tex}}
-\input{{tables/significance.tex}}
-\input{{tables/anova.tex}}
-\input{{tables/power.tex}}
-\clearpage
-\subsection{{The papers' claims beside this study's measurements}}
-\input{{tables/claims_check.tex}}
-\clearpage
-\subsection{{Rank, quantization, architecture and domain}}
-\input{{tables/rank_study.tex}}
-\input{{tables/qlora.tex}}
-\input{{tables/architecture.tex}}
-\input{{tables/domain.tex}}
-\clearpage
-\subsection{{Quality, diversity, efficiency and cost}}
-\input{{tables/quality.tex}}
-\input{{tables/diversity.tex}}
-\input{{tables/efficiency.tex}}
-\input{{tables/cost.tex}}
-\input{{tables/correlations.tex}}
-\clearpage
-\subsection{{Classification and question answering}}
-\input{{tables/classification.tex}}
-\input{{tables/extractive_qa.tex}}
-\input{{tables/per_class.tex}}
-\subsection{{Human evaluation}}
-\input{{tables/table2_human.tex}}
-\input{{tables/human_errors.tex}}
+{results}
 
 \clearpage
 \section{{Figures}}

@@ -14,6 +14,7 @@ os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
 from peftstudy import config as studyconfig
 from peftstudy import human_eval
+from peftstudy import report as paper_report
 from peftstudy.data.prepare import dataset_task, snapshot_corpus
 from peftstudy.workflow_support import code_fingerprint
 
@@ -205,17 +206,14 @@ def cluster_figure_panels(wildcards):
             for model, series in sorted(panels.items())]
 
 
-PAPER_FIGURES = ["rank_saturation", "quality_vs_parameters", "efficiency", "correlation_heatmap", "diversity",
-                 "output_clusters"]
+PAPER_FIGURES = list(paper_report.FIGURES)
 
 
 def paper_figures(wildcards):
     return [f"reports/{wildcards.study}/figures/{name}.pdf" for name in PAPER_FIGURES]
 
 
-PAPER_TABLES = ["table1_methods", "significance", "anova", "power", "claims_check", "rank_study", "qlora", "architecture", "domain",
-                "quality", "diversity", "efficiency", "cost", "correlations", "classification", "extractive_qa",
-                "per_class", "table2_human", "human_errors"]
+PAPER_TABLES = paper_report.paper_tables()
 
 
 def paper_tables(wildcards):
