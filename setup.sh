@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs everything peftstudy needs on a fresh Debian machine; safe to run again (does only what is missing).
-#   - Debian packages: TeX Live + latexmk (the PDF report), WordNet and dictionaries (demo data sources)
+#   - Debian packages: TeX Live + latexmk (the PDF report), WordNet and dictionaries (demo data sources),
+#     and SLURM + munge for the tests' single-node cluster where no SLURM is installed
 #   - .venv with the pinned Python stack (envs/requirements.lock) and peftstudy itself (editable)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk lz4
               wordnet-base wordnet-sense-index dict-foldoc dict-jargon python3-venv)
+# The SLURM tests start a real single-node cluster: Debian's slurm-wlm and munge, only where no SLURM is
+# installed already (on a cluster's login node, its own SLURM is left alone).
+command -v sbatch >/dev/null || APT_PACKAGES+=(slurm-wlm munge)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

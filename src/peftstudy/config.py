@@ -221,6 +221,10 @@ def _check_references(study: dict, source: str | Path) -> None:
                 if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
                     fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
                                              f" declare it under 'exclusions' with that reason")
+    from .cluster import validate_resources
+
+    for problem in validate_resources(study):
+        fail(*problem.split(": ", 1))
     from .claims import validate_claims  # claims reads the run matrix from this module
 
     try:

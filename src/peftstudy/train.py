@@ -2,7 +2,8 @@
 
 Same settings + seed on the same hardware give bit-identical weights and losses:
 the data order comes from a dedicated seeded generator and nothing else draws
-from it.
+from it. Under torchrun the run is data-parallel, with the numbers of a single
+process up to float rounding (see distributed.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Mapping
 
 from . import checkpoint, io, provenance
-from .batching import collate, encode_pairs, summed_token_loss
+from .batching import IGNORE_INDEX, collate, encode_pairs, summed_token_loss
+from .distributed import Ranks
 from .metrics.efficiency import PhaseMonitor
 from .methods import get_method
 from .models import count_parameters, pick_device
@@ -54,19 +56,22 @@ def autocast_context(precision: str, device: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def evaluate_loss(model, examples, family: str, pad_token_id: int, batch_size: int, device: str) -> float:
-    """Token-weighted mean cross-entropy over a split."""
+def evaluate_loss(model, examples, family: str, pad_token_id: int, batch_size: int, device: str, *,
+                  ranks: Ranks | None = None) -> float:
+    """Token-weighted mean cross-entropy over a split (each rank of a data-parallel run takes every W-th batch)."""
     import torch
 
+    ranks = ranks or Ranks()
     model.eval()
     total, tokens = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
+        for start in range(ranks.rank * batch_size, len(examples), batch_size * ranks.world_size):
             batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_token_id).items()}
             loss, count = summed_token_loss(model, batch, family)
             total += float(loss)
             tokens += count
     model.train()
+    total, tokens = ranks.sum([total, tokens])
     return total / max(tokens, 1)
 
 
@@ -89,25 +94,38 @@ def train_run(
 
     With a checkpoint_dir the run is resumable: it saves its state there every
     ``training.checkpoint_every_steps`` steps and on SIGTERM/SIGUSR1 (then raises TrainingInterrupted), and
-    a later call resumes from it (see checkpoint.py)."""
+    a later call resumes from it (see checkpoint.py). Under torchrun each process is one rank of a
+    data-parallel run (see distributed.py); the job's threads are shared among them."""
+    ranks = Ranks.from_environment()
+    ranks.check_accumulation(settings["training"]["gradient_accumulation_steps"])
+    with ranks.process_group(pick_device()) as device:
+        return _train(settings, Path(base_dir), Path(data_dir), weights_dir, record_path, config_hash=config_hash,
+                      threads=max(1, threads // ranks.world_size), checkpoint_dir=checkpoint_dir, ranks=ranks,
+                      device=device)
+
+
+def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_hash, threads, checkpoint_dir, ranks,
+           device) -> dict:
     import torch
     from transformers import get_scheduler
 
     torch.set_num_threads(threads)
-    device = pick_device()
     seed = settings["seed"]
     training = settings["training"]
     family = settings["family"]
     seed_everything(seed)
 
     method = get_method(settings["method_spec"]["kind"])
-    model, tokenizer, base_manifest = method.load_base_for_training(Path(base_dir), settings["method_spec"], device)
+    model, tokenizer, base_manifest = method.load_base_for_training(base_dir, settings["method_spec"], device)
 
     limits = (training["max_source_tokens"], training["max_target_tokens"])
-    train_examples = encode_pairs(io.read_jsonl(Path(data_dir) / "train.jsonl"), tokenizer, family, *limits)
-    validation_examples = encode_pairs(io.read_jsonl(Path(data_dir) / "validation.jsonl"), tokenizer, family, *limits)
+    train_examples = encode_pairs(io.read_jsonl(data_dir / "train.jsonl"), tokenizer, family, *limits)
+    validation_examples = encode_pairs(io.read_jsonl(data_dir / "validation.jsonl"), tokenizer, family, *limits)
     if not train_examples:
         raise ValueError(f"{data_dir}: the train split is empty")
+    # Per example: its target tokens and all its tokens, so every rank knows the totals of a whole step.
+    target_tokens = [sum(label != IGNORE_INDEX for label in example["labels"]) for example in train_examples]
+    input_tokens = [len(example["input_ids"]) for example in train_examples]
 
     batch_size = training["batch_size"]
     accumulation = training["gradient_accumulation_steps"]
@@ -130,21 +148,36 @@ def train_run(
     order_generator = torch.Generator().manual_seed(seed)
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     patience = training.get("early_stopping_patience")
+    if ranks.distributed:  # the same weights everywhere, but each rank its own dropout masks
+        torch.manual_seed(seed + ranks.rank)
 
     loop = {"epoch": 1, "order": None, "next_group": 0, "step": 0, "tokens_seen": 0, "step_losses": [],
             "step_penalties": [], "validation_losses": [], "best_loss": math.inf, "best_epoch": 0, "best_state": None,
             "epochs_without_gain": 0, "elapsed_s": 0.0, "resumed_from_step": []}
-    fingerprint = checkpoint.fingerprint(settings, io.sha256_file(Path(data_dir) / "manifest.json"))
-    saved = checkpoint.load(checkpoint_dir, fingerprint) if getattr(method, "resumable", True) else None
+    fingerprint = checkpoint.fingerprint(settings, io.sha256_file(data_dir / "manifest.json"))
+    with ranks.main_first():
+        saved = checkpoint.load(checkpoint_dir, fingerprint) if getattr(method, "resumable", True) else None
     if saved is not None:
         loop = checkpoint.restore(saved, model, optimizer, scheduler, order_generator)
+        ranks.restore_random_state(loop.get("random_states"))
         loop["resumed_from_step"] = [*loop["resumed_from_step"], loop["step"]]
     every = training.get("checkpoint_every_steps")
     step, tokens_seen = loop["step"], loop["tokens_seen"]
     step_losses, step_penalties, validation_losses = loop["step_losses"], loop["step_penalties"], loop["validation_losses"]
     best_loss, best_epoch, best_state = loop["best_loss"], loop["best_epoch"], loop["best_state"]
     epochs_without_gain = loop["epochs_without_gain"]
+
+    def load(indices):
+        batch = collate([train_examples[i] for i in indices], tokenizer.pad_token_id)
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def token_loss(network, batch):
+        with autocast_context(training["precision"], device):
+            return summed_token_loss(network, batch, family)[0]
+
     model.train()
+    # Forward and backward go through the DDP wrapper; everything else (methods, checkpoints) sees the model.
+    network = ranks.wrap(model, lambda probed: token_loss(probed, load(range(min(batch_size, len(train_examples))))))
     # Peak memory, energy and GPU samples of the training loop.
     with PhaseMonitor(device) as monitor, checkpoint.StopRequest() as stop:
         started = time.perf_counter()
@@ -159,47 +192,55 @@ def train_run(
                 if step >= total_steps:  # resumed from the run's last step: only the epoch's validation is left
                     break
                 group = batches[first : first + accumulation]
-                group_tokens = 0
+                # Normalise by the tokens of the whole accumulated step on all ranks: equal to one big batch.
+                group_tokens = sum(target_tokens[i] for indices in group for i in indices)
+                share = ranks.share(group)
                 group_loss = group_penalty = 0.0
-                loaded = []
-                for indices in group:
-                    batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in indices], tokenizer.pad_token_id).items()}
-                    loaded.append(batch)
-                    group_tokens += int((batch["labels"] != -100).sum())
-                for batch in loaded:
-                    with autocast_context(training["precision"], device):
-                        loss_sum, _ = summed_token_loss(model, batch, family)
-                    # Normalise by the tokens of the whole accumulated step: equal to one big batch.
-                    objective = loss_sum / group_tokens
-                    penalty = method.regularization_loss(model)
-                    if penalty is not None:  # once per optimizer step, spread over its micro-batches
-                        objective = objective + penalty / len(loaded)
-                        group_penalty += penalty.item() / len(loaded)
-                    objective.backward()
+                for position, indices in enumerate(share):
+                    with ranks.accumulating(network, last=position == len(share) - 1):
+                        loss_sum = token_loss(network, load(indices))
+                        objective = loss_sum / group_tokens
+                        penalty = method.regularization_loss(model)
+                        if penalty is not None:  # once per optimizer step, spread over its micro-batches
+                            objective = objective + penalty / len(group)
+                            group_penalty += penalty.item() / len(group)
+                        if ranks.distributed:  # DDP averages the ranks' gradients; the step needs their sum
+                            objective = objective * ranks.world_size
+                        objective.backward()
                     group_loss += loss_sum.item()
+                if not share:  # an epoch's short last step left this rank nothing: it still joins DDP's exchange
+                    (token_loss(network, load(group[0])) * 0.0).backward()
                 torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
                 optimizer.step()
                 method.after_optimizer_step(model, step)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                tokens_seen += sum(int(b["attention_mask"].sum()) for b in loaded)
+                tokens_seen += sum(input_tokens[i] for indices in group for i in indices)
+                group_loss, group_penalty = ranks.sum([group_loss, group_penalty])
                 step_losses.append(group_loss / group_tokens)
                 step_penalties.append(group_penalty)
-                if checkpoint_dir is not None and (stop.signal or (every and step % every == 0)):
-                    checkpoint.save(checkpoint_dir, fingerprint, model, optimizer, scheduler, order_generator, {
-                        "epoch": epoch, "order": order, "next_group": first + accumulation, "step": step,
-                        "tokens_seen": tokens_seen, "step_losses": step_losses, "step_penalties": step_penalties,
-                        "validation_losses": validation_losses, "best_loss": best_loss, "best_epoch": best_epoch,
-                        "best_state": best_state, "epochs_without_gain": epochs_without_gain,
-                        "elapsed_s": loop["elapsed_s"] + time.perf_counter() - started,
-                        "resumed_from_step": loop["resumed_from_step"]})
-                    if stop.signal:
+                # A signal may reach one rank only: all stop at the same step, or the others would wait forever.
+                (stop_signal,) = ranks.max([stop.signal or 0])
+                if checkpoint_dir is not None and (stop_signal or (every and step % every == 0)):
+                    random_states = ranks.random_states()
+                    if ranks.main:
+                        checkpoint.save(checkpoint_dir, fingerprint, model, optimizer, scheduler, order_generator, {
+                            "epoch": epoch, "order": order, "next_group": first + accumulation, "step": step,
+                            "tokens_seen": tokens_seen, "step_losses": step_losses, "step_penalties": step_penalties,
+                            "validation_losses": validation_losses, "best_loss": best_loss, "best_epoch": best_epoch,
+                            "best_state": best_state, "epochs_without_gain": epochs_without_gain,
+                            "elapsed_s": loop["elapsed_s"] + time.perf_counter() - started,
+                            "resumed_from_step": loop["resumed_from_step"], "random_states": random_states})
+                    ranks.barrier()  # torchrun ends every rank once one exits: not before the checkpoint is whole
+                    if stop_signal:
                         raise checkpoint.TrainingInterrupted(
-                            f"stopped by signal {stop.signal} at step {step}; state saved in {checkpoint_dir}: rerun to resume")
+                            f"stopped by signal {int(stop_signal)} at step {step}; state saved in {checkpoint_dir}: "
+                            "rerun to resume")
                 if step >= total_steps:
                     break
-            validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size, device)
+            validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size,
+                                            device, ranks=ranks)
             validation_losses.append(validation_loss)
             if validation_loss < best_loss:
                 best_loss, best_epoch, epochs_without_gain = validation_loss, epoch, 0
@@ -209,14 +250,17 @@ def train_run(
             if step >= total_steps or (patience and epochs_without_gain >= patience):
                 break
         train_time_s = loop["elapsed_s"] + time.perf_counter() - started
+    efficiency = ranks.efficiency(monitor.record())
     if best_state is not None and best_epoch != len(validation_losses):
         with torch.no_grad():
             for name, parameter in trainable:
                 parameter.copy_(best_state[name])
 
-    with io.atomic_directory(weights_dir) as tmp_dir:
-        method.save(model, tokenizer, tmp_dir)
-    checkpoint.remove(checkpoint_dir)  # the weights are complete: nothing left to resume
+    if ranks.main:
+        with io.atomic_directory(weights_dir) as tmp_dir:
+            method.save(model, tokenizer, tmp_dir)
+        checkpoint.remove(checkpoint_dir)  # the weights are complete: nothing left to resume
+    ranks.barrier()
     record = {
         "settings": dict(settings),
         "base": {k: base_manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
@@ -239,9 +283,11 @@ def train_run(
         "train_examples": len(train_examples),
         "optimizer": "torch.optim.AdamW",
         "method_extras": method_extras,
-        "efficiency": monitor.record(),
-        "data_manifest_sha256": io.sha256_file(Path(data_dir) / "manifest.json"),
+        "efficiency": efficiency,
+        "distributed": ranks.record(),
+        "data_manifest_sha256": io.sha256_file(data_dir / "manifest.json"),
         "provenance": provenance.record(config_hash, device),
     }
-    io.write_json(record_path, record)
+    if ranks.main:
+        io.write_json(record_path, record)
     return record

@@ -9,6 +9,22 @@ import traceback
 from pathlib import Path
 
 
+def job_header(environ=None) -> str:
+    """Where and when a job ran: a log then names its SLURM job (with its requeue count and GPUs)."""
+    import datetime
+    import socket
+
+    environ = os.environ if environ is None else environ
+    parts = [datetime.datetime.now().astimezone().isoformat(timespec="seconds"), f"host {socket.gethostname()}"]
+    if environ.get("SLURM_JOB_ID"):
+        parts.append(f"SLURM job {environ['SLURM_JOB_ID']}")
+        if environ.get("SLURM_RESTART_COUNT"):
+            parts.append(f"requeued {environ['SLURM_RESTART_COUNT']}x")
+    if environ.get("CUDA_VISIBLE_DEVICES"):
+        parts.append(f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}")
+    return "# job: " + ", ".join(parts) + "\n"
+
+
 @contextlib.contextmanager
 def logged(snakemake):
     """Send this job's stdout/stderr (C libraries included) to its log; echo a failure to the console too."""
@@ -21,6 +37,8 @@ def logged(snakemake):
     sys.stderr.flush()
     console = os.dup(2)
     with open(log_path, "a", encoding="utf-8") as log:
+        log.write(job_header())
+        log.flush()
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:

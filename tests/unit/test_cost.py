@@ -23,6 +23,8 @@ def test_costs_by_hand():
     assert out["tco[pilot]"][0] == pytest.approx(4.0 + 3 * (0.10 + 20 * 0.001))
     # ROI: 3 months x 20 x 1,000 requests worth $0.5 per 1,000 = $30 against a TCO of $4.36.
     assert out["roi[pilot]"] == (pytest.approx((30 - 4.36) / 4.36), "ratio", None)
+    # Data parallel on 4 GPUs: 4 device-hours per hour of training.
+    assert cost.run_costs(metrics, devices, COSTS, training_devices=4)["training_cost"][0] == pytest.approx(16.0)
 
 
 def test_unpriced_device_and_unmeasured_energy_are_not_measured():

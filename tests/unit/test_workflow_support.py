@@ -23,3 +23,12 @@ def test_fingerprint_follows_file_contents(tmp_path, monkeypatch):
     before = code_fingerprint("stage")
     (package / "stage" / "a.py").write_text("x = 2\n")
     assert code_fingerprint("stage") != before
+
+
+def test_job_header_names_the_slurm_job_its_requeues_and_gpus():
+    from peftstudy.workflow_support import job_header
+
+    local = job_header({})
+    assert local.startswith("# job: ") and "SLURM" not in local and local.endswith("\n")
+    cluster = job_header({"SLURM_JOB_ID": "4711", "SLURM_RESTART_COUNT": "1", "CUDA_VISIBLE_DEVICES": "0"})
+    assert "SLURM job 4711, requeued 1x, CUDA_VISIBLE_DEVICES=0" in cluster

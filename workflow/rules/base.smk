@@ -9,6 +9,8 @@ rule prepare_base:
     params:
         spec=base_spec,
         code=CODE["base"],
+    resources:
+        **cluster_resources("pretrain"),
     threads: 1
     log:
         "logs/prepare_base/{model}.log",

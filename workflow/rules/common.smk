@@ -12,6 +12,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.envi
 # Where prepare_wordnet puts METEOR's WordNet: the zygote keeps it loaded for the scoring jobs.
 os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
+from peftstudy import cluster
 from peftstudy import config as studyconfig
 from peftstudy import human_eval
 from peftstudy import report as paper_report
@@ -22,7 +23,7 @@ from peftstudy.workflow_support import code_fingerprint
 CODE = {
     "data": code_fingerprint("data"),
     "base": code_fingerprint("pretrain.py", "models.py", "batching.py"),
-    "train": code_fingerprint("train.py", "checkpoint.py", "models.py", "batching.py", "methods"),
+    "train": code_fingerprint("train.py", "oom.py", "distributed.py", "checkpoint.py", "models.py", "batching.py", "methods"),
     "generate": code_fingerprint("generate.py", "models.py", "batching.py", "methods"),
     "score": code_fingerprint("metrics"),
 }
@@ -101,6 +102,37 @@ def run_of(wildcards):
 
 def run_settings(wildcards):
     return studyconfig.run_settings(study_of(wildcards), run_of(wildcards))
+
+
+try:
+    CLUSTER_SITE = cluster.site_settings()  # partition/account: environment or slurm/local.yaml
+except cluster.ClusterSettingsError as error:
+    raise WorkflowError(str(error)) from None
+# Shared artifacts (a dataset, a base model) take their resources from the first study declaring them.
+DECLARING_STUDY = {(section, name): spec for spec in reversed(list(STUDIES.values()))
+                   for section in ("datasets", "corpora", "models") for name in spec[section]}
+
+
+def cluster_resources(job):
+    """A rule's SLURM resources, from the study config per (model, method); memory and runtime grow per attempt.
+
+    The local executor ignores them (it schedules by --cores), so they never change a local run.
+    """
+
+    def resources(wildcards, attempt):
+        if job in ("train", "generate", "score"):
+            run = run_of(wildcards)
+            return cluster.slurm_resources(study_of(wildcards), job, model=run.model, method=run.method,
+                                           attempt=attempt, site=CLUSTER_SITE)
+        if job == "pretrain":
+            study, model = DECLARING_STUDY[("models", wildcards.model)], wildcards.model
+        else:
+            key = ("datasets", wildcards.dataset) if "dataset" in wildcards.keys() else ("corpora", wildcards.corpus)
+            study, model = DECLARING_STUDY[key], None
+        return cluster.slurm_resources(study, job, model=model, attempt=attempt, site=CLUSTER_SITE)
+
+    return {name: (lambda wildcards, attempt, name=name: resources(wildcards, attempt)[name])
+            for name in cluster.SLURM_RESOURCE_NAMES}
 
 
 def statistics_settings(*keys):

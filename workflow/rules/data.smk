@@ -10,6 +10,8 @@ rule prepare_dataset:
     params:
         spec=lambda w: DATASETS[w.dataset],
         code=CODE["data"],
+    resources:
+        **cluster_resources("prepare"),
     log:
         "logs/prepare_dataset/{dataset}.log",
     script:
@@ -25,6 +27,8 @@ rule prepare_corpus:
     params:
         spec=lambda w: CORPORA[w.corpus],
         code=CODE["data"],
+    resources:
+        **cluster_resources("prepare"),
     log:
         "logs/prepare_corpus/{corpus}.log",
     script:

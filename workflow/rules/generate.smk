@@ -13,6 +13,8 @@ rule generate:
     params:
         settings=generation_settings,
         code=CODE["generate"],
+    resources:
+        **cluster_resources("generate"),
     threads: 1
     log:
         "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",

@@ -15,6 +15,10 @@ rule score:
         costs=lambda w: study_of(w).get("costs"),
         task=lambda w: dataset_task(DATASETS[w.dataset]),
         code=CODE["score"],
+    resources:
+        **cluster_resources("score"),
+        # Scoring jobs grouped into one SLURM job (the profile's group "scoring") run one after another in it.
+        scoring_slot=1,
     log:
         "logs/{study}/score/{dataset}/{model}/{variant}/seed{seed}.log",
     script:

@@ -12,7 +12,10 @@ rule train:
         settings=run_settings,
         code=CODE["train"],
         # Outside the declared outputs (Snakemake deletes those before a rerun): a rerun resumes from here.
+        max_oom_halvings=lambda w: cluster.resource_setting(study_of(w), "max_oom_halvings"),
         checkpoint_dir=lambda w: f"checkpoints/{w.study}/{w.dataset}/{w.model}/{w.variant}/seed{w.seed}",
+    resources:
+        **cluster_resources("train"),
     threads: 1
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",

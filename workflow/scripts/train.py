@@ -1,17 +1,16 @@
 from pathlib import Path
 
-from peftstudy import zygote
+from peftstudy import distributed, zygote
 from peftstudy.workflow_support import logged
 
 with logged(snakemake):
-    zygote.call(
-        "peftstudy.train:train_run",
-        snakemake.params.settings,
-        snakemake.input.base,
-        Path(snakemake.input.data).parent,
-        snakemake.output.weights,
-        snakemake.output.record,
-        threads=snakemake.threads,
-        checkpoint_dir=snakemake.params.checkpoint_dir,
-        log=snakemake.log[0],
-    )
+    arguments = (snakemake.params.settings, snakemake.input.base, Path(snakemake.input.data).parent,
+                 snakemake.output.weights)
+    processes = distributed.processes_for_gpus(int(getattr(snakemake.resources, "gpu", None) or 1))
+    if processes > 1:  # data parallel, one process per GPU (a CUDA out-of-memory error fails the attempt)
+        distributed.launch("peftstudy.train:train_run", processes, *map(str, arguments), snakemake.output.record,
+                           threads=snakemake.threads, checkpoint_dir=snakemake.params.checkpoint_dir)
+    else:
+        zygote.call("peftstudy.oom:train_run", *arguments, record_path=snakemake.output.record,
+                    threads=snakemake.threads, checkpoint_dir=snakemake.params.checkpoint_dir,
+                    max_halvings=snakemake.params.max_oom_halvings, log=snakemake.log[0])

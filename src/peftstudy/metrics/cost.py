@@ -35,14 +35,15 @@ def device_hour_price(sheet: Mapping, device: str | None) -> tuple[float | None,
     return None, f"the price sheet has no device_hour price for {device!r}"
 
 
-def run_costs(metrics: Mapping[str, float | None], devices: Mapping[str, str], costs: Mapping) -> dict:
-    """name -> (value or None, unit, note) for every cost metric of one run."""
+def run_costs(metrics: Mapping[str, float | None], devices: Mapping[str, str], costs: Mapping,
+              training_devices: int = 1) -> dict:
+    """name -> (value or None, unit, note) for every cost metric of one run (trained on training_devices)."""
     sheet, currency = costs["price_sheet"], costs["price_sheet"]["currency"]
     out = {}
 
     train_price, train_why = device_hour_price(sheet, devices.get("train_time_s"))
     train_time = metrics.get("train_time_s")
-    out["training_cost"] = ((train_time / 3600 * train_price, None) if train_price is not None and train_time is not None
+    out["training_cost"] = ((training_devices * train_time / 3600 * train_price, None) if train_price is not None and train_time is not None
                             else (None, f"not measured: {train_why or 'no training time'}"))
     energy = metrics.get("train_energy_kwh")
     out["training_energy_cost"] = ((energy * sheet["kwh"], None) if energy is not None and "kwh" in sheet

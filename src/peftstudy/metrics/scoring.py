@@ -137,7 +137,9 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
 
     # Costs, from the measured quantities above and the study's price sheet.
     if costs:
-        for name, (value, unit, note) in cost.run_costs(values, devices, costs).items():
+        # A data-parallel run occupies one device per process for its whole training time.
+        training_devices = (training_record.get("distributed") or {}).get("world_size") or 1
+        for name, (value, unit, note) in cost.run_costs(values, devices, costs, training_devices).items():
             put(name, value, unit, note=note)
     return {
         "metrics": values,
