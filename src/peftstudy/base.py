@@ -15,8 +15,10 @@ def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | P
         if corpus_path is None:
             raise ValueError(f"model {spec.get('name')!r}: a scratch model needs its pretraining corpus")
         return pretrain_base(spec, corpus_path, out_dir, threads=threads)
+    from .model_registry import check_access, is_pinned
     from .models import fetch_hub_base
 
+    check_access(spec, spec.get("name"))
     resolved = fetch_hub_base(spec, Path(out_dir))
     manifest = {
         "model": spec.get("name"),
@@ -24,6 +26,9 @@ def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | P
         "source": "hub",
         "hub_id": spec["hub_id"],
         "revision": spec["revision"],
+        "pinned": is_pinned(spec["revision"]),  # else resolved_revision is the SHA to pin in the config
+        "dtype": spec.get("dtype", "float32"),
+        "licence": spec.get("licence"),
         **resolved,
         "provenance": provenance.record(),
     }

@@ -72,11 +72,13 @@ def _matches(rule: Mapping, job: str, model: str | None, method: str | None) -> 
 
 
 def job_needs(study: Mapping, job: str, model: str | None = None, method: str | None = None) -> dict:
-    """The job's needs before retries: the job kind's defaults, the study's, then its matching cells in order."""
+    """The job's needs before retries: the job kind's defaults, the study's, the model's, then matching cells."""
     if job not in JOB_KINDS:
         raise ClusterSettingsError(f"unknown job kind {job!r} (known: {', '.join(JOB_KINDS)})")
     declared = study.get("resources", {})
     needs = {**JOB_DEFAULTS[job], **declared.get("jobs", {}).get(job, {})}
+    if model is not None and job in ("train", "generate"):  # the model's own needs (e.g. from the registry)
+        needs.update(study.get("models", {}).get(model, {}).get("resources", {}))
     for rule in declared.get("cells", []):
         if _matches(rule, job, model, method):
             needs.update(rule["set"])

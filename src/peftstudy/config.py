@@ -157,6 +157,13 @@ def validate_study(raw: Any, source: str | Path) -> dict:
         best = max(errors, key=lambda e: len(e.absolute_path))
         raise StudyConfigError(f"{source}: {_schema_message(best)}")
     study = copy.deepcopy(raw)
+    from .model_registry import ModelRegistryError, resolve
+
+    for name, model in study["models"].items():
+        try:
+            study["models"][name] = resolve(model, key=f"models.{name}")
+        except ModelRegistryError as error:
+            raise StudyConfigError(f"{source}: {error}") from None
     study["statistics"] = {**STATISTICS_DEFAULTS, **study.get("statistics", {})}
     study["statistics"]["rank_study"] = {**STATISTICS_DEFAULTS["rank_study"], **study["statistics"]["rank_study"]}
     study.setdefault("exclusions", [])

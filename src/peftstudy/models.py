@@ -166,8 +166,12 @@ def load_base(base_dir: str | Path, device: str | None = None):
     family = manifest["family"]
     # trust_remote_code stays off and only safetensors are accepted: a checkpoint cannot run code.
     tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
+    import torch
+
+    # Hub weights in the dtype the model was trained in (a 7B model in float32 would double its memory).
+    dtype = getattr(torch, manifest.get("dtype", "float32"))
     model = model_class(family).from_pretrained(
-        location, revision=revision, trust_remote_code=False, use_safetensors=True
+        location, revision=revision, trust_remote_code=False, use_safetensors=True, dtype=dtype
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

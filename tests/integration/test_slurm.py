@@ -1,7 +1,8 @@
 """`snakemake --profile slurm` against a real single-node SLURM cluster (tests/slurm_cluster.py).
 
-The same micro study runs with the local executor and through SLURM, where one training job is cancelled
-(`scancel`) and another requeued (`scontrol requeue`) after their first checkpoint. The SLURM run must finish
+The same micro study runs with the local executor and through SLURM, where after their first checkpoint one
+training job is cancelled (`scancel`), one requeued (`scontrol requeue`) and one sent the SIGTERM that SLURM
+sends before a time limit (`--signal=TERM@...`, here `scancel --signal=TERM`, which signals the job's steps only). The SLURM run must finish
 with the local run's numbers, and SLURM's own records must show that its jobs ran there.
 """
 
@@ -65,6 +66,7 @@ TARGET = "results/cluster/metrics.csv"
 RUN = "results/cluster/runs/cluster-data/gpt2-cluster/{variant}/seed{seed}"
 CANCELLED = ("full", 1)  # scancel'ed after its first checkpoint: Snakemake's retry resumes it
 REQUEUED = ("lora-r4", 2)  # scontrol requeue'd after its first checkpoint: SLURM reruns it, it resumes
+SIGNALLED = ("full", 2)  # SIGTERM to its steps: it checkpoints and fails, Snakemake's retry resumes it
 # What differs between two correct runs of the same study: clocks, memory, hardware.
 MEASURED = ("_s", "_bytes", "_kwh", "_per_s", "_ms_per_example", "_w", "tokens_per", "cost", "roi", "utilization",
             "temperature")
@@ -93,7 +95,7 @@ def local_run(tmp_path_factory):
     workdir = workdir_with_study(tmp_path_factory.mktemp("local"))
     started = time.perf_counter()
     result = subprocess.run(snakemake_command("--cores", "2"), cwd=workdir, env=environment(PEFTSTUDY_ZYGOTE="0"),
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, time.perf_counter() - started
 
@@ -116,7 +118,7 @@ def running_train_job(cluster, variant, seed):
 
 
 class Interrupter(threading.Thread):
-    """Cancels one training job and requeues another once each has written its first checkpoint."""
+    """Cancels, requeues and signals a training job each, once it has written its first checkpoint."""
 
     def __init__(self, cluster, workdir):
         super().__init__(daemon=True)
@@ -130,15 +132,15 @@ class Interrupter(threading.Thread):
         return path.exists()
 
     def run(self):
-        plan = {"scancel": CANCELLED, "requeue": REQUEUED}
+        plan = {"scancel": CANCELLED, "requeue": REQUEUED, "signal": SIGNALLED}
+        commands = {"scancel": ["scancel"], "requeue": ["scontrol", "requeue"], "signal": ["scancel", "--signal=TERM"]}
         try:
             while plan and not self.stop.wait(0.2):
                 for action, (variant, seed) in list(plan.items()):
                     job_id = running_train_job(self.cluster, variant, seed) if self.checkpointed(variant, seed) else None
                     if job_id is None:
                         continue
-                    command = ["scancel", job_id] if action == "scancel" else ["scontrol", "requeue", job_id]
-                    self.cluster.run(command)
+                    self.cluster.run([*commands[action], job_id])
                     self.done[action] = job_id
                     del plan[action]
         except Exception as error:  # reported by the test
@@ -157,9 +159,9 @@ def slurm_run(cluster, tmp_path_factory):
     command = snakemake_command("--profile", "slurm", "--slurm-init-seconds-before-status-checks", "3")
     try:
         result = subprocess.run(command, cwd=workdir, env=env, capture_output=True,
-                                text=True, timeout=600)
+                                text=True, timeout=900)
     except subprocess.TimeoutExpired as timeout:
-        raise AssertionError(f"the SLURM run did not finish in 600 s:\n{(timeout.stderr or b'')[-6000:].decode()}\n"
+        raise AssertionError(f"the SLURM run did not finish in 900 s:\n{(timeout.stderr or b'')[-6000:].decode()}\n"
                              f"{cluster.describe()}") from None
     finally:
         interrupter.stop.set()
@@ -182,10 +184,10 @@ def test_jobs_ran_through_slurm_with_their_resources(slurm_run, cluster):
     by_rule = {}
     for record in records:
         by_rule.setdefault(record["Comment"].split("_wildcards_")[0], []).append(record)
-    # 1 corpus, 1 dataset, 1 base, 4 trainings (+1 retry of the cancelled one), 4 generations, the 4 scorings
-    # grouped into one job; the requeued job keeps its id.
+    # 1 corpus, 1 dataset, 1 base, 4 trainings (+1 retry each of the cancelled and the signalled one), 4
+    # generations, the 4 scorings grouped into one job; the requeued job keeps its id.
     counts = {rule: len(jobs) for rule, jobs in by_rule.items()}
-    assert counts == {"rule_prepare_corpus": 1, "rule_prepare_dataset": 1, "rule_prepare_base": 1, "rule_train": 5,
+    assert counts == {"rule_prepare_corpus": 1, "rule_prepare_dataset": 1, "rule_prepare_base": 1, "rule_train": 6,
                       "rule_generate": 4, "rule_scoring_score": 1}, output[-3000:]
     for record in by_rule["rule_train"]:
         assert "gpu" in record.get("TresPerJob", ""), record  # --gpus=1
@@ -200,16 +202,17 @@ def test_jobs_ran_through_slurm_with_their_resources(slurm_run, cluster):
     assert "SLURM job" in train_log and "CUDA_VISIBLE_DEVICES=0" in train_log
 
 
-def test_cancelled_and_requeued_trainings_resume_to_the_numbers_of_a_local_run(slurm_run, local_run, cluster):
+def test_cancelled_requeued_and_signalled_trainings_resume_to_the_numbers_of_a_local_run(slurm_run, local_run, cluster):
     import json
 
     workdir, _, interrupted, _ = slurm_run
     local_dir, _ = local_run
-    assert set(interrupted) == {"scancel", "requeue"}
+    assert set(interrupted) == {"scancel", "requeue", "signal"}
     assert cluster.job(interrupted["scancel"])["JobState"] == "CANCELLED"
+    assert cluster.job(interrupted["signal"])["JobState"] == "FAILED"  # stopped itself after saving its state
     requeued = cluster.job(interrupted["requeue"])
     assert requeued["JobState"] == "COMPLETED" and int(requeued["Restarts"]) == 1
-    for variant, seed in (CANCELLED, REQUEUED):
+    for variant, seed in (CANCELLED, REQUEUED, SIGNALLED):
         run = RUN.format(variant=variant, seed=seed)
         record = json.loads((workdir / run / "train.json").read_text())
         uninterrupted = json.loads((local_dir / run / "train.json").read_text())
