@@ -38,6 +38,7 @@ localrules:
     rank_study,
     stats_table,
     claims_table,
+    data_card,
     table1_methods,
     significance_table,
     metric_table,

@@ -157,7 +157,13 @@ def validate_study(raw: Any, source: str | Path) -> dict:
         best = max(errors, key=lambda e: len(e.absolute_path))
         raise StudyConfigError(f"{source}: {_schema_message(best)}")
     study = copy.deepcopy(raw)
+    from .data.registry import resolve_datasets
     from .model_registry import ModelRegistryError, resolve
+
+    try:
+        study["datasets"] = resolve_datasets(study["datasets"])
+    except ValueError as error:
+        raise StudyConfigError(f"{source}: {error}") from None
 
     for name, model in study["models"].items():
         try:

@@ -272,6 +272,7 @@ FIGURES = {
 # builds exactly these tables for the paper (common.smk reads paper_tables()).
 RESULTS_SECTIONS = (
     (None, False, ("table1_methods", "significance", "anova", "power")),
+    ("The data", True, ("data_card",)),
     ("The papers' claims beside this study's measurements", True, ("claims_check",)),
     ("Rank, quantization, architecture and domain", True, ("rank_study", "qlora", "architecture", "domain")),
     ("Quality, diversity, efficiency and cost", True, ("quality", "diversity", "efficiency", "cost", "correlations")),

@@ -43,7 +43,7 @@ RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_wordnet
                     "aggregate_metrics", "statistics", "comparisons", "anova", "correlations", "rank_study",
                     "stats_table", "claims_table", "table1_methods", "significance_table", "metric_table", "paper_tex",
                     "paper_pdf", "rating_sheet", "human_ratings", "human_tables", "figure_output_clusters",
-                    "figure_stats"}
+                    "figure_stats", "data_card"}
 
 
 def _load_studies():
@@ -193,6 +193,15 @@ def study_metrics_inputs(wildcards):
 def study_data_manifests(wildcards):
     """Every dataset the study declares is prepared and shown in the report, trained on or not."""
     return [f"data/prepared/{name}/manifest.json" for name in sorted(study_of(wildcards)["datasets"])]
+
+
+def study_model_bases(wildcards):
+    """The base model of every model the study trains: their tokenizers measure the data card's token lengths."""
+    return {model: f"results/bases/{model}" for model in sorted({r.model for r in RUNS[wildcards.study]})}
+
+
+def study_dataset_model_pairs(wildcards):
+    return sorted({(r.dataset, r.model) for r in RUNS[wildcards.study]})
 
 
 def human_eval_settings(wildcards):

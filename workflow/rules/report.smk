@@ -77,6 +77,24 @@ rule metric_table:
         "../scripts/metric_table.py"
 
 
+# The data card: sizes, lengths in words and in each model's tokens, label balance, leakage.
+rule data_card:
+    input:
+        manifests=study_data_manifests,
+        bases=lambda w: list(study_model_bases(w).values()),
+    output:
+        csv=report("reports/{study}/tables/data_card.csv", caption="../report/table.rst", category="Tables"),
+        tex="reports/{study}/tables/data_card.tex",
+    params:
+        study=study_of,
+        bases=study_model_bases,
+        pairs=study_dataset_model_pairs,
+    log:
+        "logs/{study}/data_card.log",
+    script:
+        "../scripts/data_card.py"
+
+
 # Tables of the statistics (ANOVA, correlations, rank study, seed power) and of the QLoRA, architecture and
 # domain comparisons, each its own target.
 rule stats_table:

@@ -11,13 +11,19 @@ from __future__ import annotations
 import collections
 import gzip
 import json
+import math
 import random
+import re
+import statistics
 import subprocess
+import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
+
 from .. import io
-from . import synthetic
+from . import registry, synthetic
 from .sources import DERIVED, Corpus, get_corpus
 
 SPLITS = ("train", "validation", "test")
@@ -85,30 +91,23 @@ def _check_source(spec: Mapping) -> str:
     return source
 
 
-def _hub_field(row: Mapping, field: str):
-    """'sentences[0]' -> row['sentences'][0]: the paper's datasets keep some fields in lists."""
-    name, _, rest = field.partition("[")
-    value = row[name]
-    if rest:
-        value = value[int(rest.rstrip("]"))]
-    return value
+_hub_field = registry.hub_field  # 'sentences[0]' -> row['sentences'][0]: some datasets keep fields in lists
 
 
-def _hub_records(spec: Mapping) -> tuple[list[dict], dict]:
-    """Records from a pinned Hugging Face dataset, all of its splits pooled (we re-split ourselves)."""
-    from datasets import load_dataset
-
-    data = load_dataset(spec["hub_id"], spec.get("config_name"), revision=spec["revision"])
-    fields = spec["fields"]
-    records = [{"id": f"{split}-{index:08d}", "input": _hub_field(row, fields["input"]),
-                "reference": _hub_field(row, fields["reference"])}
-               for split in sorted(data) for index, row in enumerate(data[split])]
-    return records, {"hub": {"hub_id": spec["hub_id"], "revision": spec["revision"],
-                             "config_name": spec.get("config_name"), "splits": sorted(data)}}
+def _hub_records(spec: Mapping, name: str | None = None) -> tuple[list[dict], dict]:
+    """Records from a Hugging Face dataset (or its mirror), all of its splits read; ids '<hub split>-<row>'
+    say which split each came from, for the specs that keep the hub's splits."""
+    data, provenance = registry.load(spec, name)
+    records, unlabelled = registry.records_from_hub(data, spec, dataset_task(spec))
+    if unlabelled:
+        provenance["unlabelled"] = unlabelled
+    return records, {"hub": provenance}
 
 
 def dataset_task(spec: Mapping) -> str:
-    """The task a dataset spec is for: declared, else its derived corpus's, else generation."""
+    """The task a dataset spec is for: declared (or its registry entry's), else its derived corpus's, else
+    generation."""
+    spec = registry.resolve(spec)
     derived = DERIVED.get(spec.get("corpus", ""))
     task = spec.get("task") or (derived.task if derived else "generation")
     if task not in TASKS:
@@ -123,15 +122,16 @@ def snapshot_corpus(name: str) -> str:
     return DERIVED[name].base if name in DERIVED else name
 
 
-def read_records(spec: Mapping, snapshot_dir: Path) -> tuple[list[dict], dict]:
-    """(records, provenance) for a dataset spec."""
+def read_records(spec: Mapping, snapshot_dir: Path, name: str | None = None) -> tuple[list[dict], dict]:
+    """(records, provenance) for a dataset spec (``name``: the study's name for it, for error messages)."""
+    spec = registry.resolve(spec)
     source = _check_source(spec)
     derived = DERIVED.get(spec.get("corpus", ""))
     if derived:
         records, provenance = read_records({**spec, "corpus": derived.base}, snapshot_dir)
         return list(derived.derive(records)), {**provenance, "derived": {"corpus": derived.name, "from": derived.base}}
     if source == "hub":
-        return _hub_records(spec)
+        return _hub_records(spec, name)
     corpus = get_corpus(spec.get("corpus", ""))
     if corpus.kind != "pairs":
         raise ValueError(f"corpus {corpus.name!r} is a pretraining corpus (plain text), not a fine-tuning dataset")
@@ -275,6 +275,249 @@ def stratified_split(rows: list[dict], fractions: Mapping[str, float], seed) -> 
     return {name: sorted(part, key=lambda row: row["id"]) for name, part in splits.items()}
 
 
+def grouped_split(rows: list[dict], fractions: Mapping[str, float], seed, key: str) -> dict[str, list[dict]]:
+    """Split whole groups (records sharing ``row[key]``, e.g. SQuAD's article title) by the fractions, so that
+    no group is in two splits; sizes are counted in groups. Each split is written back in id order."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(str(row[key]), []).append(row)
+    units = [{"id": name, "rows": groups[name]} for name in sorted(groups)]
+    try:
+        parts = split_records(units, fractions, seed)
+    except ValueError:
+        raise ValueError(f"only {len(units)} distinct {key!r} groups: too few to split by {key}") from None
+    return {name: sorted((row for unit in part for row in unit["rows"]), key=lambda row: row["id"])
+            for name, part in parts.items()}
+
+
+def carve(rows: list[dict], fraction: float, seed, *, stratify: bool,
+          group_by: str | None) -> tuple[list[dict], list[dict]]:
+    """(kept, carved): a seeded ``fraction`` of the records moved out (a validation split carved from a hub's
+    train split); whole groups when ``group_by``, each label's own share when ``stratify``. A positive
+    fraction carves at least one unit."""
+    if stratify and not group_by:
+        strata: dict[str, list[dict]] = {}
+        for row in rows:
+            strata.setdefault(row["reference"], []).append(row)
+        kept, carved = [], []
+        for label in sorted(strata):
+            part_kept, part_carved = carve(strata[label], fraction, f"{seed}:{label}", stratify=False, group_by=None)
+            kept += part_kept
+            carved += part_carved
+        return sorted(kept, key=lambda row: row["id"]), sorted(carved, key=lambda row: row["id"])
+    units: dict[str, list[dict]] = {}
+    for row in rows:
+        units.setdefault(str(row[group_by]) if group_by else row["id"], []).append(row)
+    names = sorted(units)
+    count = min(len(names) - 1, max(1, round(len(names) * fraction))) if fraction > 0 and len(names) > 1 else 0
+    random.Random(f"{seed}:carve").shuffle(names)
+    chosen = set(names[:count])
+    kept = [row for row in rows if (str(row[group_by]) if group_by else row["id"]) not in chosen]
+    carved = [row for row in rows if (str(row[group_by]) if group_by else row["id"]) in chosen]
+    return kept, carved
+
+
+def hub_split_of(row: Mapping) -> str:
+    """The hub split a hub record came from (its id is '<hub split>-<row:08d>')."""
+    return row["id"].rsplit("-", 1)[0]
+
+
+def keep_hub_splits(rows: list[dict], spec: Mapping, task: str, seed) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """The study's splits taken from the hub's (``keep_hub_splits``: study split -> hub splits); a validation
+    split the hub lacks is carved from train (``validation_from_train``, default 0.1). Returns the splits and
+    the rows of hub splits no study split uses."""
+    mapping = spec["keep_hub_splits"]
+    unknown = sorted(set(mapping) - set(SPLITS))
+    if unknown or "train" not in mapping or "test" not in mapping:
+        raise ValueError(f"keep_hub_splits maps study splits (train and test, optionally validation) to hub splits;"
+                         f" got {sorted(mapping)}")
+    owner = {hub: study for study, hubs in mapping.items() for hub in ([hubs] if isinstance(hubs, str) else hubs)}
+    splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    unused: dict[str, int] = {}
+    for row in rows:
+        study = owner.get(hub_split_of(row))
+        if study is None:
+            unused[hub_split_of(row)] = unused.get(hub_split_of(row), 0) + 1
+        else:
+            splits[study].append(row)
+    if "validation" not in mapping:
+        splits["train"], splits["validation"] = carve(
+            splits["train"], spec.get("validation_from_train", 0.1), seed,
+            stratify=task == "classification", group_by=spec.get("group_by"))
+    for name in ("train", "test"):
+        if not splits[name]:
+            raise ValueError(f"the {name} split is empty: no records from hub split(s) {mapping[name]}")
+    return splits, unused
+
+
+# ---------------------------------------------------------------------------- train/test leakage
+
+LEAKAGE_NGRAM = 5  # word n-gram shingles
+LEAKAGE_THRESHOLD = 0.8  # Jaccard similarity of the shingle sets at which an evaluation input is a near duplicate
+LEAKAGE_SKETCH = 128  # a text with more shingles is compared by a bottom-k MinHash sketch of this many
+LEAKAGE_EXAMPLES = 10  # leaked pairs listed in the manifest per split
+
+
+def leakage_key(text: str) -> str:
+    """Lowercased words only (punctuation and spacing ignored): equal keys are exact duplicates."""
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+_MIX = (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9), np.uint64(27), np.uint64(0x94D049BB133111EB), np.uint64(31))
+_ROLL = np.uint64(0x100000001B3)
+
+
+def _sketch(key: str, n: int, cache: dict) -> tuple[frozenset, int]:
+    """(the 64-bit hashes of a text's word n-gram shingles, capped to its bottom-k MinHash sketch, and the
+    true number of distinct shingles). The hashes are the same on every platform and run (crc32 of the
+    words, a polynomial roll, splitmix64's finaliser); a text shorter than n words is one shingle."""
+    tokens = key.split()
+    if not tokens:
+        return frozenset(), 0
+    ids = list(map(cache.get, tokens))
+    if None in ids:
+        ids = [cache.setdefault(token, zlib.crc32(token.encode("utf-8"))) if value is None else value
+               for token, value in zip(tokens, ids)]
+    values = np.array(ids + [0] * max(0, n - len(ids)), dtype=np.uint64)
+    count = len(values) - n + 1
+    hashes = values[:count].copy()
+    for offset in range(1, n):
+        hashes = hashes * _ROLL + values[offset: offset + count]
+    shift1, mult1, shift2, mult2, shift3 = _MIX
+    hashes = (hashes ^ (hashes >> shift1)) * mult1
+    hashes = (hashes ^ (hashes >> shift2)) * mult2
+    hashes = np.unique(hashes ^ (hashes >> shift3))  # sorted: the bottom k are the first k
+    return frozenset(hashes[:LEAKAGE_SKETCH].tolist()), len(hashes)
+
+
+def _jaccard(a: frozenset, a_size: int, b: frozenset, b_size: int) -> float:
+    """Exact Jaccard when neither set was sketched, else the bottom-k estimate (the share of the union's k
+    smallest hashes that both hold)."""
+    if a_size <= LEAKAGE_SKETCH and b_size <= LEAKAGE_SKETCH:
+        shared = len(a & b)
+        return shared / (len(a) + len(b) - shared) if a or b else 1.0
+    union = sorted(a | b)[:LEAKAGE_SKETCH]
+    return sum(1 for h in union if h in a and h in b) / len(union)
+
+
+def find_leaks(train: list[str], evaluation: list[str], *, threshold: float = LEAKAGE_THRESHOLD,
+               n: int = LEAKAGE_NGRAM) -> list[dict]:
+    """Evaluation texts that duplicate a training text: exactly once normalised (``leakage_key``), or nearly
+    (word n-gram Jaccard >= threshold). One entry per leaked evaluation text: {eval, train, kind, jaccard}
+    (indices into the lists; the most similar training text).
+
+    Candidates come from a prefix-filtered inverted index (the AllPairs/PPJoin bound: two sets with Jaccard
+    >= t share one of the first |x| - ceil(t|x|) + 1 elements of each, in a global rarest-first order), so
+    that common shingles, as in templated inputs, never make the search quadratic; every candidate is then
+    verified. Exact for texts of up to LEAKAGE_SKETCH shingles; longer ones are compared by bottom-k sketches
+    (standard error about 0.035 at Jaccard 0.8)."""
+    train_keys, eval_keys = [leakage_key(text) for text in train], [leakage_key(text) for text in evaluation]
+    leaks: dict[int, dict] = {}
+    exact: dict[str, int] = {}
+    for index, key in enumerate(train_keys):
+        exact.setdefault(key, index)
+    for index, key in enumerate(eval_keys):
+        if key and key in exact:
+            leaks[index] = {"eval": index, "train": exact[key], "kind": "exact", "jaccard": 1.0}
+    cache: dict[str, int] = {}
+    train_sets = [_sketch(key, n, cache) for key in train_keys]
+    eval_sets = [_sketch(key, n, cache) if index not in leaks else (frozenset(), 0)
+                 for index, key in enumerate(eval_keys)]
+    frequency: collections.Counter = collections.Counter()
+    for grams, _ in train_sets + eval_sets:
+        frequency.update(grams)
+
+    def prefix(grams: frozenset) -> list[int]:
+        """The first elements of the set in the global order rarest first, ties by hash (two C-level sorts:
+        by hash, then stably by frequency)."""
+        ordered = sorted(sorted(grams), key=frequency.__getitem__)
+        return ordered[: len(ordered) - math.ceil(threshold * len(ordered) - 1e-9) + 1]
+
+    postings: dict[int, list[int]] = {}
+    for position, (grams, _) in enumerate(train_sets):
+        for key in prefix(grams):
+            postings.setdefault(key, []).append(position)
+    for position, (grams, size) in enumerate(eval_sets):
+        if not grams:
+            continue
+        candidates = {candidate for key in prefix(grams) for candidate in postings.get(key, ())}
+        best = None
+        for candidate in sorted(candidates):
+            other, other_size = train_sets[candidate]
+            if not threshold * size <= other_size <= size / threshold:
+                continue  # Jaccard >= t needs t <= |a|/|b| <= 1/t
+            similarity = _jaccard(grams, size, other, other_size)
+            if similarity >= threshold and (best is None or similarity > best[1]):
+                best = (candidate, similarity)
+        if best is not None:
+            leaks[position] = {"eval": position, "train": best[0], "kind": "near", "jaccard": round(best[1], 4)}
+    return [leaks[index] for index in sorted(leaks)]
+
+
+def check_leakage(splits: dict[str, list[dict]], mode: str) -> tuple[dict[str, list[dict]], dict]:
+    """Compare the inputs of the validation and test splits with the training inputs; leaked records are
+    dropped (mode 'drop'), make preparation fail ('fail') or are only counted ('report'). Returns the splits
+    and the manifest's account of what was found."""
+    if mode not in registry.LEAKAGE_MODES:
+        raise ValueError(f"leakage must be one of {', '.join(registry.LEAKAGE_MODES)}; got {mode!r}")
+    train_inputs = [row["input"] for row in splits["train"]]
+    report = {"mode": mode, "compared": "validation and test inputs against training inputs",
+              "exact": "equal after lowercasing and dropping punctuation",
+              "near": f"word {LEAKAGE_NGRAM}-gram Jaccard >= {LEAKAGE_THRESHOLD} (bottom-{LEAKAGE_SKETCH} MinHash"
+                      f" sketch for longer texts)", "splits": {}}
+    result = dict(splits)
+    for name in ("validation", "test"):
+        leaks = find_leaks(train_inputs, [row["input"] for row in splits[name]])
+        counts = collections.Counter(leak["kind"] for leak in leaks)
+        report["splits"][name] = {
+            "exact": counts.get("exact", 0), "near": counts.get("near", 0),
+            "examples": [{"id": splits[name][leak["eval"]]["id"], "train_id": splits["train"][leak["train"]]["id"],
+                          "kind": leak["kind"], "jaccard": leak["jaccard"]} for leak in leaks[:LEAKAGE_EXAMPLES]],
+        }
+        if leaks and mode == "drop":
+            leaked = {leak["eval"] for leak in leaks}
+            result[name] = [row for position, row in enumerate(splits[name]) if position not in leaked]
+            report["splits"][name]["dropped"] = len(leaked)
+    if mode == "fail":
+        found = {name: (part["exact"], part["near"]) for name, part in report["splits"].items()
+                 if part["exact"] or part["near"]}
+        if found:
+            first = next(part["examples"][0] for part in report["splits"].values() if part["examples"])
+            raise ValueError("train/test leakage: " + "; ".join(f"{name}: {e} exact and {n} near duplicate(s) of"
+                                                                 f" training inputs" for name, (e, n) in found.items())
+                             + f" (e.g. {first['id']} ~ {first['train_id']}, Jaccard {first['jaccard']});"
+                               " set leakage: drop to remove them")
+    if not result["test"]:
+        raise ValueError("every test record duplicates a training record: the test split would be empty")
+    return result, report
+
+
+# ---------------------------------------------------------------------------- data card
+
+
+def length_stats(values: list[int]) -> dict:
+    """Mean, median and 95th percentile (nearest rank) of lengths in words."""
+    if not values:
+        return {"mean": None, "median": None, "p95": None}
+    ordered = sorted(values)
+    return {"mean": round(statistics.fmean(ordered), 2), "median": statistics.median(ordered),
+            "p95": ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]}
+
+
+def data_card(splits: Mapping[str, list[dict]], task: str) -> dict:
+    """Per split: size, input and reference lengths in words (whitespace-separated), label balance for
+    classification. Token lengths depend on the model's tokenizer and are computed where it is loaded."""
+    card = {}
+    for name, rows in splits.items():
+        card[name] = {"rows": len(rows), "input_words": length_stats([words(row["input"]) for row in rows]),
+                      "reference_words": length_stats([words(row["reference"]) for row in rows])}
+        if task == "classification":
+            counts = collections.Counter(row["reference"] for row in rows)
+            card[name]["labels"] = {label: {"count": count, "share": round(count / len(rows), 4)}
+                                    for label, count in sorted(counts.items())}
+    return card
+
+
 # ---------------------------------------------------------------------------- entry points
 
 
@@ -283,40 +526,77 @@ def _plain(spec: Mapping) -> dict:
     return json.loads(json.dumps(dict(spec), sort_keys=True, default=str))
 
 
-def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path) -> dict:
-    """Read, clean, filter, deduplicate, subsample and split a dataset; write the splits and manifest.json."""
+def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path, name: str | None = None) -> dict:
+    """Read, clean, filter, deduplicate, subsample and split a dataset, check the evaluation splits for
+    leakage from the training split; write the splits and manifest.json (with the data card).
+
+    ``spec`` may name a registry entry (``registry: sst2``); ``name`` is the study's name for the dataset
+    (default: the output directory's, as the workflow writes data/prepared/<name>/), used in error messages.
+    """
     out_dir = Path(out_dir)
+    spec = registry.resolve(spec)
+    name = name or out_dir.name
     seed = spec.get("seed", 0)
     fractions = split_fractions(spec)
     task = dataset_task(spec)
-    records, provenance = read_records(spec, Path(snapshot_dir))
+    records, provenance = read_records(spec, Path(snapshot_dir), name)
     kept, dropped = clean_and_filter(records, spec.get("filter"), spec.get("labels"))
+    unlabelled = sum(provenance.get("hub", {}).get("unlabelled", {}).values())
+    if unlabelled:
+        dropped["unlabelled"] = unlabelled
+    if task == "extractive_qa":
+        aligned = [row for row in kept if row["answers"] and row["context"][
+            row["answer_start"][0]: row["answer_start"][0] + len(row["answers"][0])] == row["answers"][0]]
+        if len(aligned) < len(kept):
+            dropped["answer_not_in_context"] = len(kept) - len(aligned)
+        kept = aligned
     kept, duplicates = deduplicate(kept, by_reference=task == "generation")
     dropped.update(duplicates)
     sampled = subsample(kept, spec.get("max_examples"), seed)
     if len(sampled) < len(kept):
         dropped["over_max_examples"] = len(kept) - len(sampled)
-    splits = (stratified_split if task == "classification" else split_records)(sampled, fractions, seed)
+    if spec.get("keep_hub_splits"):
+        splits, unused = keep_hub_splits(sampled, spec, task, seed)
+        if unused:
+            dropped["hub_split_unused"] = sum(unused.values())
+    elif spec.get("group_by"):
+        splits = grouped_split(sampled, fractions, seed, spec["group_by"])
+    else:
+        splits = (stratified_split if task == "classification" else split_records)(sampled, fractions, seed)
+    # Registry datasets drop leaked evaluation records by default; other specs only count them, so that
+    # their splits stay as they were.
+    splits, leakage = check_leakage(splits, spec.get("leakage", "drop" if spec.get("registry") else "report"))
+    if leakage["mode"] == "drop":
+        removed = sum(part.get("dropped", 0) for part in leakage["splits"].values())
+        if removed:
+            dropped["leaked_into_evaluation"] = removed
 
     files = {}
-    for name, rows in splits.items():
-        path = out_dir / f"{name}.jsonl"
+    for split_name, rows in splits.items():
+        path = out_dir / f"{split_name}.jsonl"
         io.write_jsonl(path, rows)
-        files[name] = {"path": path.name, "rows": len(rows), "sha256": io.sha256_file(path)}
+        files[split_name] = {"path": path.name, "rows": len(rows), "sha256": io.sha256_file(path)}
     manifest = {
         "kind": "dataset",
         "task": task,
         "corpus": spec.get("corpus"),
         "source": spec["source"],
         "spec": _plain(spec),
-        "counts": {"read": len(records), "kept": len(sampled), **{name: len(rows) for name, rows in splits.items()}},
+        "counts": {"read": len(records), "kept": sum(len(rows) for rows in splits.values()),
+                   **{split_name: len(rows) for split_name, rows in splits.items()}},
         "dropped": dict(sorted(dropped.items())),
         "files": files,
+        "leakage": leakage,
+        "card": data_card(splits, task),
         **provenance,
     }
+    if spec.get("registry"):
+        manifest["registry"] = spec["registry"]
+    if spec.get("windowing"):
+        manifest["windowing"] = dict(spec["windowing"])
     if task == "classification":
-        manifest["labels"] = {name: dict(sorted(collections.Counter(r["reference"] for r in rows).items()))
-                              for name, rows in splits.items()}
+        manifest["labels"] = {split_name: dict(sorted(collections.Counter(r["reference"] for r in rows).items()))
+                              for split_name, rows in splits.items()}
     io.write_json(out_dir / "manifest.json", manifest)
     return manifest
 

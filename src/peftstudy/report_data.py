@@ -1,0 +1,112 @@
+"""The data card: what each dataset of a study holds, and what each model's tokenizer makes of it.
+
+Sizes, word lengths, label balance and the leakage check come from the prepared data's manifest; token
+lengths are counted with each model's own tokenizer on the training split, with the share of inputs and
+references longer than the study's token limits (those are truncated in training: a reader should know).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping
+
+from . import io
+from .config import training_settings
+
+COLUMNS = ["dataset", "split", "model", "rows", "input_words_mean", "input_words_p95", "reference_words_mean",
+           "reference_words_p95", "input_tokens_mean", "input_tokens_p95", "reference_tokens_mean",
+           "reference_tokens_p95", "inputs_truncated_pct", "references_truncated_pct", "labels", "leaked_dropped"]
+
+
+def _p95(values: list[int]) -> int | None:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None
+
+
+def _mean(values: list[int]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def token_lengths(tokenizer, texts: list[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+
+def _labels(card: Mapping) -> str:
+    labels = card.get("labels")
+    return "; ".join(f"{label} {100 * value['share']:.0f}%" for label, value in labels.items()) if labels else ""
+
+
+def _leaked(manifest: Mapping, split: str) -> str:
+    """Evaluation items of this split found in the training split (exact + near duplicates) and dropped."""
+    part = ((manifest.get("leakage") or {}).get("splits") or {}).get(split)
+    if not part:
+        return ""
+    found = part.get("exact", 0) + part.get("near", 0)
+    return str(part["dropped"]) if "dropped" in part else f"{found} (kept)" if found else "0"
+
+
+def data_card_rows(study: Mapping, data_dirs: Mapping[str, str | Path], bases: Mapping[str, str | Path],
+                   pairs: list[tuple[str, str]]) -> list[dict]:
+    """One row per dataset split (words, labels, leakage) and one per (dataset, model) of the runs (tokens)."""
+    from transformers import AutoTokenizer
+
+    from .models import base_location
+
+    tokenizers = {}
+    rows = []
+    for dataset, data_dir in data_dirs.items():
+        manifest = io.read_json(Path(data_dir) / "manifest.json")
+        for split, card in (manifest.get("card") or {}).items():
+            rows.append({"dataset": dataset, "split": split, "model": "", "rows": card["rows"],
+                         "input_words_mean": card["input_words"]["mean"], "input_words_p95": card["input_words"]["p95"],
+                         "reference_words_mean": card["reference_words"]["mean"],
+                         "reference_words_p95": card["reference_words"]["p95"], "labels": _labels(card),
+                         "leaked_dropped": _leaked(manifest, split)})
+        train = io.read_jsonl(Path(data_dir) / "train.jsonl")
+        for model in sorted(m for d, m in pairs if d == dataset):
+            if model not in tokenizers:
+                _, location, revision = base_location(bases[model])
+                tokenizers[model] = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
+            inputs = token_lengths(tokenizers[model], [row["input"] for row in train])
+            references = token_lengths(tokenizers[model], [row["reference"] for row in train])
+            method = study["statistics"]["baseline_method"]
+            limits = training_settings(study, method, model, dataset)
+            rows.append({"dataset": dataset, "split": "train", "model": model, "rows": len(train),
+                         "input_tokens_mean": _mean(inputs), "input_tokens_p95": _p95(inputs),
+                         "reference_tokens_mean": _mean(references), "reference_tokens_p95": _p95(references),
+                         "inputs_truncated_pct": round(100 * sum(n > limits["max_source_tokens"] for n in inputs)
+                                                       / max(len(inputs), 1), 1),
+                         "references_truncated_pct": round(100 * sum(n >= limits["max_target_tokens"] for n in references)
+                                                           / max(len(references), 1), 1)})
+    return [{column: row.get(column, "") for column in COLUMNS} for row in rows]
+
+
+def data_card_latex(rows: list[dict]) -> str:
+    """Two tables: the splits (words, labels, leakage), then each model's token view of the training split."""
+    from .report import latex_escape
+
+    def cell(value):
+        return latex_escape("" if value is None or value == "" else str(value))
+
+    splits = [r for r in rows if not r["model"]]
+    tokens = [r for r in rows if r["model"]]
+    lines = [r"\begin{table}[ht]", r"\centering\small", r"\caption{Data card: each prepared split (lengths in words,"
+             r" mean and 95th percentile; label shares for classification; evaluation items dropped as near or exact"
+             r" duplicates of training items). Below: token lengths of the training split under each model's"
+             r" tokenizer, and the share beyond the study's token limits (truncated in training).}",
+             r"\label{tab:data_card}", r"\begin{tabular}{llrrrrrlr}", r"\toprule",
+             r"Dataset & Split & Rows & In.\ mean & In.\ p95 & Ref.\ mean & Ref.\ p95 & Labels & Leaked \\",
+             r"\midrule"]
+    lines += [" & ".join(cell(r[k]) for k in ("dataset", "split", "rows", "input_words_mean", "input_words_p95",
+                                                "reference_words_mean", "reference_words_p95", "labels",
+                                                "leaked_dropped")) + r" \\" for r in splits]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\vspace{1em}", "", r"\begin{tabular}{llrrrrrr}", r"\toprule",
+              r"Dataset & Model & In.\ tok.\ mean & In.\ p95 & Ref.\ tok.\ mean & Ref.\ p95 & In.\ trunc.\ \% & Ref.\ trunc.\ \% \\",
+              r"\midrule"]
+    lines += [" & ".join(cell(r[k]) for k in ("dataset", "model", "input_tokens_mean", "input_tokens_p95",
+                                                "reference_tokens_mean", "reference_tokens_p95",
+                                                "inputs_truncated_pct", "references_truncated_pct")) + r" \\"
+              for r in tokens]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
