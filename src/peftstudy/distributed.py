@@ -1,4 +1,4 @@
-"""Data-parallel training under torchrun (DDP), with the numbers of a single-process run.
+"""Data-parallel training under torchrun (DDP, or FSDP: see fsdp.py), with the numbers of a single-process run.
 
 A run's ``gradient_accumulation_steps`` counts the micro-batches of one optimizer step in all: with W
 processes (ranks), rank r takes micro-batches r, r + W, ... of each step, so an optimizer step sees the same
@@ -7,6 +7,10 @@ its checkpoints) do not depend on it. Every rank reads all the data and draws th
 knows the whole step: the loss is normalised by the step's tokens over all ranks, and since DDP averages the
 ranks' gradients, each rank scales its objective by W to make that average the single-process sum. The update
 then equals a single process's up to float rounding. Rank 0 alone writes weights, records and checkpoints.
+
+``training.data_parallel`` picks the strategy: ``ddp`` (the default) keeps a whole copy of the model on every
+device; ``fsdp`` shards parameters, gradients and optimizer state over the devices, for models that do not fit
+one (full fine-tuning of a 7B model on 40 GB GPUs), with the same arithmetic (see fsdp.py).
 
 ``launch`` starts such a run: ``python -m torch.distributed.run --standalone`` with one process per device,
 each running ``python -m peftstudy.distributed <request.json>``.
@@ -34,6 +38,7 @@ TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 SHUTDOWN_S = 120
 # Process groups this process has joined; every rank joins as many, so the count names them alike on all.
 _GROUP_NUMBERS = itertools.count()
+STRATEGIES = ("ddp", "fsdp")
 
 
 class Ranks:
@@ -41,21 +46,39 @@ class Ranks:
 
     Every collective here is a no-op for a single process, so the training loop has one code path."""
 
-    def __init__(self, world_size: int = 1, rank: int = 0, local_rank: int = 0) -> None:
+    def __init__(self, world_size: int = 1, rank: int = 0, local_rank: int = 0, data_parallel: str = "ddp") -> None:
+        if data_parallel not in STRATEGIES:
+            raise ValueError(f"data_parallel must be one of {', '.join(STRATEGIES)}, got {data_parallel!r}")
         self.world_size, self.rank, self.local_rank = world_size, rank, local_rank
+        self.data_parallel = data_parallel
         self.backend: str | None = None
         self.device: str | None = None
 
     @classmethod
-    def from_environment(cls) -> "Ranks":
+    def from_environment(cls, data_parallel: str = "ddp") -> "Ranks":
         """From torchrun's WORLD_SIZE, RANK and LOCAL_RANK."""
         environ = os.environ
         return cls(int(environ.get("WORLD_SIZE", "1")), int(environ.get("RANK", "0")),
-                   int(environ.get("LOCAL_RANK", "0")))
+                   int(environ.get("LOCAL_RANK", "0")), data_parallel)
 
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+    @property
+    def strategy(self) -> str | None:
+        """The data-parallel wrapper the run uses: "ddp" or "fsdp"; None for a single process (nothing wraps)."""
+        return self.data_parallel if self.distributed else None
+
+    @property
+    def sharded(self) -> bool:
+        return self.strategy == "fsdp"
+
+    @property
+    def load_device(self) -> str:
+        """Where to load the model: a sharded one on the CPU (sharding moves each rank's part to its device; the
+        whole model need not fit one), any other on this rank's device."""
+        return "cpu" if self.sharded else self.device
 
     @property
     def main(self) -> bool:
@@ -106,23 +129,32 @@ class Ranks:
             self.barrier()
 
     def record(self) -> dict:
-        return {"world_size": self.world_size, "backend": self.backend}
+        return {"world_size": self.world_size, "backend": self.backend, "strategy": self.strategy}
 
     def share(self, group: Sequence) -> list:
         """This rank's micro-batches of one optimizer step: every W-th, starting at its rank."""
         return list(group[self.rank :: self.world_size])
 
-    def wrap(self, model, probe_loss):
-        """DDP around the model (the model itself for one process).
+    def wrap(self, model, probe_loss, precision: str = "fp32"):
+        """DDP around the model, or the model sharded in place by FSDP (the model itself for one process). Build
+        the optimizer afterwards: FSDP replaces the parameters.
 
-        find_unused_parameters costs a graph traversal per step, so it is set only when a probe pass
-        (``probe_loss(model)``, random state restored after it) leaves a trainable parameter without a gradient."""
+        find_unused_parameters costs a graph traversal per step, so DDP sets it only when a probe pass
+        (``probe_loss(model)``, random state restored after it) leaves a trainable parameter without a gradient.
+        FSDP computes in bf16/fp16 (all-gathering parameters in that dtype, reducing gradients in fp32) when the
+        run's precision asks for it on CUDA; on the CPU, autocast alone applies, as in a single process."""
         if not self.distributed:
             return model
         import torch
-        from torch.nn.parallel import DistributedDataParallel
 
         cuda = self.device.startswith("cuda")
+        if self.sharded:
+            from . import fsdp
+
+            dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+            return fsdp.shard(model, self.device, dtypes.get(precision) if cuda else None)
+        from torch.nn.parallel import DistributedDataParallel
+
         with torch.random.fork_rng(devices=[self.device] if cuda else []):
             probe_loss(model).backward()
         unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -131,10 +163,26 @@ class Ranks:
                                        find_unused_parameters=bool(unused))
 
     def accumulating(self, model, last: bool):
-        """DDP exchanges gradients on a step's last backward only; the others accumulate locally."""
-        if self.distributed and not last:
+        """DDP exchanges gradients on a step's last backward only; the others accumulate locally. FSDP
+        reduce-scatters every micro-batch's gradients, so that each rank keeps only its shard of them."""
+        if self.distributed and not last and not self.sharded:
             return model.no_sync()
         return contextlib.nullcontext()
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether every forward pass is a collective (FSDP all-gathers parameters), so that all ranks must run
+        as many; under DDP only a step's last backward is."""
+        return self.sharded
+
+    def passes(self, micro_batches: int) -> int:
+        """How many forward and backward passes this rank runs for an optimizer step of that many micro-batches:
+        its share, or at least one (for DDP's gradient exchange), or under FSDP the largest share of any rank.
+        Passes beyond its share are zero-weighted."""
+        share = len(range(self.rank, micro_batches, self.world_size))
+        if self.lockstep:
+            return -(-micro_batches // self.world_size)
+        return max(share, 1) if self.distributed else share
 
     def sum(self, values: Sequence[float]) -> list[float]:
         """The values added up over all ranks (float64), the same on every rank."""

@@ -3,7 +3,8 @@
 Same settings + seed on the same hardware give bit-identical weights and losses:
 the data order comes from a dedicated seeded generator and nothing else draws
 from it. Under torchrun the run is data-parallel, with the numbers of a single
-process up to float rounding (see distributed.py).
+process up to float rounding (see distributed.py); with ``training.data_parallel:
+fsdp`` the model is sharded over the processes (see fsdp.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from . import checkpoint, io, provenance
+from . import checkpoint, fsdp, io, provenance
 from .batching import IGNORE_INDEX, collate, encode_pairs, summed_token_loss
 from .distributed import Ranks
 from .metrics.efficiency import PhaseMonitor
@@ -58,18 +59,26 @@ def autocast_context(precision: str, device: str):
 
 def evaluate_loss(model, examples, family: str, pad_token_id: int, batch_size: int, device: str, *,
                   ranks: Ranks | None = None) -> float:
-    """Token-weighted mean cross-entropy over a split (each rank of a data-parallel run takes every W-th batch)."""
+    """Token-weighted mean cross-entropy over a split (each rank of a data-parallel run takes every W-th batch).
+
+    Under FSDP every forward pass is a collective: a rank without a batch in a round runs one and discards it."""
     import torch
 
     ranks = ranks or Ranks()
     model.eval()
     total, tokens = 0.0, 0
+    starts = range(0, len(examples), batch_size)
+    rounds = -(-len(starts) // ranks.world_size)
     with torch.no_grad():
-        for start in range(ranks.rank * batch_size, len(examples), batch_size * ranks.world_size):
+        for index in range(ranks.rank, rounds * ranks.world_size, ranks.world_size):
+            if index >= len(starts) and not ranks.lockstep:
+                break
+            start = starts[min(index, len(starts) - 1)]
             batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_token_id).items()}
             loss, count = summed_token_loss(model, batch, family)
-            total += float(loss)
-            tokens += count
+            if index < len(starts):
+                total += float(loss)
+                tokens += count
     model.train()
     total, tokens = ranks.sum([total, tokens])
     return total / max(tokens, 1)
@@ -95,8 +104,12 @@ def train_run(
     With a checkpoint_dir the run is resumable: it saves its state there every
     ``training.checkpoint_every_steps`` steps and on SIGTERM/SIGUSR1 (then raises TrainingInterrupted), and
     a later call resumes from it (see checkpoint.py). Under torchrun each process is one rank of a
-    data-parallel run (see distributed.py); the job's threads are shared among them."""
-    ranks = Ranks.from_environment()
+    data-parallel run (see distributed.py), DDP or, with ``training.data_parallel: fsdp``, FSDP (fsdp.py: a
+    method that cannot train sharded is an error, whatever the number of processes); the job's threads are
+    shared among them."""
+    ranks = Ranks.from_environment(settings["training"].get("data_parallel", "ddp"))
+    if ranks.data_parallel == "fsdp":
+        fsdp.check_method(settings["method_spec"]["kind"])
     ranks.check_accumulation(settings["training"]["gradient_accumulation_steps"])
     with ranks.process_group(pick_device()) as device:
         return _train(settings, Path(base_dir), Path(data_dir), weights_dir, record_path, config_hash=config_hash,
@@ -116,7 +129,9 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
     seed_everything(seed)
 
     method = get_method(settings["method_spec"]["kind"])
-    model, tokenizer, base_manifest = method.load_base_for_training(base_dir, settings["method_spec"], device)
+    # A model to be sharded is built on the CPU: sharding moves each rank's part to its device.
+    model, tokenizer, base_manifest = method.load_base_for_training(base_dir, settings["method_spec"],
+                                                                    ranks.load_device)
 
     limits = (training["max_source_tokens"], training["max_target_tokens"])
     train_examples = encode_pairs(io.read_jsonl(data_dir / "train.jsonl"), tokenizer, family, *limits)
@@ -134,10 +149,25 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
     if training.get("max_steps"):
         total_steps = min(total_steps, training["max_steps"])
 
-    model = method.prepare(model, family, settings["method_spec"], settings["rank"], total_steps=total_steps).to(device)
+    model = method.prepare(model, family, settings["method_spec"], settings["rank"], total_steps=total_steps)
+    model = model.to(ranks.load_device)
     trainable_parameters, total_parameters = count_parameters(model)
     # Method-specific facts worth keeping (e.g. QLoRA's quantized weight bytes).
     method_extras = getattr(method, "training_record_extras", lambda _model: {})(model)
+
+    def load(indices):
+        batch = collate([train_examples[i] for i in indices], tokenizer.pad_token_id)
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def token_loss(network, batch):
+        with autocast_context(training["precision"], device):
+            return summed_token_loss(network, batch, family)[0]
+
+    model.train()
+    # Forward and backward go through the DDP wrapper; everything else (methods, checkpoints) sees the model.
+    # FSDP shards the model itself (network is model), replacing its parameters: the optimizer comes after.
+    network = ranks.wrap(model, lambda probed: token_loss(probed, load(range(min(batch_size, len(train_examples))))),
+                         training["precision"])
     optimizer = make_optimizer(model, training["learning_rate"], training["weight_decay"])
     scheduler = get_scheduler(
         training["lr_scheduler"],
@@ -167,17 +197,6 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
     best_loss, best_epoch, best_state = loop["best_loss"], loop["best_epoch"], loop["best_state"]
     epochs_without_gain = loop["epochs_without_gain"]
 
-    def load(indices):
-        batch = collate([train_examples[i] for i in indices], tokenizer.pad_token_id)
-        return {k: v.to(device) for k, v in batch.items()}
-
-    def token_loss(network, batch):
-        with autocast_context(training["precision"], device):
-            return summed_token_loss(network, batch, family)[0]
-
-    model.train()
-    # Forward and backward go through the DDP wrapper; everything else (methods, checkpoints) sees the model.
-    network = ranks.wrap(model, lambda probed: token_loss(probed, load(range(min(batch_size, len(train_examples))))))
     # Peak memory, energy and GPU samples of the training loop.
     with PhaseMonitor(device) as monitor, checkpoint.StopRequest() as stop:
         started = time.perf_counter()
@@ -195,9 +214,16 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
                 # Normalise by the tokens of the whole accumulated step on all ranks: equal to one big batch.
                 group_tokens = sum(target_tokens[i] for indices in group for i in indices)
                 share = ranks.share(group)
+                passes = ranks.passes(len(group))
                 group_loss = group_penalty = 0.0
-                for position, indices in enumerate(share):
-                    with ranks.accumulating(network, last=position == len(share) - 1):
+                for position in range(passes):
+                    with ranks.accumulating(network, last=position == passes - 1):
+                        if position >= len(share):
+                            # This rank's share is spent (an epoch's short last step) but DDP's gradient exchange,
+                            # or FSDP's every pass, needs it: a pass that adds nothing.
+                            (token_loss(network, load(group[0])) * 0.0).backward()
+                            continue
+                        indices = share[position]
                         loss_sum = token_loss(network, load(indices))
                         objective = loss_sum / group_tokens
                         penalty = method.regularization_loss(model)
@@ -208,8 +234,7 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
                             objective = objective * ranks.world_size
                         objective.backward()
                     group_loss += loss_sum.item()
-                if not share:  # an epoch's short last step left this rank nothing: it still joins DDP's exchange
-                    (token_loss(network, load(group[0])) * 0.0).backward()
+                # Of sharded gradients (DTensors) the norm is the whole gradient's.
                 torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
                 optimizer.step()
                 method.after_optimizer_step(model, step)
@@ -224,14 +249,14 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
                 (stop_signal,) = ranks.max([stop.signal or 0])
                 if checkpoint_dir is not None and (stop_signal or (every and step % every == 0)):
                     random_states = ranks.random_states()
-                    if ranks.main:
-                        checkpoint.save(checkpoint_dir, fingerprint, model, optimizer, scheduler, order_generator, {
-                            "epoch": epoch, "order": order, "next_group": first + accumulation, "step": step,
-                            "tokens_seen": tokens_seen, "step_losses": step_losses, "step_penalties": step_penalties,
-                            "validation_losses": validation_losses, "best_loss": best_loss, "best_epoch": best_epoch,
-                            "best_state": best_state, "epochs_without_gain": epochs_without_gain,
-                            "elapsed_s": loop["elapsed_s"] + time.perf_counter() - started,
-                            "resumed_from_step": loop["resumed_from_step"], "random_states": random_states})
+                    # Every rank: a sharded model's tensors are gathered on rank 0, which writes.
+                    checkpoint.save(checkpoint_dir, fingerprint, model, optimizer, scheduler, order_generator, {
+                        "epoch": epoch, "order": order, "next_group": first + accumulation, "step": step,
+                        "tokens_seen": tokens_seen, "step_losses": step_losses, "step_penalties": step_penalties,
+                        "validation_losses": validation_losses, "best_loss": best_loss, "best_epoch": best_epoch,
+                        "best_state": best_state, "epochs_without_gain": epochs_without_gain,
+                        "elapsed_s": loop["elapsed_s"] + time.perf_counter() - started,
+                        "resumed_from_step": loop["resumed_from_step"], "random_states": random_states})
                     ranks.barrier()  # torchrun ends every rank once one exits: not before the checkpoint is whole
                     if stop_signal:
                         raise checkpoint.TrainingInterrupted(
@@ -256,9 +281,15 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
             for name, parameter in trainable:
                 parameter.copy_(best_state[name])
 
+    def build_unsharded():  # the method's model, on the CPU, to load the gathered weights into
+        base = method.load_base_for_training(base_dir, settings["method_spec"], "cpu")[0]
+        return method.prepare(base, family, settings["method_spec"], settings["rank"], total_steps=total_steps)
+
+    # The method saves a model with whole tensors: of a sharded one, a copy gathered on rank 0.
+    whole = fsdp.unsharded(model, build_unsharded)
     if ranks.main:
         with io.atomic_directory(weights_dir) as tmp_dir:
-            method.save(model, tokenizer, tmp_dir)
+            method.save(whole, tokenizer, tmp_dir)
         checkpoint.remove(checkpoint_dir)  # the weights are complete: nothing left to resume
     ranks.barrier()
     record = {

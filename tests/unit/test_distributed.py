@@ -1,4 +1,4 @@
-"""Data-parallel training under torchrun (2 CPU processes on gloo) gives the numbers of a single process.
+"""Data-parallel training under torchrun (2 CPU processes on gloo), DDP or FSDP, gives the numbers of a single process.
 
 One torchrun launch trains every case: starting it (each process imports the stack) is most of the time.
 """
@@ -17,7 +17,7 @@ import torch
 import torch.distributed
 from safetensors.torch import load_file
 
-from peftstudy import checkpoint, distributed
+from peftstudy import checkpoint, distributed, fsdp
 from peftstudy.methods import get_method
 from peftstudy.train import train_run
 
@@ -31,6 +31,14 @@ TRAINING = dict(epochs=2, batch_size=15, gradient_accumulation_steps=4, learning
                 warmup_ratio=0.1, lr_scheduler="cosine", max_grad_norm=1.0, max_source_tokens=24,
                 max_target_tokens=24, early_stopping_patience=None, precision="fp32")
 STOP_AT = 2  # the resumed case is stopped after this step (0-based), mid-epoch
+FSDP = {**TRAINING, "data_parallel": "fsdp"}
+# The other methods FSDP supports train in short runs (3 steps, the first at learning rate 0 in warm-up).
+SHORT = {**TRAINING, "epochs": 1, "max_steps": 3}
+SHORT_STEPS = 3
+OTHER_FSDP_METHODS = [kind for kind in fsdp.SUPPORTED_METHODS if kind not in ("full", "lora")]
+RANKED = {"dora", "vera", "adapter", "mam", "unipelt", "lora_prefix"}
+# The resumed FSDP case is stopped mid-epoch 2: its checkpoint holds a best_state (sharded, then gathered) too.
+FSDP_STOP_AT = 5
 
 
 def settings(kind, rank=None, dropout=0.0, training=TRAINING):
@@ -61,10 +69,32 @@ def signal_to_rank_0_after(kind, stop_at):
         method_class.after_optimizer_step = original
 
 
+def trained_recording_gradient_norms(case, **kwargs):
+    """train_run's record, with the norm of the whole gradient at each step as clipping saw it: Adam's update
+    hardly depends on the gradient's scale, the norm does (a DTensor under FSDP: its value is the same on all)."""
+    norms, clip = [], torch.nn.utils.clip_grad_norm_
+
+    def recording(parameters, max_norm, *args, **kw):
+        norm = clip(parameters, max_norm, *args, **kw)
+        norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+        return norm
+
+    torch.nn.utils.clip_grad_norm_ = recording
+    try:
+        return {**train_run(*arguments(case), **kwargs), "gradient_norms": norms}
+    finally:
+        torch.nn.utils.clip_grad_norm_ = clip
+
+
+class Blocks(torch.nn.Sequential):
+    _no_split_modules = ["Linear"]  # as a transformers model names its blocks
+
+
 def in_torchrun(cases):
     """What the tests need from one torchrun launch: each case's record (a case with stop_at is stopped there,
-    then resumed), and whether DDP was told to look for unused parameters around a module with one and around a
-    module without."""
+    then resumed), whether DDP was told to look for unused parameters around a module with one and around a
+    module without, and how FSDP sharded a two-block module (blocks sharded, each rank's parameter shapes, the
+    shards gathered whole and cut again)."""
     records = []
     for case in cases:
         checkpoint_dir = Path(case["out"]) / "checkpoint"
@@ -72,14 +102,33 @@ def in_torchrun(cases):
             with signal_to_rank_0_after(case["settings"]["method_spec"]["kind"], case["stop_at"]):
                 with pytest.raises(checkpoint.TrainingInterrupted):
                     train_run(*arguments(case), checkpoint_dir=checkpoint_dir)
-        records.append(train_run(*arguments(case), checkpoint_dir=checkpoint_dir))
+        records.append(trained_recording_gradient_norms(case, checkpoint_dir=checkpoint_dir))
     ranks = distributed.Ranks.from_environment()
     with ranks.process_group("cpu"):
         with_unused = torch.nn.ModuleDict({"used": torch.nn.Linear(2, 1), "unused": torch.nn.Linear(2, 1)})
         all_used = torch.nn.ModuleDict({"used": torch.nn.Linear(2, 1)})
         find_unused = [ranks.wrap(module, lambda probed: probed["used"](torch.ones(1, 2)).sum()).find_unused_parameters
                        for module in (with_unused, all_used)]
-    return {"records": records, "find_unused_parameters": find_unused}
+    sharding = distributed.Ranks.from_environment("fsdp")
+    with sharding.process_group("cpu"):
+        torch.manual_seed(0)  # the same weights on both ranks
+        blocks = Blocks(torch.nn.Linear(4, 5), torch.nn.Linear(5, 3))
+        whole = {name: p.detach().clone() for name, p in blocks.named_parameters()}
+        sharding.wrap(blocks, None)
+        shards = dict(blocks.named_parameters())
+        # As train.py puts an earlier epoch's best weights back: a copy of the shards, copied into them.
+        best = {name: p.detach().clone() for name, p in shards.items()}
+        with torch.no_grad():
+            for name, p in shards.items():
+                p.mul_(2.0)
+                p.copy_(best[name])
+        gathered, cut = fsdp.gather(shards), fsdp.shard_like(whole, shards)
+        sharded = {"root": fsdp.is_sharded(blocks), "blocks": [fsdp.is_sharded(block) for block in blocks],
+                   "shapes": {name: list(p.to_local().shape) for name, p in shards.items()},
+                   # Whole tensors gathered on rank 0 only; cut back into each rank's shards, they are the shards.
+                   "gathered": None if gathered is None else all(torch.equal(gathered[n], whole[n]) for n in whole),
+                   "cut": sharding.gather(all(torch.equal(cut[n].to_local(), p.to_local()) for n, p in shards.items()))}
+    return {"records": records, "find_unused_parameters": find_unused, "sharded": sharded}
 
 
 def wait_for_stop(launcher_pid):
@@ -118,22 +167,31 @@ def launched(tiny_workspace, bases, tmp_path_factory, importable_here):
     """in_torchrun's result, with name -> (output directory, record) of each case trained by torchrun's
     processes and, as "<name>-single", by this one."""
     root = tmp_path_factory.mktemp("distributed")
+    # name: (settings, base, stop_at)
     cases = {
-        "full": settings("full"),
-        "lora": settings("lora", 4),
+        "full": (settings("full"), "deterministic", None),
+        "lora": (settings("lora", 4), "deterministic", None),
         # With dropout: each rank draws its own masks, and a resumed run must restore each rank's random state.
-        "dropout": settings("lora", 4, dropout=0.1),
-        "dropout-resumed": settings("lora", 4, dropout=0.1),
+        "dropout": (settings("lora", 4, dropout=0.1), "dropout", None),
+        "dropout-resumed": (settings("lora", 4, dropout=0.1), "dropout", STOP_AT),
+        "fsdp-full": (settings("full", training=FSDP), "deterministic", None),
+        "fsdp-lora": (settings("lora", 4, training=FSDP), "deterministic", None),
+        # Full fine-tuning (FSDP's use case) of the base with dropout, uninterrupted and stopped then resumed.
+        "fsdp-dropout": (settings("full", training=FSDP), "dropout", None),
+        "fsdp-dropout-resumed": (settings("full", training=FSDP), "dropout", FSDP_STOP_AT),
+        **{f"fsdp-{kind}": (settings(kind, 4 if kind in RANKED else None, training={**SHORT, "data_parallel": "fsdp"}),
+                            "deterministic", None)
+           for kind in OTHER_FSDP_METHODS},
     }
     requests = {name: {"settings": run_settings, "out": str(root / name), "data": str(tiny_workspace / "data"),
-                       "base": str(bases["dropout" if name.startswith("dropout") else "deterministic"]),
-                       "stop_at": STOP_AT if name.endswith("resumed") else None}
-                for name, run_settings in cases.items()}
+                       "base": str(bases[base]), "stop_at": stop_at}
+                for name, (run_settings, base, stop_at) in cases.items()}
     result = distributed.launch("test_distributed:in_torchrun", PROCESSES, list(requests.values()))
     runs = {name: (root / name, record) for name, record in zip(requests, result["records"])}
-    for name in ("full", "lora"):
-        single = {**requests[name], "out": str(root / f"{name}-single")}
-        runs[f"{name}-single"] = (root / f"{name}-single", train_run(*arguments(single)))
+    # The single-process references of DDP's and FSDP's runs alike (one process wraps nothing: same numbers).
+    for name in ("full", "lora", *OTHER_FSDP_METHODS):
+        single = {**requests.get(name, requests[f"fsdp-{name}"]), "out": str(root / f"{name}-single")}
+        runs[f"{name}-single"] = (root / f"{name}-single", trained_recording_gradient_norms(single))
     return result, runs
 
 
@@ -141,12 +199,22 @@ def trainable_weights(directory):
     return {name: tensor for path in directory.glob("*.safetensors") for name, tensor in load_file(path).items()}
 
 
-@pytest.mark.parametrize("name", ["full", "lora"])
+@pytest.mark.parametrize("name", ["full", "lora", "fsdp-full", "fsdp-lora",
+                                  *(f"fsdp-{kind}" for kind in OTHER_FSDP_METHODS)])
 def test_two_processes_train_as_one_does(launched, name):
-    (directory, record), (single_directory, single) = launched[1][name], launched[1][f"{name}-single"]
-    assert record["distributed"] == {"world_size": PROCESSES, "backend": "gloo"}
-    assert single["distributed"] == {"world_size": 1, "backend": None}
-    assert record["steps"] == single["steps"] == 8 and record["tokens_seen"] == single["tokens_seen"]
+    """DDP, and FSDP with the model sharded over the two processes, give a single process's losses and weights
+    (FSDP's gradient clipping takes the norm of the whole sharded gradient, which exceeds max_grad_norm at every
+    step of full fine-tuning here), and the weights FSDP's rank 0 gathers are the method's usual files."""
+    reference = name.removeprefix("fsdp-")
+    (directory, record), (single_directory, single) = launched[1][name], launched[1][f"{reference}-single"]
+    strategy = "fsdp" if name.startswith("fsdp") else "ddp"
+    assert record["distributed"] == {"world_size": PROCESSES, "backend": "gloo", "strategy": strategy}
+    assert single["distributed"] == {"world_size": 1, "backend": None, "strategy": None}
+    steps = SHORT_STEPS if reference in OTHER_FSDP_METHODS else 8
+    assert record["steps"] == single["steps"] == steps and record["tokens_seen"] == single["tokens_seen"]
+    assert sorted(path.name for path in (directory / "weights").iterdir()) == \
+        sorted(path.name for path in (single_directory / "weights").iterdir())
+    numpy.testing.assert_allclose(record["gradient_norms"], single["gradient_norms"], rtol=1e-5)
     numpy.testing.assert_allclose(record["step_losses"], single["step_losses"], rtol=1e-5)
     numpy.testing.assert_allclose(record["validation_losses"], single["validation_losses"], rtol=1e-5)
     weights, single_weights = trainable_weights(directory / "weights"), trainable_weights(single_directory / "weights")
@@ -158,14 +226,42 @@ def test_two_processes_train_as_one_does(launched, name):
     assert len(record["efficiency"]["per_rank"]) == PROCESSES
 
 
-def test_a_run_stopped_on_one_rank_resumes_to_the_numbers_of_an_uninterrupted_one(launched):
-    (directory, uninterrupted), (resumed_directory, resumed) = launched[1]["dropout"], launched[1]["dropout-resumed"]
-    assert resumed["resumed_from_step"] == [STOP_AT + 1]
+@pytest.mark.parametrize("name, stop_at, weights", [("dropout", STOP_AT, "adapter_model.safetensors"),
+                                                     ("fsdp-dropout", FSDP_STOP_AT, "model.safetensors")])
+def test_a_run_stopped_on_one_rank_resumes_to_the_numbers_of_an_uninterrupted_one(launched, name, stop_at, weights):
+    (directory, uninterrupted), (resumed_directory, resumed) = launched[1][name], launched[1][f"{name}-resumed"]
+    assert resumed["resumed_from_step"] == [stop_at + 1]
     assert resumed["step_losses"] == uninterrupted["step_losses"]
     assert resumed["validation_losses"] == uninterrupted["validation_losses"]
-    assert ((resumed_directory / "weights/adapter_model.safetensors").read_bytes()
-            == (directory / "weights/adapter_model.safetensors").read_bytes())
+    assert (resumed_directory / "weights" / weights).read_bytes() == (directory / "weights" / weights).read_bytes()
     assert not (resumed_directory / "checkpoint").exists()
+
+
+def test_fsdp_shards_each_block_and_the_root_and_gathers_them_whole(launched):
+    sharded = launched[0]["sharded"]
+    assert sharded["root"] and sharded["blocks"] == [True, True]
+    # Rank 0 holds the first half of every parameter's rows (rounded up: rank 1 has the rest).
+    assert sharded["shapes"] == {"0.weight": [3, 4], "0.bias": [3], "1.weight": [2, 5], "1.bias": [2]}
+    assert sharded["gathered"] is True and sharded["cut"] == [True, True]
+
+
+@pytest.mark.parametrize("kind, reason", [("adalora", "AdaLoRA's orthogonality penalty"),
+                                          ("qlora", "QLoRA's quantized base")])
+def test_fsdp_refuses_a_method_it_cannot_train(tiny_workspace, tmp_path, kind, reason):
+    """Whatever the number of processes: no silent fallback to DDP."""
+    arguments = (tiny_workspace / "base-gpt2", tiny_workspace / "data", tmp_path / "weights", tmp_path / "train.json")
+    with pytest.raises(ValueError, match=rf"^method '{kind}' cannot train with training.data_parallel: fsdp \({reason}"
+                                         r".*Set data_parallel: ddp in this method's training settings"):
+        train_run(settings(kind, 4, training=FSDP), *arguments)
+    assert not (tmp_path / "weights").exists()
+
+
+def test_fsdp_refuses_a_method_not_tested_sharded_and_an_unknown_strategy(tiny_workspace, tmp_path):
+    with pytest.raises(ValueError, match=r"method 'new' cannot train .* \(it has not been tested sharded\)"):
+        fsdp.check_method("new")
+    arguments = (tiny_workspace / "base-gpt2", tiny_workspace / "data", tmp_path / "weights", tmp_path / "train.json")
+    with pytest.raises(ValueError, match="data_parallel must be one of ddp, fsdp, got 'zero3'"):
+        train_run(settings("full", training={**TRAINING, "data_parallel": "zero3"}), *arguments)
 
 
 def test_ddp_looks_for_unused_parameters_only_when_a_probe_pass_leaves_one(launched):

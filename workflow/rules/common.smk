@@ -23,7 +23,7 @@ from peftstudy.workflow_support import code_fingerprint
 CODE = {
     "data": code_fingerprint("data"),
     "base": code_fingerprint("pretrain.py", "models.py", "batching.py"),
-    "train": code_fingerprint("train.py", "oom.py", "distributed.py", "checkpoint.py", "models.py", "batching.py", "methods"),
+    "train": code_fingerprint("train.py", "oom.py", "distributed.py", "fsdp.py", "checkpoint.py", "models.py", "batching.py", "methods"),
     "generate": code_fingerprint("generate.py", "models.py", "batching.py", "methods"),
     "score": code_fingerprint("metrics"),
 }
