@@ -4,7 +4,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from peftstudy import claims, report, report_human, report_metrics, report_stats, stats
+from peftstudy import claims, report, report_data, report_human, report_metrics, report_stats, stats
 from peftstudy.config import STATISTICS_DEFAULTS, canonical_hash
 from peftstudy.stats import pairwise_comparisons, summarise
 
@@ -93,6 +93,10 @@ def test_paper_compiles_to_pdf(tmp_path):
               "rank_study": stats.rank_study(frame, "lora", bootstrap_resamples=200)}
     for name in report_stats.STATS_TABLES:
         (tmp_path / "tables" / f"{name}.tex").write_text(report_stats.build(name, inputs, study)[1])
+    card_row = dict.fromkeys(report_data.COLUMNS, "")
+    card = [{**card_row, "dataset": "d", "split": "train", "rows": 8, "labels": "a 50%; b 50%"},
+            {**card_row, "dataset": "d", "split": "train", "model": "m_1", "rows": 8, "input_tokens_mean": 12.5}]
+    (tmp_path / "tables" / "data_card.tex").write_text(report_data.data_card_latex(card))
     checks = claims.evaluate_claims(study, frame, summary, inputs["rank_study"])  # no claims: an empty table
     (tmp_path / "tables" / "claims_check.tex").write_text(claims.claims_latex(checks, study))
     context = {
