@@ -7,25 +7,16 @@ references longer than the study's token limits (those are truncated in training
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Mapping
 
 from . import io
 from .config import training_settings
+from .data.prepare import length_stats
 
 COLUMNS = ["dataset", "split", "model", "rows", "input_words_mean", "input_words_p95", "reference_words_mean",
            "reference_words_p95", "input_tokens_mean", "input_tokens_p95", "reference_tokens_mean",
            "reference_tokens_p95", "inputs_truncated_pct", "references_truncated_pct", "labels", "leaked_dropped"]
-
-
-def _p95(values: list[int]) -> int | None:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None
-
-
-def _mean(values: list[int]) -> float | None:
-    return round(sum(values) / len(values), 2) if values else None
 
 
 def token_lengths(tokenizer, texts: list[str]) -> list[int]:
@@ -70,11 +61,12 @@ def data_card_rows(study: Mapping, data_dirs: Mapping[str, str | Path], bases: M
                 tokenizers[model] = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
             inputs = token_lengths(tokenizers[model], [row["input"] for row in train])
             references = token_lengths(tokenizers[model], [row["reference"] for row in train])
+            input_stats, reference_stats = length_stats(inputs), length_stats(references)
             method = study["statistics"]["baseline_method"]
             limits = training_settings(study, method, model, dataset)
             rows.append({"dataset": dataset, "split": "train", "model": model, "rows": len(train),
-                         "input_tokens_mean": _mean(inputs), "input_tokens_p95": _p95(inputs),
-                         "reference_tokens_mean": _mean(references), "reference_tokens_p95": _p95(references),
+                         "input_tokens_mean": input_stats["mean"], "input_tokens_p95": input_stats["p95"],
+                         "reference_tokens_mean": reference_stats["mean"], "reference_tokens_p95": reference_stats["p95"],
                          "inputs_truncated_pct": round(100 * sum(n > limits["max_source_tokens"] for n in inputs)
                                                        / max(len(inputs), 1), 1),
                          "references_truncated_pct": round(100 * sum(n >= limits["max_target_tokens"] for n in references)
