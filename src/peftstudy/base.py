@@ -15,6 +15,10 @@ def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | P
         if corpus_path is None:
             raise ValueError(f"model {spec.get('name')!r}: a scratch model needs its pretraining corpus")
         return pretrain_base(spec, corpus_path, out_dir, threads=threads)
+    if spec["source"] == "package":
+        return record_package_base(spec, out_dir)
+    if spec["source"] == "warm_start":
+        return warm_start_base(spec, out_dir)
     from .model_registry import check_access, is_pinned
     from .models import fetch_hub_base
 
@@ -33,5 +37,50 @@ def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | P
         "provenance": provenance.record(),
     }
     with io.atomic_directory(out_dir) as tmp_dir:
+        io.write_json(tmp_dir / "base.json", manifest)
+    return manifest
+
+
+def record_package_base(spec: Mapping, out_dir: str | Path) -> dict:
+    """A model a Python package ships (offline): recorded by its weights' checksum, which loading checks."""
+    from .models import package_model_path
+
+    path = package_model_path(spec["package"])
+    manifest = {
+        "model": spec.get("name"),
+        "family": spec["family"],
+        "source": "package",
+        "package": spec["package"],
+        "hub_id": spec.get("hub_id"),  # where the packaged weights come from
+        "dtype": spec.get("dtype", "float32"),
+        "licence": spec.get("licence"),
+        "sha256": io.sha256_file(path / "model.safetensors"),
+        "provenance": provenance.record(),
+    }
+    with io.atomic_directory(out_dir) as tmp_dir:
+        io.write_json(tmp_dir / "base.json", manifest)
+    return manifest
+
+
+def warm_start_base(spec: Mapping, out_dir: str | Path) -> dict:
+    """An encoder-decoder built from a BERT checkpoint (a packaged one, or the hub's at a revision)."""
+    from .model_registry import check_access, is_pinned
+    from .models import build_warm_start, fetch_hub_snapshot, package_model_path
+
+    if spec.get("package"):
+        location, origin = package_model_path(spec["package"]), {"package": spec["package"]}
+    else:
+        check_access(spec, spec.get("name"))
+        location = fetch_hub_snapshot(spec)
+        origin = {"hub_id": spec["hub_id"], "revision": spec["revision"], "pinned": is_pinned(spec["revision"]),
+                  "resolved_revision": location.name}
+    init_seed = spec.get("init_seed", 0)
+    with io.atomic_directory(out_dir) as tmp_dir:
+        build_warm_start(location, init_seed, tmp_dir)
+        manifest = {
+            "model": spec.get("name"), "family": spec["family"], "source": "warm_start", "warm_started_from": origin,
+            "init_seed": init_seed, "dtype": "float32", "licence": spec.get("licence"),
+            "sha256": io.sha256_file(tmp_dir / "model.safetensors"), "provenance": provenance.record(),
+        }
         io.write_json(tmp_dir / "base.json", manifest)
     return manifest

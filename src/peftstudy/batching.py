@@ -58,6 +58,8 @@ def collate(examples: Sequence[Mapping], pad_token_id: int, padding_side: str = 
         "input_ids": pad(input_ids, pad_token_id),
         "attention_mask": pad([[1] * len(ids) for ids in input_ids], 0),
     }
+    if "token_type_ids" in examples[0]:  # BERT's segment ids (question / context): padded as segment 0
+        batch["token_type_ids"] = pad([example["token_type_ids"] for example in examples], 0)
     if "labels" in examples[0]:
         batch["labels"] = pad([example["labels"] for example in examples], IGNORE_INDEX)
     return batch

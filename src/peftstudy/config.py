@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from . import heads
 from .data.prepare import dataset_task
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "study.schema.yaml"
@@ -207,6 +208,13 @@ def _check_references(study: dict, source: str | Path) -> None:
             value = override.get(axis)
             if value is not None and value not in study[axis + "s"]:
                 fail(f"overrides[{index}].{axis}", f"unknown {axis} {value!r}")
+        for method in [override["method"]] if "method" in override else list(study["methods"]):
+            kind = study["methods"][method]["kind"]
+            extra = sorted(set(override.get("options", {})) - METHOD_OPTIONS[kind] - {"kind"} | (
+                {"ranks"} & set(override.get("options", {}))))
+            if extra:
+                fail(f"overrides[{index}].options.{extra[0]}", f"not a per-cell option of method {method!r} (kind "
+                     f"{kind!r}; its options: {', '.join(sorted(METHOD_OPTIONS[kind] - {'ranks'})) or 'none'})")
     for name, spec in study["datasets"].items():
         try:
             task = dataset_task(spec)
@@ -222,6 +230,18 @@ def _check_references(study: dict, source: str | Path) -> None:
             allowed = ", ".join(sorted(METHOD_OPTIONS[spec["kind"]])) or "none"
             fail(f"methods.{name}.{extra[0]}", f"not an option of method kind {spec['kind']!r} (its options: {allowed})")
     for index, block in enumerate(study["matrix"]):
+        for dataset in block["datasets"]:
+            task = dataset_task(study["datasets"][dataset])
+            for model in block["models"]:
+                for method in block["methods"]:
+                    if is_excluded(study, dataset, model, method) is not None:
+                        continue
+                    try:
+                        heads.head_spec(study["models"][model], study["datasets"][dataset], task,
+                                        training_settings(study, method, model, dataset),
+                                        method_options(study, method, model, dataset)["kind"])
+                    except heads.HeadError as error:
+                        fail(f"matrix[{index}]", f"cell ({dataset}, {model}, {method}): {error}")
         if "ranks" in block:
             declared = {r for m in block["methods"] for r in study["methods"][m].get("ranks", [])}
             missing = sorted(set(block["ranks"]) - declared)
@@ -253,9 +273,6 @@ def _check_references(study: dict, source: str | Path) -> None:
     table1 = study["report"].get("table1_dataset")
     if table1 is not None and table1 not in study["datasets"]:
         fail("report.table1_dataset", f"unknown dataset {table1!r}")
-    if table1 is not None and dataset_task(study["datasets"][table1]) != "generation":
-        fail("report.table1_dataset", f"{table1!r} is a {dataset_task(study['datasets'][table1])} dataset;"
-                                      " Table 1 compares generated text (BLEU, ROUGE)")
 
 
 def load_study(path: str | Path) -> dict:
@@ -305,8 +322,18 @@ def training_settings(study: Mapping, method: str, model: str | None = None, dat
     cell = {"model": model, "method": method, "dataset": dataset}
     for override in study.get("overrides", []):
         if all(override.get(axis) in (None, cell[axis]) for axis in cell):
-            settings.update(override["training"])
+            settings.update(override.get("training", {}))
     return settings
+
+
+def method_options(study: Mapping, method: str, model: str | None = None, dataset: str | None = None) -> dict:
+    """The method's options in one cell: its entry's, then the options of matching cell overrides."""
+    spec = {k: v for k, v in study["methods"][method].items() if k not in ("training", "ranks", "description")}
+    cell = {"model": model, "method": method, "dataset": dataset}
+    for override in study.get("overrides", []):
+        if all(override.get(axis) in (None, cell[axis]) for axis in cell):
+            spec.update(override.get("options", {}))
+    return spec
 
 
 def run_settings(study: Mapping, run: Run) -> dict:
@@ -315,7 +342,12 @@ def run_settings(study: Mapping, run: Run) -> dict:
     Snakemake reruns a job when its params change, so this must hold every setting
     the run depends on and nothing else (no other run's settings).
     """
-    method_spec = {k: v for k, v in study["methods"][run.method].items() if k not in ("training", "ranks", "description")}
+    method_spec = method_options(study, run.method, run.model, run.dataset)
+    training = training_settings(study, run.method, run.model, run.dataset)
+    dataset = study["datasets"][run.dataset]
+    head = heads.head_spec(study["models"][run.model], dataset, dataset_task(dataset), training, method_spec["kind"])
+    if head["kind"] != "lm":  # the model's classifier or span head, which the method trains with it
+        method_spec["head"] = head
     return {
         "dataset": run.dataset,
         "model": run.model,
@@ -323,7 +355,7 @@ def run_settings(study: Mapping, run: Run) -> dict:
         "method": run.method,
         "rank": run.rank,
         "method_spec": method_spec,
-        "training": training_settings(study, run.method, run.model, run.dataset),
+        "training": training,
         "seed": run.seed,
     }
 
@@ -339,7 +371,9 @@ def shared_definitions_conflicts(studies: Mapping[str, Mapping]) -> list[str]:
         seen: dict[str, tuple[str, Any]] = {}
         for study_name, study in studies.items():
             for name, definition in study.get(section, {}).items():
-                comparable = {k: v for k, v in definition.items() if k != "description"}
+                # A model's task heads shape the runs of the study that declares them, not the cached base.
+                comparable = {k: v for k, v in definition.items()
+                              if k != "description" and not (section == "models" and k == "heads")}
                 if name in seen and seen[name][1] != comparable:
                     problems.append(
                         f"{section}.{name} is defined differently in studies {seen[name][0]!r} and {study_name!r};"

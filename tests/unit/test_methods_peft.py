@@ -236,6 +236,12 @@ def bases(tiny_workspace):
     return {"gpt2": gpt2, "t5": tiny_workspace / "base-t5"}
 
 
+def text_objective(tokenizer, family):
+    from peftstudy.heads import TextObjective
+
+    return TextObjective(tokenizer, family, 24, 24)
+
+
 def validation_examples(workspace, tokenizer, family):
     return encode_pairs(io.read_jsonl(workspace / "data/validation.jsonl"), tokenizer, family, 24, 24)
 
@@ -247,7 +253,7 @@ def base_validation_loss(tiny_workspace, bases):
     losses = {}
     for family, base_dir in bases.items():
         model, tokenizer, _ = load_base(base_dir)
-        losses[family] = evaluate_loss(model, validation_examples(tiny_workspace, tokenizer, family), family,
+        losses[family] = evaluate_loss(model, validation_examples(tiny_workspace, tokenizer, family), text_objective(tokenizer, family),
                                        tokenizer.pad_token_id, TRAINING["batch_size"], "cpu")
     return losses
 
@@ -283,7 +289,7 @@ def test_training_lowers_loss_and_reload_reproduces_it(tiny_workspace, bases, ba
     # The stored weights are the trained ones: the reloaded model has the validation loss the trainer saw.
     model, tokenizer, _ = get_method(CASES[case][0]).load_for_inference(
         bases[family], out / "weights", "cpu", run_settings(family, case)["method_spec"])
-    reloaded = evaluate_loss(model, validation_examples(tiny_workspace, tokenizer, family), family,
+    reloaded = evaluate_loss(model, validation_examples(tiny_workspace, tokenizer, family), text_objective(tokenizer, family),
                              tokenizer.pad_token_id, TRAINING["batch_size"], "cpu")
     assert reloaded == pytest.approx(record["validation_losses"][-1], rel=1e-5)
 

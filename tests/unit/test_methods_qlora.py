@@ -240,7 +240,7 @@ def test_missing_bitsandbytes_raises_instead_of_training_plain_lora(tiny_workspa
 
 
 def test_a_base_that_comes_back_unquantized_raises(tiny_workspace, monkeypatch):
-    monkeypatch.setattr(quantized_module, "_quantization_config", lambda settings: None)  # a no-op backend
+    monkeypatch.setattr(quantized_module, "_quantization_config", lambda settings, skip_modules=None: None)  # a no-op backend
     with pytest.raises(QuantizationUnavailableError, match=r"asked for 4-bit weights but the loaded base has 0"):
         get_method("qlora").load_base_for_training(tiny_workspace / "base-t5", {}, "cpu")
 

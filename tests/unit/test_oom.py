@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from peftstudy import oom, train as training
+from peftstudy import heads, oom
 from peftstudy.train import train_run
 
 TRAINING = dict(epochs=1, batch_size=8, gradient_accumulation_steps=1, learning_rate=3e-3, weight_decay=0.01,
@@ -22,15 +22,15 @@ def settings(**training_changes):
 @pytest.fixture
 def memory_limit(monkeypatch):
     """Micro-batches larger than the limit raise CUDA's out-of-memory error, as a too-small GPU would."""
-    real = training.summed_token_loss
+    real = heads.TextObjective.loss
     limit = {"examples": 2}
 
-    def limited(model, batch, family):
+    def limited(objective, model, batch):
         if batch["input_ids"].shape[0] > limit["examples"]:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(model, batch, family)
+        return real(objective, model, batch)
 
-    monkeypatch.setattr(training, "summed_token_loss", limited)
+    monkeypatch.setattr(heads.TextObjective, "loss", limited)
     return limit
 
 

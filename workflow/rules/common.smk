@@ -178,7 +178,8 @@ def base_inputs(wildcards):
 
 
 def base_spec(wildcards):
-    return {"name": wildcards.model, **MODELS[wildcards.model]}
+    """What the base is made from; a study's task heads (which differ between studies) are not part of it."""
+    return {"name": wildcards.model, **{k: v for k, v in MODELS[wildcards.model].items() if k != "heads"}}
 
 
 def run_paths(study_name, filename):

@@ -11,12 +11,15 @@ ATTENTION_TARGETS = {
     "gpt2": r".*\.attn\.(c_attn|c_proj)$",
     "t5": ["q", "k", "v", "o"],
     "bert": ["query", "key", "value", "attention.output.dense"],
+    # Self-attention of encoder and decoder, and the decoder's cross-attention.
+    "bert2bert": r".*\.((query|key|value)|(cross)?attention\.output\.dense)$",
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
 ATTENTION_AND_MLP_TARGETS = {
     "gpt2": r".*\.(attn\.(c_attn|c_proj)|mlp\.(c_fc|c_proj))$",
     "t5": ["q", "k", "v", "o", "wi", "wo"],
     "bert": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
+    "bert2bert": r".*\.((query|key|value)|(cross)?attention\.output\.dense|intermediate\.dense|layer\.\d+\.output\.dense)$",
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 # GPT-2 stores weights transposed (Conv1D): LoRA must know, or its matrices get the wrong shape.
@@ -32,7 +35,7 @@ class Method:
         """(model, tokenizer, manifest) to adapt; QLoRA overrides this to load quantized weights."""
         from ..models import load_base
 
-        return load_base(base_dir, device)
+        return load_base(base_dir, device, head=spec.get("head"))
 
     def prepare(self, model, family: str, spec: Mapping, rank: int | None, total_steps: int | None = None):
         """Return the model to train, with exactly the method's parameters trainable.
@@ -68,14 +71,40 @@ class FullFineTuning(Method):
         tokenizer.save_pretrained(out_dir)
 
     def load_for_inference(self, base_dir, weights_dir, device, spec=None):
-        from ..models import load_base, model_class
+        from transformers import AutoTokenizer
 
-        _, tokenizer, manifest = load_base(base_dir)
-        model = model_class(manifest["family"]).from_pretrained(
+        from ..heads import model_class
+        from ..models import base_location, set_generation_pad
+
+        manifest, location, revision = base_location(base_dir)
+        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = model_class(manifest["family"], (spec or {}).get("head")).from_pretrained(
             weights_dir, trust_remote_code=False, use_safetensors=True
         )
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        set_generation_pad(model, tokenizer)
         return model.to(device), tokenizer, manifest
+
+
+def task_type(family: str, spec: Mapping | None = None):
+    """peft's task type: of the model's head (a classifier or span head), else of the family's generation head."""
+    from peft import TaskType
+
+    head = (spec or {}).get("head", {}).get("kind", "lm")
+    if head == "classifier":
+        return TaskType.SEQ_CLS
+    if head == "span":
+        return TaskType.QUESTION_ANS
+    from ..models import ENCODER_DECODER_FAMILIES
+
+    return TaskType.SEQ_2_SEQ_LM if family in ENCODER_DECODER_FAMILIES else TaskType.CAUSAL_LM
+
+
+def head_modules(spec: Mapping | None) -> list[str] | None:
+    """The new head's module (its weights start random): trained and saved by every method (modules_to_save)."""
+    head = (spec or {}).get("head") or {}
+    return [head["module"]] if head.get("module") else None
 
 
 def lora_targets(family: str, target_modules) -> list[str] | str:
@@ -106,7 +135,7 @@ class PeftMethod(Method):
 
         from ..models import load_base
 
-        base, tokenizer, manifest = load_base(base_dir)
+        base, tokenizer, manifest = load_base(base_dir, head=(spec or {}).get("head"))
         model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)
         self.patch_peft_model(model, manifest["family"])
         return model.to(device), tokenizer, manifest
@@ -116,7 +145,7 @@ class PeftMethod(Method):
 
 
 # Module names of the decoder stack of encoder-decoder models (a peft rank_pattern regex).
-DECODER_PATTERN = {"t5": r"decoder\..*"}
+DECODER_PATTERN = {"t5": r"decoder\..*", "bert2bert": r"decoder\..*"}
 
 
 def decoder_rank_pattern(family: str, spec: Mapping) -> dict:
@@ -149,13 +178,13 @@ class LoRA(PeftMethod):
     use_dora = False
 
     def peft_config(self, family, spec, rank):
-        from peft import LoraConfig, TaskType
+        from peft import LoraConfig
 
         if rank is None or rank < 1:
             raise ValueError(f"{type(self).__name__} needs a positive rank, got {rank!r}")
-        task = TaskType.SEQ_2_SEQ_LM if family == "t5" else TaskType.CAUSAL_LM
         return LoraConfig(
-            task_type=task,
+            task_type=task_type(family, spec),
+            modules_to_save=head_modules(spec),
             r=rank,
             lora_alpha=spec.get("alpha", 16),
             lora_dropout=spec.get("dropout", 0.05),

@@ -10,13 +10,7 @@ import math
 import warnings
 import weakref
 
-from .base import FAN_IN_FAN_OUT, LoRA, PeftMethod, lora_targets
-
-
-def task_type(family: str):
-    from peft import TaskType
-
-    return TaskType.SEQ_2_SEQ_LM if family == "t5" else TaskType.CAUSAL_LM
+from .base import FAN_IN_FAN_OUT, LoRA, PeftMethod, head_modules, lora_targets, task_type
 
 
 def positive_rank(kind: str, rank: int | None) -> int:
@@ -77,7 +71,8 @@ class AdaLoRA(PeftMethod):
         if init_rank < rank:
             raise ValueError(f"AdaLoRA: init_rank ({init_rank}) must be at least the target rank ({rank})")
         return AdaLoraConfig(
-            task_type=task_type(family),
+            task_type=task_type(family, spec),
+            modules_to_save=head_modules(spec),
             target_r=rank,
             init_r=init_rank,
             lora_alpha=spec.get("alpha", 16),
@@ -161,7 +156,8 @@ class VeRA(PeftMethod):
         from peft import VeraConfig
 
         return VeraConfig(
-            task_type=task_type(family),
+            task_type=task_type(family, spec),
+            modules_to_save=head_modules(spec),
             r=positive_rank("VeRA", rank),
             vera_dropout=spec.get("dropout", 0.0),
             target_modules=lora_targets(family, spec.get("target_modules", "attention")),
@@ -222,7 +218,8 @@ class IA3(PeftMethod):
 
         targets, feedforward = ia3_targets(family, spec.get("target_modules"))
         return IA3Config(
-            task_type=task_type(family),
+            task_type=task_type(family, spec),
+            modules_to_save=head_modules(spec),
             target_modules=targets,
             feedforward_modules=feedforward,
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),

@@ -40,7 +40,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from .base import LoRA, Method
+from .base import LoRA, Method, head_modules
 
 QUANTIZED_CLASS_NAMES = {4: "Linear4bit", 8: "Linear8bitLt"}
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -105,12 +105,15 @@ def quantized_modules(model) -> dict[str, object]:
             if type(module).__name__ in names and type(module).__module__.startswith("bitsandbytes")}
 
 
-def load_quantized_base(base_dir: Path, spec: Mapping, device: str):
-    """(model, tokenizer, manifest) like ``models.load_base``, with the linear weights quantized."""
+def load_quantized_base(base_dir: Path, spec: Mapping, device: str, head: Mapping | None = None):
+    """(model, tokenizer, manifest) like ``models.load_base``, with the linear weights quantized.
+
+    A classifier or span head (``head``) stays unquantized: it starts random and is trained in full."""
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..models import base_location, model_class
+    from ..heads import from_pretrained_options, model_class
+    from ..models import base_location, set_generation_pad
 
     settings = quantization_settings(spec)
     require_bitsandbytes()
@@ -121,14 +124,17 @@ def load_quantized_base(base_dir: Path, spec: Mapping, device: str):
     if isinstance(stored_dtype, str):
         stored_dtype = getattr(torch, stored_dtype)
     tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
-    model = model_class(family).from_pretrained(
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = model_class(family, head).from_pretrained(
         location,
         revision=revision,
         trust_remote_code=False,
         use_safetensors=True,
-        quantization_config=_quantization_config(settings),
+        quantization_config=_quantization_config(settings, head_modules({"head": head})),
         device_map={"": device or "cpu"},
         dtype=torch.float32,
+        **from_pretrained_options(head, tokenizer),
     )
     found = quantized_modules(model)
     expected = QUANTIZED_CLASS_NAMES[settings["bits"]]
@@ -137,18 +143,19 @@ def load_quantized_base(base_dir: Path, spec: Mapping, device: str):
             f"qlora asked for {settings['bits']}-bit weights but the loaded base has "
             f"{len(found)} bitsandbytes {expected} modules; refusing to train unquantized LoRA instead"
         )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_generation_pad(model, tokenizer)
     # Kept on the model for the run record: the dtype the quantized weights had in the checkpoint.
     model.peftstudy_stored_dtype = stored_dtype
     model.peftstudy_quantization = settings
     return model, tokenizer, manifest
 
 
-def _quantization_config(settings: Mapping):
+def _quantization_config(settings: Mapping, skip_modules: list[str] | None = None):
     """Indirection point the tests use to simulate a quantization backend that does nothing."""
-    return bnb_config(settings)
+    config = bnb_config(settings)
+    if skip_modules:  # else transformers keeps the output layer unquantized by itself
+        config.llm_int8_skip_modules = skip_modules
+    return config
 
 
 def _tensor_bytes(tensor) -> int:
@@ -206,7 +213,7 @@ class QLoRA(Method):
     kind = "qlora"
 
     def load_base_for_training(self, base_dir, spec, device):
-        return load_quantized_base(base_dir, spec, device)
+        return load_quantized_base(base_dir, spec, device, head=spec.get("head"))
 
     def peft_config(self, family, spec, rank):
         config = LoRA().peft_config(family, spec, rank)
@@ -274,7 +281,7 @@ class QLoRA(Method):
         if saved is not None and saved != wanted:
             raise ValueError(f"{weights_dir}: the adapter was trained on a base quantized with {saved},"
                              f" but the method spec asks for {wanted}")
-        base, tokenizer, manifest = load_quantized_base(base_dir, wanted, device)
+        base, tokenizer, manifest = load_quantized_base(base_dir, wanted, device, head=(spec or {}).get("head"))
         model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)
         model.eval()
         return model, tokenizer, manifest

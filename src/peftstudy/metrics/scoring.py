@@ -111,7 +111,10 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
     else:
         raise ValueError(f"unknown task {task!r}")
     put("perplexity", generation_record.get("perplexity"), QUALITY_UNITS["perplexity"],
-        note="not measured: the generation record has no perplexity")
+        note="not measured: a classifier or span head has no token likelihood" if generation_record.get("test_loss")
+        is not None else "not measured: the generation record has no perplexity")
+    # The training objective on the test split: nats per target token (text), per example or span window (heads).
+    put("test_loss", generation_record.get("test_loss"), "nats", note="not measured: no test loss recorded")
 
     # Size and efficiency, as the training and generation stages measured them.
     train_device = training_record.get("efficiency", {}).get("device") or training_record["provenance"]["hardware"].get("device")
