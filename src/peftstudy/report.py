@@ -545,6 +545,11 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         if spec["source"] == "scratch":
             p = spec["pretraining"]
             model_notes[name] = f"built from config, pretrained {p['steps']} steps on {p['corpus']}"
+        elif spec["source"] == "package":
+            model_notes[name] = f"{spec.get('hub_id', spec['package'])}, as shipped by the Python package {spec['package']}"
+        elif spec["source"] == "warm_start":
+            origin = spec.get("package") or f"{spec['hub_id']}@{spec['revision']}"
+            model_notes[name] = f"BERT2BERT warm-started from {origin} (new cross-attention, seed {spec.get('init_seed', 0)})"
         else:
             model_notes[name] = f"{spec['hub_id']}@{spec['revision']}"
     limitations = [

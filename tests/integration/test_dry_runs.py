@@ -21,3 +21,51 @@ def test_demo_study_runs_every_method(snakemake_runner, job_stats):
     tasks = 2 * 2 * 2  # classification and QA x (full, LoRA r8) x 2 seeds on GPT-2
     assert counts["train"] == counts["generate"] == core + every_other_method + tasks == 52
     assert counts["prepare_base"] == 2 and counts["prepare_corpus"] == 1
+
+
+def test_seed004_study_expands_to_its_27_cells_with_their_own_settings(snakemake_runner, job_stats, repository):
+    from peftstudy.config import Run, load_study, run_settings
+
+    result = snakemake_runner(["-n", "seed004"])
+    counts = job_stats(result.stdout + result.stderr)
+    # BERT (BERT2BERT for summaries), GPT-2 and T5-Small x sentiment, QA and summaries x LoRA, QLoRA and SFT,
+    # three seeds each.
+    assert counts["train"] == counts["generate"] == counts["score"] == 3 * 3 * 3 * 3 == 81
+    assert counts["prepare_base"] == 4 and counts["prepare_dataset"] == 3 and counts["paper_pdf"] == 1
+
+    study = load_study(repository / "config" / "seed004.yaml")
+
+    def cell(dataset, model, variant):
+        return run_settings(study, Run("seed004", dataset, model, variant, 42))
+
+    bert_qa = cell("squad", "bert-base", "qlora-r16")  # §V.4.8
+    assert bert_qa["method_spec"]["head"] == {"kind": "span", "module": "qa_outputs", "max_length": 384, "stride": 128,
+                                              "max_answer_tokens": 30}
+    assert bert_qa["method_spec"]["alpha"] == 32 and bert_qa["method_spec"]["target_modules"] == ["query", "value", "key", "dense"]
+    assert bert_qa["training"]["learning_rate"] == 2e-4 and bert_qa["training"]["batch_size"] == 8
+    gpt2_sentiment = cell("amazon", "gpt2-small", "lora-r8")  # §V.5.1
+    assert gpt2_sentiment["method_spec"]["head"]["kind"] == "classifier"
+    assert gpt2_sentiment["method_spec"]["head"]["labels"] == ["negative", "positive"]
+    assert gpt2_sentiment["method_spec"]["target_modules"] == ["c_attn"]
+    assert {k: gpt2_sentiment["training"][k] for k in ("batch_size", "gradient_accumulation_steps", "max_grad_norm",
+                                                        "max_source_tokens")} == {
+        "batch_size": 8, "gradient_accumulation_steps": 4, "max_grad_norm": 0.1, "max_source_tokens": 256}
+    t5_summaries = cell("cnn", "t5-small", "qlora-r8")  # §V.6.8
+    assert "head" not in t5_summaries["method_spec"] and t5_summaries["training"]["epochs"] == 1
+    assert cell("cnn", "t5-small", "lora-r4")["method_spec"]["dropout"] == 0.1
+    assert cell("cnn", "bert-base-s2s", "full")["family"] == "bert2bert"
+
+
+def test_seed001_study_expands_to_lora_r8_against_full_on_every_task(snakemake_runner, job_stats, repository):
+    from peftstudy.config import Run, load_study, run_settings
+
+    result = snakemake_runner(["-n", "seed001"])
+    counts = job_stats(result.stdout + result.stderr)
+    # {SST-2, MRPC, RTE, SQuAD} x {BERT, GPT-2} x {full, LoRA r = 8} x 5 seeds.
+    assert counts["train"] == counts["generate"] == counts["score"] == 4 * 2 * 2 * 5 == 80
+    assert counts["prepare_base"] == 2 and counts["prepare_dataset"] == 4
+    study = load_study(repository / "config" / "seed001.yaml")
+    bert = run_settings(study, Run("seed001", "sst2", "bert-base", "lora-r8", 42))
+    assert bert["method_spec"]["head"]["kind"] == "classifier" and bert["training"]["learning_rate"] == 2e-5
+    assert bert["training"]["batch_size"] == 16
+    assert "head" not in run_settings(study, Run("seed001", "sst2", "gpt2-small", "full", 42))["method_spec"]

