@@ -34,6 +34,14 @@ def output_clusters(panels: Sequence[Mapping], embedding_model: str, out_path) -
 
     from .metrics.diversity import embed
 
+    if not panels:  # a study of classifiers and QA only: no free-text outputs to cluster
+        figure, axis = plt.subplots(figsize=(6.5, 1.5))
+        axis.axis("off")
+        axis.text(0.5, 0.5, "No free-text outputs: this study's datasets are classification and QA only.",
+                  ha="center", va="center")
+        _save(figure, out_path)
+        plt.close(figure)
+        return
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), squeeze=False)
     for axis, panel in zip(axes[0], panels):
         texts, owners = [], []

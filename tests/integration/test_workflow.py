@@ -291,3 +291,20 @@ def test_bad_config_stops_before_anything_runs(workdir):
     message = result.stdout + result.stderr
     assert "config/micro.yaml" in message and "unknown key 'learnig_rate'" in message
     assert sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_a_classification_dataset_can_be_table_1(workdir):
+    """Seed 001's Table 1 is SST-2: accuracy and macro-F1 columns; the output-cluster figure uses free text."""
+    classified = copy.deepcopy(MICRO)
+    classified["report"] = {"table1_dataset": "micro-sections"}
+    write_study(workdir, classified)
+    try:
+        plan = planned_jobs(workdir, "micro")
+        assert not {"train", "generate", "score", "statistics", "comparisons"} & set(plan)  # the report only
+        snakemake(workdir, "micro")
+    finally:
+        write_study(workdir, MICRO)
+    tex = (workdir / "reports/micro/tables/table1_methods.tex").read_text()
+    assert r"Accuracy (\%) & Macro-F1 (\%)" in tex and "BLEU" not in tex and "bert-mini" in tex
+    assert (workdir / "reports/micro/paper.pdf").read_bytes()[:5] == b"%PDF-"

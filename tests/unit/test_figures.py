@@ -184,3 +184,10 @@ def test_diversity_comparison(tmp_path, drawn):
     assert {"lora r=16", "mean_pairwise_cosine", "no data"} <= set(drawn[0])  # lora r=16 lacks one metric
     figures.diversity_comparison(summary[summary["metric"] == "rouge_l"], STUDY, tmp_path / "c.pdf")
     assert drawn[-1].count("no data") == 2
+
+
+def test_output_clusters_of_a_study_without_free_text_is_a_labelled_empty_figure(tmp_path):
+    from peftstudy.figures import output_clusters
+
+    output_clusters([], "all-MiniLM-L6-v2", tmp_path / "clusters.pdf")  # no panel: nothing is embedded
+    assert (tmp_path / "clusters.pdf").read_bytes()[:5] == b"%PDF-"

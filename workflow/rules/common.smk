@@ -230,9 +230,14 @@ def human_eval_rating_files(wildcards):
 
 
 def cluster_figure_panels(wildcards):
-    """Per model of the Table-1 dataset: every method variant's first seed (its generations and metrics)."""
+    """Per model of the Table-1 dataset (or, when it is not free text, the study's first free-text dataset): every
+    method variant's first seed (its generations and metrics). None when the study generates no free text."""
     study = study_of(wildcards)
-    dataset = study["report"]["table1_dataset"]
+    free_text = [name for name in [study["report"]["table1_dataset"], *study["datasets"]]
+                 if dataset_task(study["datasets"][name]) == "generation"]
+    if not free_text:
+        return []
+    dataset = free_text[0]
     panels = {}
     for run in RUNS[wildcards.study]:
         if run.dataset != dataset:
