@@ -41,9 +41,27 @@ RANKED = {"dora", "vera", "adapter", "mam", "unipelt", "lora_prefix"}
 FSDP_STOP_AT = 5
 
 
-def settings(kind, rank=None, dropout=0.0, training=TRAINING):
+CLASSIFIER = {"kind": "classifier", "labels": ["early", "late"], "module": "score"}
+
+
+def settings(kind, rank=None, dropout=0.0, training=TRAINING, head=None):
+    spec = {"kind": kind, "alpha": 8, "dropout": dropout} | ({"head": head} if head else {})
     return {"dataset": "d", "model": "gpt2", "family": "gpt2", "method": kind, "rank": rank,
-            "method_spec": {"kind": kind, "alpha": 8, "dropout": dropout}, "training": training, "seed": 5}
+            "method_spec": spec, "training": training, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def classification_data(tiny_workspace, tmp_path_factory):
+    """The tiny pairs as a two-label task (is the first word early in the alphabet?), for a classifier head."""
+    from peftstudy import io
+
+    out = tmp_path_factory.mktemp("classification")
+    for split in ("train", "validation", "test"):
+        rows = io.read_jsonl(tiny_workspace / "data" / f"{split}.jsonl")
+        io.write_jsonl(out / f"{split}.jsonl", [{"id": r["id"], "input": r["input"],
+                                                 "reference": "early" if r["input"] < "m" else "late"} for r in rows])
+    io.write_json(out / "manifest.json", {"task": "classification"})
+    return out
 
 
 def arguments(case):
@@ -163,7 +181,7 @@ def bases(tiny_workspace, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def launched(tiny_workspace, bases, tmp_path_factory, importable_here):
+def launched(tiny_workspace, bases, classification_data, tmp_path_factory, importable_here):
     """in_torchrun's result, with name -> (output directory, record) of each case trained by torchrun's
     processes and, as "<name>-single", by this one."""
     root = tmp_path_factory.mktemp("distributed")
@@ -182,14 +200,17 @@ def launched(tiny_workspace, bases, tmp_path_factory, importable_here):
         **{f"fsdp-{kind}": (settings(kind, 4 if kind in RANKED else None, training={**SHORT, "data_parallel": "fsdp"}),
                             "deterministic", None)
            for kind in OTHER_FSDP_METHODS},
+        # LoRA with a new classifier head (seed 004's GPT-2 sentiment cells): the head trains with the adapter.
+        "classifier": (settings("lora", 4, head=CLASSIFIER), "deterministic", None),
+        "fsdp-classifier": (settings("lora", 4, training=FSDP, head=CLASSIFIER), "deterministic", None),
     }
-    requests = {name: {"settings": run_settings, "out": str(root / name), "data": str(tiny_workspace / "data"),
-                       "base": str(bases[base]), "stop_at": stop_at}
+    requests = {name: {"settings": run_settings, "out": str(root / name), "base": str(bases[base]), "stop_at": stop_at,
+                       "data": str(classification_data if "classifier" in name else tiny_workspace / "data")}
                 for name, (run_settings, base, stop_at) in cases.items()}
     result = distributed.launch("test_distributed:in_torchrun", PROCESSES, list(requests.values()))
     runs = {name: (root / name, record) for name, record in zip(requests, result["records"])}
     # The single-process references of DDP's and FSDP's runs alike (one process wraps nothing: same numbers).
-    for name in ("full", "lora", *OTHER_FSDP_METHODS):
+    for name in ("full", "lora", "classifier", *OTHER_FSDP_METHODS):
         single = {**requests.get(name, requests[f"fsdp-{name}"]), "out": str(root / f"{name}-single")}
         runs[f"{name}-single"] = (root / f"{name}-single", trained_recording_gradient_norms(single))
     return result, runs
@@ -199,7 +220,7 @@ def trainable_weights(directory):
     return {name: tensor for path in directory.glob("*.safetensors") for name, tensor in load_file(path).items()}
 
 
-@pytest.mark.parametrize("name", ["full", "lora", "fsdp-full", "fsdp-lora",
+@pytest.mark.parametrize("name", ["full", "lora", "fsdp-full", "fsdp-lora", "classifier", "fsdp-classifier",
                                   *(f"fsdp-{kind}" for kind in OTHER_FSDP_METHODS)])
 def test_two_processes_train_as_one_does(launched, name):
     """DDP, and FSDP with the model sharded over the two processes, give a single process's losses and weights
