@@ -85,6 +85,14 @@ def evaluate_loss(model, examples, goal: heads.Objective, pad_token_id: int, bat
     return total / max(tokens, 1)
 
 
+def encode_split(goal: heads.Objective, path: Path) -> list[dict]:
+    """A split's examples; a record the head cannot encode is an error naming the file."""
+    try:
+        return goal.encode(io.read_jsonl(path))
+    except heads.HeadError as error:
+        raise heads.HeadError(f"{path}: {error}") from None
+
+
 def directory_size_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
@@ -136,8 +144,8 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
 
     # The model's task head decides what an example is (a text pair, a labelled input, a context window).
     goal = heads.objective(settings["method_spec"].get("head"), tokenizer, family, training)
-    train_examples = goal.encode(io.read_jsonl(data_dir / "train.jsonl"))
-    validation_examples = goal.encode(io.read_jsonl(data_dir / "validation.jsonl"))
+    train_examples = encode_split(goal, data_dir / "train.jsonl")
+    validation_examples = encode_split(goal, data_dir / "validation.jsonl")
     if not train_examples:
         raise ValueError(f"{data_dir}: the train split is empty")
     # Per example: its targets (tokens, or 1) and all its tokens, so every rank knows the totals of a step.

@@ -255,3 +255,17 @@ def test_generative_families_train_and_reload_a_classifier_or_span_head(tiny_wor
     else:
         assert all(row["prediction"] in next(t["context"] for t in io.read_jsonl(data / "test.jsonl") if t["id"] == row["id"])
                    for row in rows)
+
+
+def test_a_label_outside_the_heads_label_set_names_the_file(minilm, sentiment, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "validation", "test"):
+        (data / f"{split}.jsonl").write_text((sentiment / f"{split}.jsonl").read_text())
+    io.write_json(data / "manifest.json", {})
+    rows = io.read_jsonl(data / "train.jsonl")
+    rows[3]["reference"] = "neutral"
+    io.write_jsonl(data / "train.jsonl", rows)
+    with pytest.raises(heads.HeadError, match=r"train.jsonl: labels outside the head's label set .*'neutral'"):
+        train_run(settings("full", CLASSIFIER_HEAD), minilm, data, tmp_path / "weights", tmp_path / "train.json")
+    assert not (tmp_path / "weights").exists()
