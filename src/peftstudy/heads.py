@@ -136,7 +136,14 @@ class ClassifierObjective(Objective):
         self.label_index = {label: index for index, label in enumerate(head["labels"])}
 
     def encode_inputs(self, records):
-        encoded = self.tokenizer([r["input"] for r in records], truncation=True, max_length=self.max_source)
+        # A sentence pair (GLUE's MRPC, RTE) goes in as two segments where the tokenizer marks them (BERT's
+        # [CLS] a [SEP] b [SEP] with segment ids); elsewhere as the record's one-text input.
+        pair_aware = self.tokenizer.num_special_tokens_to_add(pair=True) > self.tokenizer.num_special_tokens_to_add()
+        if pair_aware and records and all("pair" in r for r in records):
+            encoded = self.tokenizer([r["pair"][0] for r in records], [r["pair"][1] for r in records],
+                                     truncation="longest_first", max_length=self.max_source)
+        else:
+            encoded = self.tokenizer([r["input"] for r in records], truncation=True, max_length=self.max_source)
         keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
         return [{k: encoded[k][i] for k in keys} for i in range(len(records))]
 

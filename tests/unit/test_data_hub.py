@@ -151,6 +151,7 @@ def test_glue_pairs_are_one_text_and_hidden_test_labels_are_dropped(name, label_
             hub_split, row = record["id"].rsplit("-", 1)
             first, second = raw[hub_split][int(row)]["sentence1"], raw[hub_split][int(row)]["sentence2"]
             assert record["input"] == collapse(f"sentence 1: {first} sentence 2: {second}")
+            assert record["pair"] == [collapse(first), collapse(second)]  # BERT's two segments
             assert record["input"].startswith("sentence 1: ") and " sentence 2: " in record["input"]
             assert record["reference"] in label_names
     # The hub's test labels are hidden (-1): every test row dropped as unlabelled, none of them kept.

@@ -269,3 +269,17 @@ def test_a_label_outside_the_heads_label_set_names_the_file(minilm, sentiment, t
     with pytest.raises(heads.HeadError, match=r"train.jsonl: labels outside the head's label set .*'neutral'"):
         train_run(settings("full", CLASSIFIER_HEAD), minilm, data, tmp_path / "weights", tmp_path / "train.json")
     assert not (tmp_path / "weights").exists()
+
+
+def test_a_sentence_pair_is_two_segments_for_bert_and_one_text_for_gpt2(minilm, tiny_workspace):
+    from transformers import AutoTokenizer
+
+    record = {"id": "p", "input": "sentence 1: the cat sat sentence 2: a cat was sitting",
+              "pair": ["the cat sat", "a cat was sitting"], "reference": "positive"}
+    _, bert, _ = load_base(minilm, head=CLASSIFIER_HEAD)
+    (example,) = heads.ClassifierObjective(bert, CLASSIFIER_HEAD, 32).encode([record])
+    assert bert.decode(example["input_ids"]) == "[CLS] the cat sat [SEP] a cat was sitting [SEP]"
+    assert example["token_type_ids"] == [0] * 5 + [1] * 5  # segment B: the second sentence and its [SEP]
+    gpt2 = AutoTokenizer.from_pretrained(tiny_workspace / "base-gpt2")
+    (example,) = heads.ClassifierObjective(gpt2, CLASSIFIER_HEAD, 64).encode([record])
+    assert gpt2.decode(example["input_ids"]) == record["input"]  # no pair template: the record's one text

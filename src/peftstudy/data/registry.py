@@ -66,6 +66,7 @@ class HubDataset:
     template: str | None = None  # str.format over the mapped fields, e.g. "{input} <sum>"
     group_by: str | None = None  # a record field whose values never straddle two splits
     windowing: Mapping[str, int] | None = None  # for models that need windows (applied at training time)
+    pair: tuple[str, str] | None = None  # two mapped fields forming a sentence pair (kept for pair-aware tokenizers)
     max_examples: int | None = None  # the paper's size, when it gives one
     revision_note: str = ""
     notes: str = ""
@@ -97,6 +98,8 @@ class HubDataset:
                 spec[key] = getattr(self, key)
         if self.windowing is not None:
             spec["windowing"] = dict(self.windowing)
+        if self.pair is not None:
+            spec["pair"] = list(self.pair)
         return spec
 
 
@@ -110,13 +113,15 @@ def glue_pair_task(config: str, description: str, licence: str, labels: tuple[st
         name=f"glue_{config}", hub_id="nyu-mll/glue", config_name=config, revision="main", licence=licence,
         task="classification", description=description,
         fields={"sentence1": "sentence1", "sentence2": "sentence2", "reference": "label"},
-        template="sentence 1: {sentence1} sentence 2: {sentence2}", label_names=labels, hub_splits=hub_splits,
+        template="sentence 1: {sentence1} sentence 2: {sentence2}", pair=("sentence1", "sentence2"),
+        label_names=labels, hub_splits=hub_splits,
         keep_hub_splits={"train": ("train",), "test": ("validation",)}, validation_from_train=0.1,
         revision_note=UNPINNED,
         notes=f"parquet per config ({config}/<split>-00000-of-00001.parquet); the hub's test labels are hidden (-1): "
               "those rows are dropped as unlabelled, the hub's validation split is the study's test split (as GLUE "
-              "papers report), and a stratified 10% of the hub's train split becomes the validation split; the "
-              "pair is given to every model as one text through the template (no BERT segment ids)",
+              "papers report), and a stratified 10% of the hub's train split becomes the validation split; "
+              "text-to-text models read the pair as one text (the template), a classifier head whose tokenizer "
+              "has a pair template (BERT) as two segments",
     )
 
 
@@ -420,7 +425,10 @@ def records_from_hub(data, spec: Mapping, task: str) -> tuple[list[dict], dict[s
                 text = None if any(value in (None, "") for value in values.values()) else template.format(**values)
             else:
                 text = values["input"]
-            records.append({"id": record_id, "input": text, "reference": reference})
+            record = {"id": record_id, "input": text, "reference": reference}
+            if spec.get("pair"):  # BERT's classifier reads the two sentences as its two segments
+                record["pair"] = [" ".join(str(values[name] or "").split()) for name in spec["pair"]]
+            records.append(record)
     return records, unlabelled
 
 
