@@ -181,21 +181,27 @@ def base_location(base_dir: str | Path) -> tuple[dict, str, str | None]:
     return manifest, str(base_dir), None
 
 
+def load_tokenizer(location: str, revision: str | None = None):
+    """A base's tokenizer, padding with EOS where it has no pad token (GPT-2, LLaMA)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_base(base_dir: str | Path, device: str | None = None, head: Mapping | None = None):
     """Load (model, tokenizer, manifest) from a base directory made by the prepare_base rule.
 
     ``head`` (heads.head_spec) picks the model class: the generation head by default, or a classifier or
     span head, newly initialised from the torch seed when the base has none."""
-    from transformers import AutoTokenizer
-
     from . import heads
 
     manifest, location, revision = base_location(base_dir)
     family = manifest["family"]
     # trust_remote_code stays off and only safetensors are accepted: a checkpoint cannot run code.
-    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(location, revision)
     import torch
 
     # Hub weights in the dtype the model was trained in (a 7B model in float32 would double its memory).

@@ -71,15 +71,11 @@ class FullFineTuning(Method):
         tokenizer.save_pretrained(out_dir)
 
     def load_for_inference(self, base_dir, weights_dir, device, spec=None):
-        from transformers import AutoTokenizer
-
         from ..heads import model_class
-        from ..models import base_location, set_generation_pad
+        from ..models import base_location, load_tokenizer, set_generation_pad
 
         manifest, location, revision = base_location(base_dir)
-        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = load_tokenizer(location, revision)
         model = model_class(manifest["family"], (spec or {}).get("head")).from_pretrained(
             weights_dir, trust_remote_code=False, use_safetensors=True
         )

@@ -110,10 +110,10 @@ def load_quantized_base(base_dir: Path, spec: Mapping, device: str, head: Mappin
 
     A classifier or span head (``head``) stays unquantized: it starts random and is trained in full."""
     import torch
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     from ..heads import from_pretrained_options, model_class
-    from ..models import base_location, set_generation_pad
+    from ..models import base_location, load_tokenizer, set_generation_pad
 
     settings = quantization_settings(spec)
     require_bitsandbytes()
@@ -123,9 +123,7 @@ def load_quantized_base(base_dir: Path, spec: Mapping, device: str, head: Mappin
     stored_dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
     if isinstance(stored_dtype, str):
         stored_dtype = getattr(torch, stored_dtype)
-    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=False)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(location, revision)
     model = model_class(family, head).from_pretrained(
         location,
         revision=revision,
