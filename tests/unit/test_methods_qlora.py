@@ -13,6 +13,7 @@ lm_head stay unquantized. Storage per quantized weight of n = d_in * d_out param
 Unquantized, the same weights take 4n bytes (the tiny bases are stored in float32).
 """
 
+import contextlib
 import math
 import sys
 
@@ -271,3 +272,113 @@ def test_decoder_rank_reaches_qlora_through_the_lora_config(tiny_workspace):
     encoder = lora_count(4, [(32, 32)] * 4 * 2)  # q, k, v, o of 2 encoder blocks
     decoder = lora_count(2, [(32, 32)] * 8 * 2)  # self and cross q, k, v, o of 2 decoder blocks
     assert count_parameters(model)[0] == encoder + decoder
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The same numbers on CPUs with and without AVX512-BF16. bitsandbytes decides when it builds a Linear4bit
+# (has_avx512bf16(), its CPU probe) whether an eval forward without grad repacks the 4-bit weight for good.
+# Forcing the probe to say yes exercises that route on any machine; forcing it to say no is the other one.
+
+def force_avx512bf16_probe(monkeypatch, present: bool):
+    import bitsandbytes.functional
+    import bitsandbytes.nn.modules
+
+    monkeypatch.setattr(bitsandbytes.nn.modules, "has_avx512bf16", lambda: present)
+    monkeypatch.setattr(bitsandbytes.functional, "has_avx512bf16", lambda: present)
+
+
+def qlora_cycle(base_dir, data_dir, test_path, out, family, spec, interrupt_at=None, monkeypatch=None):
+    """train (validating every epoch) -> [interrupted, resumed] -> save -> reload -> generate; what it produced."""
+    import os
+    import signal
+
+    from peftstudy import checkpoint
+
+    run = settings(family, spec)
+    arguments = (run, base_dir, data_dir, out / "weights", out / "train.json")
+    if interrupt_at is not None:
+        method_class = type(get_method("qlora"))
+        original = method_class.after_optimizer_step
+
+        def stop_here(self, model, step):
+            original(self, model, step)
+            if step == interrupt_at:
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(method_class, "after_optimizer_step", stop_here)
+            with pytest.raises(checkpoint.TrainingInterrupted):
+                train_run(*arguments, checkpoint_dir=out / "checkpoint")
+    record = train_run(*arguments, checkpoint_dir=out / "checkpoint")
+    generate_run(run["method_spec"], family, base_dir, out / "weights", test_path, out / "generations.jsonl",
+                 out / "generation.json", GENERATION, 24)
+    return {"step_losses": record["step_losses"], "validation_losses": record["validation_losses"],
+            "resumed": record["resumed_from_step"],
+            "weights": {p.name: p.read_bytes() for p in sorted((out / "weights").iterdir()) if p.name != "README.md"},
+            "generations": (out / "generations.jsonl").read_bytes()}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_avx512bf16_route_trains_validates_resumes_and_generates_like_the_plain_route(
+        tiny_workspace, fixed_batch, tmp_path, monkeypatch, family):
+    base_dir, test_path = tiny_workspace / f"base-{family}", tiny_workspace / "data/test.jsonl"
+    force_avx512bf16_probe(monkeypatch, False)
+    plain = qlora_cycle(base_dir, fixed_batch, test_path, tmp_path / "plain", family, {})
+    force_avx512bf16_probe(monkeypatch, True)
+    # Interrupted after step 3: three validation passes (eval, no grad) ran before training goes on.
+    forced = qlora_cycle(base_dir, fixed_batch, test_path, tmp_path / "forced", family, {}, interrupt_at=3,
+                         monkeypatch=monkeypatch)
+    assert forced["resumed"] == [4] and plain["resumed"] is None
+    assert len(forced["validation_losses"]) == 6
+    for key in ("step_losses", "validation_losses", "weights", "generations"):
+        assert forced[key] == plain[key], key
+
+
+def test_the_forced_probe_reaches_the_repacking_and_the_pin_stops_it(tiny_workspace, monkeypatch):
+    """Without pin_cpu_kernels, the forced probe makes one eval forward repack every 4-bit weight (so the test
+    above really exercises the route); with it, the weights and their quantization state stay canonical:
+    bit-identical to a freshly loaded base, in the layout bitsandbytes saves."""
+    force_avx512bf16_probe(monkeypatch, True)
+    method = get_method("qlora")
+    base_dir = tiny_workspace / "base-gpt2"
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+
+    def state(model):  # the 4-bit weights and their quantization state (a forward casts biases to bf16 anyway)
+        names = tuple(f"{name}.weight" for name in quantized_modules(model))
+        return {k: v.clone() for k, v in model.state_dict().items() if k.startswith(names)}
+
+    fresh, _, _ = method.load_base_for_training(base_dir, {}, "cpu")
+    expected = state(fresh)
+    pinned, _, _ = method.load_base_for_training(base_dir, {}, "cpu")
+    assert all(m.support_avx512bf16_for_cpu is False for m in quantized_modules(pinned).values())
+    pinned.eval()
+    with torch.no_grad():
+        pinned(input_ids=ids)
+    quantized_module.assert_canonical_layout(pinned)
+    after = state(pinned)
+    assert after.keys() == expected.keys() and any(k.endswith("quant_state.bitsandbytes__nf4") for k in after)
+    assert all(torch.equal(after[k], expected[k]) for k in expected)
+
+    monkeypatch.setattr(quantized_module, "pin_cpu_kernels", lambda model: None)
+    unpinned, _, _ = method.load_base_for_training(base_dir, {}, "cpu")
+    assert all(m.support_avx512bf16_for_cpu is True for m in quantized_modules(unpinned).values())
+    unpinned.eval()
+    with torch.no_grad(), contextlib.suppress(RuntimeError):  # the repacked layout's kernel: AVX512-BF16 CPUs only
+        unpinned.transformer.h[0].mlp.c_proj(torch.zeros(1, 128))  # (a repack needs in_features >= 64)
+    with pytest.raises(RuntimeError, match=r"repacked into bitsandbytes' AVX512-BF16 CPU layout: transformer.h.0.mlp.c_proj \("):
+        quantized_module.assert_canonical_layout(unpinned)
+
+
+def test_int8_matmul_is_exact_whatever_kernel_the_cpu_would_pick(tiny_workspace):
+    """LLM.int8()'s int8 product: bitsandbytes uses torch._int_mm on AVX512 CPUs (exact) and a float32 matmul
+    elsewhere, which rounds once a partial sum passes 2**24. The pinned kernel is exact on both."""
+    from bitsandbytes.backends.default.ops import _int8_linear_matmul_impl
+
+    get_method("qlora").load_base_for_training(tiny_workspace / "base-gpt2", {"bits": 8}, "cpu")  # pins
+    A = torch.full((2, 2049), 127, dtype=torch.int8)
+    B = torch.full((3, 2049), 127, dtype=torch.int8)
+    B[1, :1000] = -127
+    exact = A.long() @ B.long().t()  # 2049 * 16129 = 33,048,321 > 2**24, odd: float32 cannot hold it
+    assert not torch.equal(_int8_linear_matmul_impl(A, B).long(), exact)  # the float32 route bitsandbytes may pick
+    assert torch.equal(torch._int_mm(A, B.t()).long(), exact)  # the AVX512 route
+    assert torch.equal(torch.ops.bitsandbytes.int8_linear_matmul(A, B).long(), exact)  # what runs after pinning

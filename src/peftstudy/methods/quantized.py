@@ -28,6 +28,15 @@ Optimizer
     ``torch.optim.AdamW`` for every method, QLoRA included, on CPU and GPU alike; the run record says so
     (``training_record_extras``: ``optimizer`` and ``paged_optimizer: false``) rather than claiming paging.
 
+Same numbers on every CPU
+    bitsandbytes picks CPU kernels by CPU flags. On a CPU with AVX512-BF16 its ``Linear4bit`` repacks the
+    4-bit weight in place, for good, at the first forward in eval mode without grad (absmax cast to bf16,
+    the double-quantization state dropped), after which training crashes and scoring runs on another
+    quantization state; on CPUs with AVX512 its 8-bit matmul is exact int32 (``torch._int_mm``) where
+    elsewhere it is a float32 matmul. ``pin_cpu_kernels`` (called by ``load_quantized_base``, the one route
+    every QLoRA base is loaded through) turns the repacking off and makes the int8 product exact on every CPU,
+    as the CUDA kernel is. GPUs are untouched: both switches act on CPU tensors only.
+
 Gradient checkpointing
     ``prepare_model_for_kbit_training`` is called with gradient checkpointing on (non-reentrant) unless the
     spec sets ``gradient_checkpointing: false``: on, as in the QLoRA recipe, it saves activation memory at
@@ -37,6 +46,7 @@ Gradient checkpointing
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Mapping
 
@@ -141,11 +151,48 @@ def load_quantized_base(base_dir: Path, spec: Mapping, device: str, head: Mappin
             f"qlora asked for {settings['bits']}-bit weights but the loaded base has "
             f"{len(found)} bitsandbytes {expected} modules; refusing to train unquantized LoRA instead"
         )
+    pin_cpu_kernels(model)
     set_generation_pad(model, tokenizer)
     # Kept on the model for the run record: the dtype the quantized weights had in the checkpoint.
     model.peftstudy_stored_dtype = stored_dtype
     model.peftstudy_quantization = settings
     return model, tokenizer, manifest
+
+
+def pin_cpu_kernels(model) -> None:
+    """Give every CPU the same bitsandbytes route (see the module docstring), whatever its flags."""
+    for module in quantized_modules(model).values():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    _pin_exact_int8_matmul()
+
+
+@functools.lru_cache(maxsize=1)
+def _pin_exact_int8_matmul() -> None:
+    """LLM.int8()'s int8 x int8 -> int32 product on CPU, exact on every CPU (float64 holds any such sum exactly),
+    in place of bitsandbytes' choice by CPU flag (torch._int_mm with AVX512, else a float32 matmul that rounds
+    once a partial sum passes 2**24)."""
+    import warnings
+
+    import torch
+
+    require_bitsandbytes()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Overriding a previously registered kernel.*")
+        warnings.filterwarnings("ignore", message=".*Warning only once for all operators.*")
+
+        @torch.library.register_kernel("bitsandbytes::int8_linear_matmul", "cpu")
+        def _int8_linear_matmul(A, B):
+            return torch.matmul(A.double(), B.double().t()).to(torch.int32)
+
+
+def assert_canonical_layout(model) -> None:
+    """Raise if a 4-bit weight was repacked into bitsandbytes' CPU inference layout (``pin_cpu_kernels`` missed)."""
+    repacked = [name for name, module in quantized_modules(model).items()
+                if getattr(getattr(module.weight, "quant_state", None), "packing_format_for_cpu", False)]
+    if repacked:
+        raise RuntimeError(f"4-bit weights repacked into bitsandbytes' AVX512-BF16 CPU layout: {', '.join(repacked)}"
+                           " (their quantization state is no longer the canonical one)")
 
 
 def _quantization_config(settings: Mapping, skip_modules: list[str] | None = None):
@@ -261,6 +308,7 @@ class QLoRA(Method):
     def save(self, model, tokenizer, out_dir):
         from .. import io
 
+        assert_canonical_layout(model)  # the numbers were computed on the canonical quantization state
         model.save_pretrained(out_dir, safe_serialization=True)
         # The adapter only fits the base quantized the same way: keep the settings next to it.
         io.write_json(Path(out_dir) / QUANTIZATION_FILE, getattr(model, "peftstudy_quantization"))
