@@ -9,8 +9,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
-def run_snakemake(args, cwd=REPOSITORY, check=True, timeout=900):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def run_snakemake(args, cwd=REPOSITORY, check=True, timeout=900, env=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     result = subprocess.run([str(SNAKEMAKE), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=timeout)
     if check and result.returncode != 0:

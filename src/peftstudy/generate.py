@@ -93,6 +93,7 @@ def generate_run(
     *,
     max_target_tokens: int | None = None,
     threads: int = 1,
+    code: str | None = None,
 ) -> dict:
     """Generate for the test split (timed, with peak memory and energy), then the references' perplexity."""
     import torch
@@ -152,7 +153,9 @@ def generate_run(
         "settings": dict(settings),
         "decoding": {"classifier": "classifier_argmax", "span": "best_span"}.get(
             head["kind"], "label_likelihood" if by_likelihood else "generate"),
-        "provenance": provenance.record(device=device),
+        "provenance": provenance.record("generate", {"method_spec": method_spec, "family": family, "generation": settings,
+                                                     "max_source_tokens": max_source_tokens,
+                                                     "max_target_tokens": max_target_tokens}, code=code, device=device),
     }
     io.write_json(record_path, record)
     return record

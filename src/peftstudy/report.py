@@ -6,6 +6,7 @@ twin) and the booktabs ``.tex`` rendered from it.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -316,6 +317,42 @@ def figures_latex() -> str:
     return "\n".join(blocks)
 
 
+def run_provenance_latex(context: Mapping) -> str:
+    """The per-run provenance table (a longtable: one row per run) with its machine and package legends."""
+    rows = context.get("provenance_rows") or []
+    if not rows:
+        return ""
+    stage_header = " & ".join(rf"\multicolumn{{3}}{{c}}{{{stage}}}" for stage in PROVENANCE_STAGES)
+    header = ("Dataset & Model & Variant & Seed & " + " & ".join(["settings", "code", "machine"] * len(PROVENANCE_STAGES))
+              + r" \\")
+    body = "\n".join(" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in rows)
+    legend = lambda items: "\n".join(rf"\item \textbf{{{key}}}: {latex_escape(text)}" for key, text in items)
+    return rf"""
+\subsection{{Per-run provenance}}
+For every run and stage: the first hex digits of the SHA-256 of the run's resolved settings for that stage, of the
+stage's code fingerprint (the package modules its workflow script imports), and the machine (M, with the facts that
+decide which kernels run) and package versions (P) it ran with.
+{{\footnotesize
+\begin{{longtable}}{{llll{"lll" * len(PROVENANCE_STAGES)}}}
+\toprule
+ & & & & {stage_header} \\
+{header}
+\midrule
+\endhead
+{body}
+\bottomrule
+\end{{longtable}}}}
+Machines:
+\begin{{itemize}}
+{legend(context["provenance_machines"])}
+\end{{itemize}}
+Package versions:
+\begin{{itemize}}
+{legend(context["provenance_packages"])}
+\end{{itemize}}
+"""
+
+
 def paper_latex(study: Mapping, context: Mapping) -> str:
     """The paper: setup generated from the config and the recorded runs, then the tables, then provenance."""
     datasets = _tabular(
@@ -402,7 +439,8 @@ from the study's price sheet. Signatures of the scorers:
 \end{{itemize}}
 
 \paragraph{{Hardware and software.}} Device {latex_escape(hardware.get('device'))}, CPU {latex_escape(hardware.get('cpu', 'unknown'))},
-{latex_escape(hardware.get('gpu', 'no GPU'))}, {hardware.get('torch_threads')} torch thread(s) per job, Python {latex_escape(hardware.get('python'))}.
+{latex_escape(hardware.get('gpu', 'no GPU'))}, {hardware.get('torch_threads')} torch thread(s) per job, Python {latex_escape(hardware.get('python'))}
+(the first run's training machine; every run's is in the provenance appendix).
 
 \paragraph{{Declared exclusions.}}
 \begin{{itemize}}
@@ -434,6 +472,7 @@ from the study's price sheet. Signatures of the scorers:
 {checksums}
 \end{{itemize}}
 \end{{itemize}}
+{run_provenance_latex(context)}
 \end{{document}}
 """
 
@@ -507,6 +546,64 @@ def quantization_rows(study: Mapping, quantized: Mapping) -> list[list]:
     return rows
 
 
+PROVENANCE_STAGES = ("train", "generate", "score")
+
+
+def run_provenance(scored: Mapping) -> dict:
+    """stage -> provenance record of one scored run (records written before per-stage provenance: train only)."""
+    recorded = scored["provenance"]
+    if "code_version" in recorded:  # one record, the training stage's
+        return {"train": recorded}
+    return {stage: recorded[stage] for stage in PROVENANCE_STAGES if recorded.get(stage)}
+
+
+def capability_summary(hardware: Mapping) -> str:
+    """The kernel-deciding facts of one stage's machine, in one line."""
+    facts = hardware.get("capability") or {}
+    parts = [hardware.get("gpu") or facts.get("cpu") or hardware.get("cpu") or "unknown CPU"]
+    if facts.get("torch_cpu_capability"):
+        parts.append(f"torch {facts['torch_cpu_capability']}")
+    flags = [flag for flag in facts.get("cpu_flags", []) if flag.startswith(("avx512_bf16", "avx512_vnni", "amx"))]
+    parts.append("+".join(flags) if flags else "no AVX512-BF16/VNNI/AMX")
+    if facts.get("torch_blas"):
+        parts.append(f"BLAS {facts['torch_blas']}")
+    parts.append(f"{facts.get('torch_threads', hardware.get('torch_threads'))} thread(s)")
+    if facts.get("environment"):
+        parts.append(" ".join(f"{k}={v}" for k, v in sorted(facts["environment"].items())))
+    return ", ".join(str(part) for part in parts)
+
+
+def provenance_tables(runs: Sequence[tuple[Mapping, Mapping]]) -> dict:
+    """The appendix's per-run provenance: settings hash and code fingerprint of each stage, the machine each stage
+    ran on (with its capability facts, numbered), and each distinct set of package versions (numbered)."""
+    machines: dict[str, int] = {}
+    package_sets: dict[str, int] = {}
+    package_texts: dict[int, Mapping] = {}
+    rows = []
+    for run, stages in sorted(runs, key=lambda item: (item[0]["dataset"], item[0]["model"], item[0]["variant"],
+                                                     int(item[0]["seed"]))):
+        row = [run["dataset"], run["model"], run["variant"], str(run["seed"])]
+        for stage in PROVENANCE_STAGES:
+            record = stages.get(stage)
+            if record is None:
+                row += ["--", "--", "--"]
+                continue
+            machine = machines.setdefault(capability_summary(record.get("hardware", {})), len(machines) + 1)
+            key = json.dumps(record.get("packages", {}), sort_keys=True)
+            if key not in package_sets:
+                package_sets[key] = len(package_sets) + 1
+                package_texts[package_sets[key]] = record.get("packages", {})
+            row += [(record.get("settings_hash") or "--")[:10], (record.get("code_fingerprint") or "--")[:10],
+                    f"M{machine}/P{package_sets[key]}"]
+        rows.append(row)
+    return {
+        "provenance_rows": rows,
+        "provenance_machines": [[f"M{number}", text] for text, number in sorted(machines.items(), key=lambda m: m[1])],
+        "provenance_packages": [[f"P{number}", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)]
+                                for number, versions in sorted(package_texts.items())],
+    }
+
+
 def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_paths: Sequence[str]) -> dict:
     """What the paper needs besides the tables: counts, parameters, hardware and provenance of the runs."""
     data_counts, data_checksums = {}, {}
@@ -517,6 +614,7 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         data_checksums[name] = io.sha256_file(path)
     model_parameters, code_versions, methods_used = {}, set(), []
     packages, hardware, signatures, runs_per_dataset = {}, {}, {}, {}
+    provenance_runs: list[tuple[Mapping, dict]] = []
     settings_cells: dict[tuple, set] = {}
     quantized: dict[tuple, list] = {}
     for path in metrics_paths:
@@ -537,9 +635,11 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
             model_parameters[run["model"]] = int(scored["metrics"]["total_parameters"])
         if method not in methods_used:
             methods_used.append(method)
-        code_versions.add(scored["provenance"]["code_version"])
-        packages = packages or scored["provenance"]["packages"]
-        hardware = hardware or scored["provenance"]["hardware"]
+        stages = run_provenance(scored)
+        code_versions.update(stage["code_version"] for stage in stages.values())
+        packages = packages or stages["train"]["packages"]
+        hardware = hardware or stages["train"]["hardware"]
+        provenance_runs.append((run, stages))
     model_notes = {}
     for name, spec in study["models"].items():
         if spec["source"] == "scratch":
@@ -581,6 +681,7 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         "code_versions": sorted(code_versions),
         "packages": packages,
         "hardware": hardware,
+        **provenance_tables(provenance_runs),
         "run_count": len(metrics_paths),
         "hyperparameter_rows": hyperparameter_rows(study, settings_cells),
         "quantization_rows": quantization_rows(study, quantized),

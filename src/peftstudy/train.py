@@ -104,7 +104,7 @@ def train_run(
     weights_dir: str | Path,
     record_path: str | Path,
     *,
-    config_hash: str | None = None,
+    code: str | None = None,
     threads: int = 1,
     checkpoint_dir: str | Path | None = None,
 ) -> dict:
@@ -121,12 +121,12 @@ def train_run(
         fsdp.check_method(settings["method_spec"]["kind"])
     ranks.check_accumulation(settings["training"]["gradient_accumulation_steps"])
     with ranks.process_group(pick_device()) as device:
-        return _train(settings, Path(base_dir), Path(data_dir), weights_dir, record_path, config_hash=config_hash,
+        return _train(settings, Path(base_dir), Path(data_dir), weights_dir, record_path, code=code,
                       threads=max(1, threads // ranks.world_size), checkpoint_dir=checkpoint_dir, ranks=ranks,
                       device=device)
 
 
-def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_hash, threads, checkpoint_dir, ranks,
+def _train(settings, base_dir, data_dir, weights_dir, record_path, *, code, threads, checkpoint_dir, ranks,
            device) -> dict:
     import torch
     from transformers import get_scheduler
@@ -327,7 +327,7 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, config_has
         "efficiency": efficiency,
         "distributed": ranks.record(),
         "data_manifest_sha256": io.sha256_file(data_dir / "manifest.json"),
-        "provenance": provenance.record(config_hash, device),
+        "provenance": provenance.record("train", settings, code=code, device=device),
     }
     if ranks.main:
         io.write_json(record_path, record)

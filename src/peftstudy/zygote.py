@@ -39,6 +39,25 @@ START_TIMEOUT_S = 90
 _WARM: dict[str, Any] = {}
 
 
+class JobFailed(RuntimeError):
+    """A job run in the zygote failed. `cause` is the child's one-line error (`IndexError: ...`);
+    `traceback_in_log` says its full traceback is in the job's log already (logged() then adds no other)."""
+
+    def __init__(self, message: str, cause: str, traceback_in_log: bool = False):
+        super().__init__(message)
+        self.cause = cause
+        self.traceback_in_log = traceback_in_log
+
+
+def _one_line(error: BaseException) -> str:
+    try:
+        from peftstudy.workflow_support import one_line_cause  # imported in the child: the checkout's code
+
+        return one_line_cause(error)
+    except Exception:
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 def english_wordnet(nltk_root: str | Path):
     """nltk's WordNet reader for <nltk_root>/corpora/wordnet, loaded once per process (and once for all
     the zygote's children, when the parent has loaded it)."""
@@ -148,7 +167,7 @@ def _run_child(conn: socket.socket, request: dict) -> None:
         status = 0
     except BaseException as error:  # reported to the client, which raises it in the job
         traceback.print_exc()
-        reply = {"status": 1, "error": f"{type(error).__name__}: {error}"}
+        reply = {"status": 1, "error": _one_line(error)}
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -270,9 +289,12 @@ def call(function: str, *args, log: str | None = None, **kwargs) -> None:
         _send(client, request)
         reply = _receive(client)
     if reply is None:
-        raise RuntimeError(f"{function} died without reporting (see {log or 'its output'})")
+        cause = "the job's process died without reporting an error (killed? out of memory?)"
+        raise JobFailed(f"{function} died without reporting (see {log or 'its output'})", cause,
+                        traceback_in_log=bool(log))
     if reply["status"] != 0:
-        raise RuntimeError(f"{function} failed: {reply.get('error')} (full log: {log})")
+        raise JobFailed(f"{function} failed: {reply.get('error')} (full log: {log})", str(reply.get("error")),
+                        traceback_in_log=bool(log))
 
 
 if __name__ == "__main__":

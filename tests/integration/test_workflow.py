@@ -2,6 +2,8 @@
 
 import copy
 import json
+import math
+import os
 import shutil
 from pathlib import Path
 
@@ -36,6 +38,8 @@ MICRO = {
     "methods": {
         "full": {"kind": "full"},
         "lora": {"kind": "lora", "ranks": [2, 4], "alpha": 8, "dropout": 0.0, "training": {"learning_rate": 0.005}},
+        # Run with bitsandbytes' AVX512-BF16 probe forced on (see snakemake() below), on any CPU.
+        "qlora": {"kind": "qlora", "ranks": [2], "alpha": 8, "dropout": 0.0, "training": {"learning_rate": 0.005}},
     },
     "training": {
         "epochs": 1, "batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 0.002, "weight_decay": 0.01,
@@ -44,6 +48,7 @@ MICRO = {
     },
     "generation": {"batch_size": 32, "max_new_tokens": 16, "num_beams": 1, "no_repeat_ngram_size": 0},
     "matrix": [{"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["full", "lora"]},
+               {"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["qlora"], "seeds": [1]},
                {"datasets": ["micro-sections", "micro-qa"], "models": ["gpt2-micro"], "methods": ["full"], "seeds": [1]},
                {"datasets": ["micro-sections", "micro-qa"], "models": ["bert-mini"], "methods": ["lora"], "ranks": [2],
                 "seeds": [1]}],
@@ -59,11 +64,21 @@ MICRO = {
 }
 
 
+# Every process of these runs sees a CPU with AVX512-BF16 as far as bitsandbytes can tell (its probe forced on), so
+# the QLoRA cell takes the route that repacks 4-bit weights unless the project turns it off; TMPDIR gives the
+# runs their own zygote (a warm process started elsewhere would not have the probe forced).
+FORCED_AVX512BF16 = REPOSITORY / "tests" / "fixtures" / "avx512bf16_probe"
+
+
 def snakemake(workdir, *args, check=True):
     from workflow_runner import run_snakemake
 
+    (Path(workdir) / "tmp").mkdir(exist_ok=True)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(FORCED_AVX512BF16), os.environ.get("PYTHONPATH")])),
+           "TMPDIR": str(Path(workdir) / "tmp")}
     return run_snakemake(["--snakefile", REPOSITORY / "Snakefile", "--directory", workdir,
-                          "--configfile", Path(workdir) / "config" / "micro.yaml", "--cores", "2", *args], check=check)
+                          "--configfile", Path(workdir) / "config" / "micro.yaml", "--cores", "2", *args], check=check,
+                         env=env)
 
 
 def metrics_value(workdir, dataset, method, rank, metric):
@@ -104,7 +119,7 @@ def test_report_and_tables_are_built(workdir):
     pdf = workdir / "reports/micro/paper.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
     table = (workdir / "reports/micro/tables/table1_methods.csv").read_text().splitlines()
-    assert len(table) == 1 + 3  # full, lora r2, lora r4
+    assert len(table) == 1 + 4  # full, lora r2, lora r4, qlora r2
     tex = (workdir / "reports/micro/tables/table1_methods.tex").read_text()
     assert r"\toprule" in tex and "LoRA $r=4$" in tex
 
@@ -132,7 +147,7 @@ def test_metrics_table_values_equal_independent_recomputation(workdir):
     else:  # never estimated, never zero
         assert energy["value"].isna().all() and energy["note"].str.startswith("not measured").all()
     assert (metrics[metrics["metric"] == "train_peak_memory_bytes"]["device"] == "cpu").all()
-    assert len(metrics[metrics["metric"] == "bleu4"]) == 6  # 3 variants x 2 seeds of the text dataset
+    assert len(metrics[metrics["metric"] == "bleu4"]) == 7  # 3 variants x 2 seeds of the text dataset + QLoRA once
     run = workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r4/seed2"
     rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
     assert set(rows[0]) == {"id", "input", "reference", "prediction"}
@@ -206,6 +221,41 @@ def test_classification_and_qa_runs_are_scored_by_their_task(workdir):
     bert_qa = metrics[(metrics["model"] == "bert-mini") & (metrics["dataset"] == "micro-qa")].set_index("metric")["value"]
     assert bert_qa["exact_match"] == pytest.approx(quality.squad([r["prediction"] for r in qa_rows],
                                                                  [r["answers"] for r in qa_rows])["exact_match"])
+
+
+@pytest.mark.slow
+def test_qlora_cell_runs_on_the_forced_avx512bf16_route_and_every_record_has_its_provenance(workdir):
+    from peftstudy import provenance
+    from peftstudy.snakefile_support import script_fingerprint
+
+    qlora = workdir / "results/micro/runs/micro-data/gpt2-micro/qlora-r2/seed1"
+    train = json.loads((qlora / "train.json").read_text())
+    assert train["provenance"]["hardware"]["capability"]["bitsandbytes_avx512bf16"] is True  # the forced probe
+    assert train["method_extras"]["quantization"]["quantized_modules"] == 4  # really quantized (1 block)
+    assert train["validation_losses"] and all(math.isfinite(v) for v in train["validation_losses"])
+    assert len(json.loads((qlora / "generation.json").read_text())["settings"]) and (qlora / "generations.jsonl").stat().st_size
+
+    code = {stage: script_fingerprint(REPOSITORY / "workflow/scripts" / f"{stage}.py")
+            for stage in ("train", "generate", "score")}
+    for metrics_path in sorted((workdir / "results/micro/runs").glob("*/*/*/*/metrics.json")):
+        run_dir = metrics_path.parent
+        train = json.loads((run_dir / "train.json").read_text())
+        stages = json.loads(metrics_path.read_text())["provenance"]
+        assert stages["train"] == train["provenance"]
+        assert stages["generate"] == json.loads((run_dir / "generation.json").read_text())["provenance"]
+        assert train["provenance"]["settings_hash"] == provenance.settings_hash(train["settings"])
+        for stage, record in stages.items():
+            assert record["stage"] == stage and record["code_fingerprint"] == code[stage], (run_dir, stage)
+            assert len(record["settings_hash"]) == 64 and record["packages"]["torch"]
+            facts = record["hardware"]["capability"]
+            assert facts["torch_cpu_capability"] and facts["cpu"] and "cpu_flags" in facts
+            assert facts["torch_threads"] == 1  # the job's threads, not the machine's
+    # Runs differ in settings, so in their hashes; the two seeds of one cell differ in the seed only.
+    hashes = {json.loads(p.read_text())["provenance"]["settings_hash"]
+              for p in (workdir / "results/micro/runs").glob("*/*/*/*/train.json")}
+    assert len(hashes) == len(list((workdir / "results/micro/runs").glob("*/*/*/*/train.json")))
+    tex = (workdir / "reports/micro/paper.tex").read_text()
+    assert "Per-run provenance" in tex and tex.count("qlora-r2") >= 1
 
 
 @pytest.mark.slow
@@ -308,3 +358,72 @@ def test_a_classification_dataset_can_be_table_1(workdir):
     tex = (workdir / "reports/micro/tables/table1_methods.tex").read_text()
     assert r"Accuracy (\%) & Macro-F1 (\%)" in tex and "BLEU" not in tex and "bert-mini" in tex
     assert (workdir / "reports/micro/paper.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def rule_scripts(root):
+    """Rule -> the workflow script it runs, read from <root>/workflow/rules/*.smk."""
+    import re
+
+    scripts = {}
+    for rules in (root / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule \w+:)", rules.read_text()):
+            found = re.match(r"rule (\w+):.*?script:\s*\n\s*\"\.\./scripts/([\w.]+)\"", block, re.S)
+            if found:
+                scripts[found.group(1)] = root / "workflow" / "scripts" / found.group(2)
+    return scripts
+
+
+@pytest.mark.slow
+def test_a_package_change_redoes_exactly_the_rules_whose_scripts_import_it(workdir, tmp_path):
+    """Each rule's `code` param fingerprints its script's import closure: editing a module plans the rules importing
+    it (and what follows from their outputs), as forcing those rules would, and nothing else."""
+    from workflow_runner import parse_job_stats, run_snakemake
+
+    from peftstudy.snakefile_support import import_closure
+
+    copy = tmp_path / "checkout"  # the Snakefile runs <its dir>/src: edits to the copy's package are what run
+    copy.mkdir()
+    shutil.copy2(REPOSITORY / "Snakefile", copy)
+    for folder in ("workflow", "src"):
+        shutil.copytree(REPOSITORY / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def planned(*args):
+        result = run_snakemake(["--snakefile", copy / "Snakefile", "--directory", workdir, "--configfile",
+                                workdir / "config" / "micro.yaml", "--cores", "2", "-n", "micro", *args])
+        return parse_job_stats(result.stdout + result.stderr)
+
+    snakemake(workdir, "micro")  # up to date whatever the tests before left behind
+    assert planned() == {}
+    scripts = rule_scripts(copy)
+    assert len(scripts) >= 25 and {"train", "generate", "score", "aggregate_metrics", "statistics"} <= set(scripts)
+
+    def importers(module):
+        return sorted(rule for rule, script in scripts.items() if module in import_closure(script, copy / "src/peftstudy"))
+
+    def plan_after_editing(module):
+        path = copy / "src" / module
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# an edit that changes no behaviour, but the code\n")
+        try:
+            return planned()
+        finally:
+            path.write_bytes(original)
+
+    # The task heads: model code trained, generated, pretrained (warm starts) and validated in study configs.
+    rules = importers("peftstudy/heads.py")
+    assert {"train", "generate", "prepare_base"} <= set(rules)
+    assert not {"statistics", "comparisons", "prepare_dataset", "prepare_corpus"} & set(rules)  # tidy tables only
+    plan = plan_after_editing("peftstudy/heads.py")
+    assert plan == planned("--forcerun", *rules)
+    runs = len(list((workdir / "results/micro/runs").glob("*/*/*/*/metrics.json")))
+    assert plan["train"] == plan["generate"] == plan["score"] == runs and "prepare_dataset" not in plan
+
+    # A report formatter: its table (and the paper that includes it), no training, generation or scoring.
+    rules = importers("peftstudy/report_stats.py")
+    assert rules == ["stats_table"]
+    plan = plan_after_editing("peftstudy/report_stats.py")
+    assert plan == planned("--forcerun", *rules)
+    assert plan["stats_table"] == 7 and "paper_pdf" in plan
+    assert not {"train", "generate", "score", "aggregate_metrics", "statistics", "metric_table"} & set(plan)
+
+    assert planned() == {}  # the edits undone, nothing to do again

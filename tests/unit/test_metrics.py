@@ -6,7 +6,9 @@ from collections import Counter
 import pytest
 
 from peftstudy import io
-from peftstudy.metrics import aggregate_metrics, bleu4, rouge_l, score_run
+from peftstudy.metrics.quality import bleu4, rouge_l
+from peftstudy.metrics.aggregate import aggregate_metrics
+from peftstudy.metrics.scoring import score_run
 
 
 def hand_bleu(hypotheses, references, max_n=4):

@@ -205,3 +205,41 @@ def test_unpinned_hub_model_and_missing_baseline_are_errors():
         quality.resolve_model("FacebookAI/roberta-large")
     with pytest.raises(ValueError, match="ships no rescaling baseline for 'all-MiniLM-L6-v2'"):
         quality.bertscore(["a"], ["a"], {"model": "all-MiniLM-L6-v2", "num_layers": 6, "rescale_with_baseline": True})
+
+
+BERTSCORE_IN_A_PROCESS = """
+import json, sys, torch
+torch.set_num_threads(int(sys.argv[1]))  # what the job was given
+from peftstudy.metrics import quality, scoring
+scoring.pin_scoring_threads()
+pairs = json.loads(sys.argv[2])
+values, _ = quality.bertscore([p for p, _ in pairs], [r for _, r in pairs], scoring.METRIC_DEFAULTS["bertscore"])
+print(json.dumps(values))
+"""
+
+
+@pytest.mark.slow
+def test_bertscore_of_a_run_is_bit_identical_whatever_the_process_hash_seed_and_job_threads(repository):
+    """bert-score orders sentences through a set, i.e. by Python's per-process hash seed; with batches of 64 a
+    sentence's batch, hence its last bits, followed that (the SLURM test saw 0.5092530250549316 against
+    0.5092530846595764 for one run). Fixed single-sentence batches, one thread and an exactly rounded mean
+    make the value a function of the run's outputs alone."""
+    import json
+    import os
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(0)
+    words = "the package provides tools data library files for python with support and many formats".split()
+    # 70 pairs, many of equal word counts (bert-score's sort key): more than one batch of 64 sentences.
+    pairs = [(" ".join(rng.choices(words, k=rng.randint(3, 9))), " ".join(rng.choices(words, k=rng.randint(3, 9))))
+             for _ in range(70)]
+    results = set()
+    for hash_seed, threads in (("1", 1), ("2", 2), ("3", 2)):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(repository / "src"), os.environ.get("PYTHONPATH")]))}
+        out = subprocess.run([sys.executable, "-c", BERTSCORE_IN_A_PROCESS, str(threads), json.dumps(pairs)],
+                             env=env, capture_output=True, text=True, check=True, timeout=300).stdout
+        results.add(out.strip().splitlines()[-1])
+    assert len(results) == 1, results

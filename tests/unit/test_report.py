@@ -107,10 +107,42 @@ def test_paper_compiles_to_pdf(tmp_path):
         "limitations": r"\item tiny", "metric_signatures": {"bleu4": "nrefs:1|tok:13a"},
         "hyperparameter_rows": [["lora", "lora", "all", "0.001", 1, "2x1", "ranks=[4, 8], alpha=16"]],
         "quantization_rows": [["m_1", "qlora r=8", "4-bit NF4, double", "0.014", "0.098", "85.9"]],
+        **report.provenance_tables([(_run(seed), _stages(seed)) for seed in (1, 2)]),
     }
     (tmp_path / "paper.tex").write_text(report.paper_latex(STUDY, context))
+    assert r"\subsection{Per-run provenance}" in (tmp_path / "paper.tex").read_text()
     report.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
     assert (tmp_path / "paper.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def _run(seed):
+    return {"dataset": "d", "model": "m_1", "variant": "lora-r8", "seed": seed}
+
+
+def _stages(seed, flags=("avx2",), threads=1):
+    hardware = {"device": "cpu", "cpu": "x86 & co", "capability": {
+        "cpu": "x86 & co", "cpu_flags": list(flags), "torch_cpu_capability": "AVX2", "torch_blas": "mkl",
+        "torch_threads": threads}}
+    return {stage: {"settings_hash": f"{stage}{seed}".ljust(64, "0"), "code_fingerprint": f"{stage}-code".ljust(64, "0"),
+                    "code_version": "abc", "packages": {"torch": "2.13.0"}, "hardware": hardware}
+            for stage in ("train", "generate", "score")}
+
+
+def test_provenance_is_listed_per_run_with_each_machine_and_package_set():
+    """Two runs on different machines (one with AVX512-BF16) and package sets: each row names its own."""
+    old_run = _stages(2, flags=("avx2", "avx512_bf16"), threads=4)
+    old_run["score"]["packages"] = {"torch": "2.12.0"}
+    tables = report.provenance_tables([(_run(2), old_run), (_run(1), _stages(1))])
+    assert [row[3] for row in tables["provenance_rows"]] == ["1", "2"]  # sorted by run
+    first, second = tables["provenance_rows"]
+    assert first[4:7] == ["train10000", "train-code", "M1/P1"]
+    assert second[4:7] == ["train20000", "train-code", "M2/P1"] and second[10:13] == ["score20000", "score-code", "M2/P2"]
+    machines = dict(tables["provenance_machines"])
+    assert machines["M1"] == "x86 & co, torch AVX2, no AVX512-BF16/VNNI/AMX, BLAS mkl, 1 thread(s)"
+    assert machines["M2"] == "x86 & co, torch AVX2, avx512_bf16, BLAS mkl, 4 thread(s)"
+    assert dict(tables["provenance_packages"]) == {"P1": "torch 2.13.0", "P2": "torch 2.12.0"}
+    # A metrics.json written before per-stage provenance (one training record) still reads.
+    assert report.run_provenance({"provenance": old_run["train"]}) == {"train": old_run["train"]}
 
 
 def test_failed_latex_build_leaves_no_pdf(tmp_path):

@@ -34,11 +34,16 @@ def test_zygote_result_is_bit_identical_to_a_plain_process(tiny_workspace, tmp_p
 
 def test_failure_in_the_fork_is_raised_with_the_log_path(tiny_workspace, tmp_path, monkeypatch):
     monkeypatch.setenv("PEFTSTUDY_ZYGOTE", "1")
-    with pytest.raises(RuntimeError, match=r"failed: FileNotFoundError.*full log"):
+    with pytest.raises(RuntimeError, match=r"failed: FileNotFoundError.*full log") as failure:
         zygote.call("peftstudy.train:train_run", settings(), str(tmp_path / "no-such-base"), str(tiny_workspace / "data"),
                     str(tmp_path / "w"), str(tmp_path / "t.json"), log=str(tmp_path / "log.txt"))
-    assert "base model manifest missing" in (tmp_path / "log.txt").read_text()
+    log = (tmp_path / "log.txt").read_text()
+    assert "base model manifest missing" in log and log.count("Traceback (most recent call last)") == 1
     assert not (tmp_path / "t.json").exists()
+    # What logged() shows on the console: the child's one-line cause; the traceback is in the log already.
+    assert isinstance(failure.value, zygote.JobFailed) and failure.value.traceback_in_log
+    assert failure.value.cause.startswith("FileNotFoundError: ") and "manifest missing" in failure.value.cause
+    assert "\n" not in failure.value.cause
 
 
 def test_disabled_under_slurm(monkeypatch):

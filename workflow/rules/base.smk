@@ -8,7 +8,7 @@ rule prepare_base:
         directory("results/bases/{model}"),
     params:
         spec=base_spec,
-        code=CODE["base"],
+        code=code_of("prepare_base.py"),
     resources:
         **cluster_resources("pretrain"),
     threads: 1

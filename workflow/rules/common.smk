@@ -17,16 +17,15 @@ from peftstudy import config as studyconfig
 from peftstudy import human_eval
 from peftstudy import report as paper_report
 from peftstudy.data.prepare import dataset_task, snapshot_corpus
-from peftstudy.workflow_support import code_fingerprint
+from peftstudy.snakefile_support import script_fingerprint
 
-# The package code each stage's numbers depend on: a change redoes that stage and what follows, nothing else.
-CODE = {
-    "data": code_fingerprint("data"),
-    "base": code_fingerprint("pretrain.py", "models.py", "batching.py"),
-    "train": code_fingerprint("train.py", "oom.py", "distributed.py", "fsdp.py", "checkpoint.py", "models.py", "batching.py", "methods"),
-    "generate": code_fingerprint("generate.py", "models.py", "batching.py", "methods"),
-    "score": code_fingerprint("metrics"),
-}
+
+def code_of(script):
+    """The `code` param of a rule running workflow/scripts/<script>: the fingerprint of the package modules the
+    script imports (its import closure). Snakemake tracks the script, not the package it calls; with this param a
+    change to any module a rule's script imports redoes that rule and what follows, nothing else."""
+    return script_fingerprint(Path(workflow.basedir) / "workflow" / "scripts" / script,
+                              Path(PACKAGE_SOURCE) / "peftstudy")
 
 
 wildcard_constraints:

@@ -9,7 +9,7 @@ rule prepare_dataset:
         manifest="data/prepared/{dataset}/manifest.json",
     params:
         spec=lambda w: DATASETS[w.dataset],
-        code=CODE["data"],
+        code=code_of("prepare_dataset.py"),
     resources:
         **cluster_resources("prepare"),
     log:
@@ -26,7 +26,7 @@ rule prepare_corpus:
         manifest="data/corpora/{corpus}.manifest.json",
     params:
         spec=lambda w: CORPORA[w.corpus],
-        code=CODE["data"],
+        code=code_of("prepare_corpus.py"),
     resources:
         **cluster_resources("prepare"),
     log:
@@ -41,6 +41,8 @@ rule prepare_wordnet:
         lexnames=str(Path(workflow.basedir) / "data/snapshots/wordnet_lexnames.tsv"),
     output:
         directory("data/nltk"),
+    params:
+        code=code_of("prepare_wordnet.py"),
     log:
         "logs/prepare_wordnet.log",
     script:

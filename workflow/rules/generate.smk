@@ -12,7 +12,7 @@ rule generate:
         record=RUN_DIR + "/generation.json",
     params:
         settings=generation_settings,
-        code=CODE["generate"],
+        code=code_of("generate.py"),
     resources:
         **cluster_resources("generate"),
     threads: 1

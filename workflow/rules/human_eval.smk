@@ -10,6 +10,7 @@ rule rating_sheet:
     params:
         runs=human_eval_runs,
         settings=human_eval_settings,
+        code=code_of("rating_sheet.py"),
     log:
         "logs/{study}/rating_sheet.log",
     script:
@@ -25,6 +26,8 @@ rule human_ratings:
         agreement="results/{study}/human_eval/agreement.csv",
         errors="results/{study}/human_eval/errors.csv",
         ratings="results/{study}/human_eval/ratings.csv",
+    params:
+        code=code_of("human_ratings.py"),
     log:
         "logs/{study}/human_ratings.log",
     script:
@@ -45,6 +48,7 @@ rule human_tables:
     params:
         study=study_of,
         settings=human_eval_settings,
+        code=code_of("human_tables.py"),
     log:
         "logs/{study}/human_tables.log",
     script:

@@ -14,7 +14,7 @@ rule score:
         settings=lambda w: study_of(w).get("metrics", {}),
         costs=lambda w: study_of(w).get("costs"),
         task=lambda w: dataset_task(DATASETS[w.dataset]),
-        code=CODE["score"],
+        code=code_of("score.py"),
     resources:
         **cluster_resources("score"),
         # Scoring jobs grouped into one SLURM job (the profile's group "scoring") run one after another in it.
@@ -30,6 +30,8 @@ rule aggregate_metrics:
         study_metrics_inputs,
     output:
         "results/{study}/metrics.csv",
+    params:
+        code=code_of("aggregate_metrics.py"),
     log:
         "logs/{study}/aggregate_metrics.log",
     script:

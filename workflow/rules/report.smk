@@ -10,6 +10,7 @@ rule table1_methods:
         tex="reports/{study}/tables/table1_methods.tex",
     params:
         study=study_of,
+        code=code_of("table1_methods.py"),
     log:
         "logs/{study}/table1_methods.log",
     script:
@@ -24,6 +25,7 @@ rule significance_table:
         tex="reports/{study}/tables/significance.tex",
     params:
         study=study_of,
+        code=code_of("significance_table.py"),
     log:
         "logs/{study}/significance_table.log",
     script:
@@ -40,6 +42,7 @@ rule paper_tex:
         "reports/{study}/paper.tex",
     params:
         study=study_of,
+        code=code_of("paper_tex.py"),
     log:
         "logs/{study}/paper_tex.log",
     script:
@@ -53,6 +56,8 @@ rule paper_pdf:
         figures=paper_figures,
     output:
         report("reports/{study}/paper.pdf", caption="../report/paper.rst", category="Paper"),
+    params:
+        code=code_of("paper_pdf.py"),
     log:
         "logs/{study}/paper_pdf.log",
     script:
@@ -71,6 +76,7 @@ rule metric_table:
         table="quality|diversity|efficiency|cost|classification|extractive_qa|per_class",
     params:
         study=study_of,
+        code=code_of("metric_table.py"),
     log:
         "logs/{study}/metric_table_{table}.log",
     script:
@@ -89,6 +95,7 @@ rule data_card:
         study=study_of,
         bases=study_model_bases,
         pairs=study_dataset_model_pairs,
+        code=code_of("data_card.py"),
     log:
         "logs/{study}/data_card.log",
     script:
@@ -112,6 +119,7 @@ rule stats_table:
         table="anova|correlations|rank_study|power|qlora|architecture|domain",
     params:
         study=study_of,
+        code=code_of("stats_table.py"),
     log:
         "logs/{study}/stats_table_{table}.log",
     script:
@@ -129,6 +137,7 @@ rule claims_table:
         tex="reports/{study}/tables/claims_check.tex",
     params:
         study=study_of,
+        code=code_of("claims_table.py"),
     log:
         "logs/{study}/claims_table.log",
     script:
@@ -147,6 +156,7 @@ rule figure_stats:
         figure="rank_saturation|quality_vs_parameters|efficiency|correlation_heatmap|diversity",
     params:
         study=study_of,
+        code=code_of("figure_stats.py"),
     log:
         "logs/{study}/figure_{figure}.log",
     script:
@@ -162,6 +172,7 @@ rule figure_output_clusters:
     params:
         panels=cluster_figure_panels,
         embedding_model=lambda w: study_of(w).get("metrics", {}).get("embeddings", {}).get("model", "all-MiniLM-L6-v2"),
+        code=code_of("figure_output_clusters.py"),
     log:
         "logs/{study}/figure_output_clusters.log",
     script:

@@ -10,6 +10,7 @@ rule statistics:
         "results/{study}/stats/summary.csv",
     params:
         statistics=statistics_settings("confidence", "bootstrap"),
+        code=code_of("stats_summary.py"),
     log:
         "logs/{study}/stats/summary.log",
     script:
@@ -25,6 +26,7 @@ rule comparisons:
     params:
         statistics=statistics_settings("baseline_method", "correction", "alpha", "confidence", "practical_thresholds",
                                        "compare_metrics", "power"),
+        code=code_of("stats_comparisons.py"),
     log:
         "logs/{study}/stats/comparisons.log",
     script:
@@ -40,6 +42,7 @@ rule anova:
         two_way="results/{study}/stats/anova_twoway.csv",
     params:
         statistics=statistics_settings("alpha", "compare_metrics"),
+        code=code_of("stats_anova.py"),
     log:
         "logs/{study}/stats/anova.log",
     script:
@@ -53,6 +56,7 @@ rule correlations:
         "results/{study}/stats/correlations.csv",
     params:
         statistics=statistics_settings("compare_metrics"),
+        code=code_of("stats_correlations.py"),
     log:
         "logs/{study}/stats/correlations.log",
     script:
@@ -66,6 +70,7 @@ rule rank_study:
         "results/{study}/stats/rank_study.csv",
     params:
         statistics=statistics_settings("rank_study", "practical_thresholds", "confidence"),
+        code=code_of("stats_rank_study.py"),
     log:
         "logs/{study}/stats/rank_study.log",
     script:

@@ -10,7 +10,7 @@ rule train:
         record=RUN_DIR + "/train.json",
     params:
         settings=run_settings,
-        code=CODE["train"],
+        code=code_of("train.py"),
         # Outside the declared outputs (Snakemake deletes those before a rerun): a rerun resumes from here.
         max_oom_halvings=lambda w: cluster.resource_setting(study_of(w), "max_oom_halvings"),
         checkpoint_dir=lambda w: f"checkpoints/{w.study}/{w.dataset}/{w.model}/{w.variant}/seed{w.seed}",

@@ -1,4 +1,4 @@
-from peftstudy.metrics import aggregate_metrics
+from peftstudy.metrics.aggregate import aggregate_metrics
 from peftstudy.workflow_support import logged
 
 with logged(snakemake):

@@ -16,5 +16,6 @@ with logged(snakemake):
         settings["max_source_tokens"],
         max_target_tokens=settings["max_target_tokens"],
         threads=snakemake.threads,
+        code=snakemake.params.code,
         log=snakemake.log[0],
     )

@@ -3,7 +3,7 @@ from peftstudy.workflow_support import logged
 
 with logged(snakemake):
     zygote.call(
-        "peftstudy.metrics:score_run_files",
+        "peftstudy.metrics.scoring:score_run_files",
         {key: snakemake.wildcards[key] for key in ("study", "dataset", "model", "variant", "seed")},
         snakemake.input.generations,
         snakemake.input.train_record,
@@ -13,7 +13,7 @@ with logged(snakemake):
         costs=snakemake.params.costs,
         wordnet_dir=snakemake.input.wordnet,
         train_path=snakemake.input.train,
-        threads=snakemake.threads,
+        code=snakemake.params.code,
         task=snakemake.params.task,
         log=snakemake.log[0],
     )

@@ -9,8 +9,9 @@ with logged(snakemake):
     processes = distributed.processes_for_gpus(int(getattr(snakemake.resources, "gpu", None) or 1))
     if processes > 1:  # data parallel, one process per GPU (a CUDA out-of-memory error fails the attempt)
         distributed.launch("peftstudy.train:train_run", processes, *map(str, arguments), snakemake.output.record,
-                           threads=snakemake.threads, checkpoint_dir=snakemake.params.checkpoint_dir)
+                           threads=snakemake.threads, checkpoint_dir=snakemake.params.checkpoint_dir,
+                           code=snakemake.params.code)
     else:
         zygote.call("peftstudy.oom:train_run", *arguments, record_path=snakemake.output.record,
                     threads=snakemake.threads, checkpoint_dir=snakemake.params.checkpoint_dir,
-                    max_halvings=snakemake.params.max_oom_halvings, log=snakemake.log[0])
+                    code=snakemake.params.code, max_halvings=snakemake.params.max_oom_halvings, log=snakemake.log[0])

@@ -8,6 +8,7 @@ metrics (seeds 001/004) are here too. Every function returns (values, signature-
 from __future__ import annotations
 
 import collections
+import math
 import re
 import string
 from pathlib import Path
@@ -94,8 +95,9 @@ def bertscore(predictions: Sequence[str], references: Sequence[str], settings: M
         rescale_with_baseline=rescale, baseline_path=baseline,
         device="cuda" if torch.cuda.is_available() else "cpu",
     )
-    values = {"bertscore_precision": float(precision.mean()), "bertscore_recall": float(recall.mean()),
-              "bertscore_f1": float(f1.mean())}
+    # math.fsum: the exactly rounded mean, whatever the order or memory alignment a vectorised sum would use.
+    values = {name: math.fsum(scores.tolist()) / len(scores)
+              for name, scores in (("bertscore_precision", precision), ("bertscore_recall", recall), ("bertscore_f1", f1))}
     from importlib.metadata import version
 
     # The distribution's version: bert_score.__version__ still says 0.3.12 in the 0.3.13 release.

@@ -10,11 +10,14 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .. import io
+from .. import io, provenance
 
+SCORING_THREADS = 1  # see score_run_files: thread counts change the last bits of a reduction
 # Defaults of the study config's `metrics` section (see the schema).
 METRIC_DEFAULTS = {
-    "bertscore": {"model": "all-MiniLM-L6-v2", "num_layers": 6, "rescale_with_baseline": False, "batch_size": 64},
+    # One sentence per batch: bert-score orders a run's sentences through a set (Python's per-process hash seed),
+    # so with larger batches a sentence's padding and batch neighbours, hence its last bits, change run to run.
+    "bertscore": {"model": "all-MiniLM-L6-v2", "num_layers": 6, "rescale_with_baseline": False, "batch_size": 1},
     "embeddings": {"model": "all-MiniLM-L6-v2", "batch_size": 64},
     "diversity": {"mattr_window": 50, "distinct_n": [1, 2], "novel_ngram_n": 3, "repetition_n": 2,
                   "cluster_distance": 0.5},
@@ -54,15 +57,25 @@ def metric_settings(configured: Mapping | None) -> dict:
     return {section: {**defaults, **configured.get(section, {})} for section, defaults in METRIC_DEFAULTS.items()}
 
 
+def pin_scoring_threads() -> None:
+    """torch and every BLAS/OpenMP pool of this process to SCORING_THREADS, whatever the job was given."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(SCORING_THREADS)
+    threadpool_limits(SCORING_THREADS)
+
+
 def score_run_files(run: Mapping, generations_path, training_record_path, generation_record_path, out_path, *,
                     settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
-                    train_path=None, threads: int = 1, task: str = "generation") -> None:
-    """Score one run from its files and write metrics.json (the unit the workflow runs, in the zygote)."""
+                    train_path=None, task: str = "generation", code: str | None = None) -> None:
+    """Score one run from its files and write metrics.json (the unit the workflow runs, in the zygote).
+
+    Single-threaded whatever the job was given (torch and every BLAS/OpenMP pool): the model-based scores and the
+    embedding statistics then depend on the run's own outputs only, not on how jobs were grouped or placed."""
     import time
 
-    import torch
-
-    torch.set_num_threads(threads)  # the job's share of the machine: BERTScore and embeddings run a model
+    pin_scoring_threads()
     started = time.perf_counter()
     train_references = [row["reference"] for row in io.read_jsonl(train_path)] if train_path else None
     scored = score_run(generations_path, io.read_json(training_record_path), io.read_json(generation_record_path),
@@ -70,6 +83,8 @@ def score_run_files(run: Mapping, generations_path, training_record_path, genera
                        task=task)
     scored["run"] = dict(run)
     scored["scoring_time_s"] = time.perf_counter() - started
+    scored["provenance"]["score"] = provenance.record(
+        "score", {"settings": metric_settings(settings), "costs": costs, "task": task}, code=code)
     io.write_json(out_path, scored)
 
 
@@ -156,7 +171,8 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
         "device": train_device,
         # What the run was trained with (the report prints every cell's hyper-parameters from these).
         "settings": training_record["settings"],
-        "provenance": training_record["provenance"],
+        # Each stage's own provenance (settings hash, code fingerprint, packages, hardware and its capability facts).
+        "provenance": {"train": training_record["provenance"], "generate": generation_record.get("provenance")},
     }
 
 
@@ -253,18 +269,3 @@ def tidy_rows(run, scored: Mapping) -> list[dict]:
 def write_metrics_table(path: str | Path, rows: Sequence[Mapping]) -> None:
     io.write_csv(path, ({**row, "value": repr(float(row["value"])) if row["value"] is not None else ""} for row in rows),
                  METRICS_COLUMNS)
-
-
-def aggregate_metrics(metrics_paths, out_path) -> int:
-    """Collect every run's metrics.json into the study's tidy metrics.csv; return the row count."""
-    from ..config import Run
-
-    rows = []
-    for path in metrics_paths:
-        scored = io.read_json(path)
-        identity = scored["run"]
-        run = Run(identity["study"], identity["dataset"], identity["model"], identity["variant"], int(identity["seed"]))
-        rows.extend(tidy_rows(run, scored))
-    rows.sort(key=lambda r: (r["dataset"], r["model"], r["method"], str(r["rank"]).zfill(6), r["seed"], r["metric"]))
-    write_metrics_table(out_path, rows)
-    return len(rows)
