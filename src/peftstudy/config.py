@@ -9,8 +9,6 @@ the key path, so a typo stops the workflow before anything is written.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,10 +356,6 @@ def run_settings(study: Mapping, run: Run) -> dict:
         "training": training,
         "seed": run.seed,
     }
-
-
-def canonical_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def shared_definitions_conflicts(studies: Mapping[str, Mapping]) -> list[str]:

@@ -155,9 +155,9 @@ def hardware(device: str | None = None) -> dict[str, Any]:
     return info
 
 
-def settings_hash(settings: Any) -> str:
-    """SHA-256 of a run's resolved settings (canonical JSON): equal hashes, equal settings."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+def canonical_hash(obj: Any) -> str:
+    """SHA-256 of canonical JSON (sorted keys, no spaces): a study's, or a run's resolved settings' hash."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def record(stage: str | None = None, settings: Any = None, *, code: str | None = None, device: str | None = None,
@@ -166,7 +166,7 @@ def record(stage: str | None = None, settings: Any = None, *, code: str | None =
     closure of its workflow script), the git commit, package versions and the hardware with its capability facts."""
     return {
         "stage": stage,
-        "settings_hash": None if settings is None else settings_hash(settings),
+        "settings_hash": None if settings is None else canonical_hash(settings),
         "code_fingerprint": code,
         "code_version": code_version(),
         "packages": package_versions(),

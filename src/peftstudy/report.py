@@ -17,7 +17,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from . import io
-from .config import canonical_hash, parse_variant
+from .config import parse_variant
+from .provenance import canonical_hash
 from .data.prepare import dataset_task
 
 METHOD_LABELS = {

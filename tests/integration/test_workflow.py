@@ -243,7 +243,7 @@ def test_qlora_cell_runs_on_the_forced_avx512bf16_route_and_every_record_has_its
         stages = json.loads(metrics_path.read_text())["provenance"]
         assert stages["train"] == train["provenance"]
         assert stages["generate"] == json.loads((run_dir / "generation.json").read_text())["provenance"]
-        assert train["provenance"]["settings_hash"] == provenance.settings_hash(train["settings"])
+        assert train["provenance"]["settings_hash"] == provenance.canonical_hash(train["settings"])
         for stage, record in stages.items():
             assert record["stage"] == stage and record["code_fingerprint"] == code[stage], (run_dir, stage)
             assert len(record["settings_hash"]) == 64 and record["packages"]["torch"]

@@ -5,12 +5,12 @@ import torch
 from peftstudy import provenance
 
 
-def test_settings_hash_is_canonical_and_changes_with_any_setting():
+def test_canonical_hash_is_canonical_and_changes_with_any_setting():
     a = {"seed": 1, "training": {"learning_rate": 1e-3, "epochs": 2}}
     b = {"training": {"epochs": 2, "learning_rate": 1e-3}, "seed": 1}
-    assert provenance.settings_hash(a) == provenance.settings_hash(b)
-    assert provenance.settings_hash(a) != provenance.settings_hash({**a, "seed": 2})
-    assert len(provenance.settings_hash(a)) == 64
+    assert provenance.canonical_hash(a) == provenance.canonical_hash(b)
+    assert provenance.canonical_hash(a) != provenance.canonical_hash({**a, "seed": 2})
+    assert len(provenance.canonical_hash(a)) == 64
 
 
 def test_capability_records_what_picks_kernels_here(monkeypatch):
@@ -31,6 +31,6 @@ def test_capability_records_what_picks_kernels_here(monkeypatch):
 def test_a_record_names_its_stage_settings_and_code():
     record = provenance.record("generate", {"a": 1}, code="f" * 64, device="cpu")
     assert record["stage"] == "generate" and record["code_fingerprint"] == "f" * 64
-    assert record["settings_hash"] == provenance.settings_hash({"a": 1})
+    assert record["settings_hash"] == provenance.canonical_hash({"a": 1})
     assert record["hardware"]["device"] == "cpu" and record["hardware"]["capability"]["cpu_flags"] is not None
     assert set(provenance.PACKAGES) == set(record["packages"])

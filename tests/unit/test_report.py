@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from peftstudy import claims, report, report_data, report_human, report_metrics, report_stats, stats
-from peftstudy.config import STATISTICS_DEFAULTS, canonical_hash
+from peftstudy.config import STATISTICS_DEFAULTS
+from peftstudy.provenance import canonical_hash
 from peftstudy.stats import pairwise_comparisons, summarise
 
 
