@@ -1,6 +1,6 @@
 """What SLURM adds per job: the same micro study with the local executor and through `--profile slurm`.
 
-Starts the tests' single-node SLURM cluster (tests/slurm_cluster.py; root, Debian's slurm-wlm), runs the
+Starts the tests' single-node SLURM cluster (tests/support/slurm_cluster.py; root, Debian's slurm-wlm), runs the
 micro study of tests/integration/test_slurm.py (no interruptions) once locally (`--cores 2`, zygote off, so
 every job starts its own Python process as it does in a SLURM job) and once through SLURM in fresh work
 directories, side by side in one invocation, and prints both wall times, the difference per SLURM job and
@@ -23,7 +23,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "tests"))
 sys.path.insert(0, str(REPOSITORY / "tests" / "integration"))
 
-from slurm_cluster import single_node_cluster  # noqa: E402
+from support.slurm_cluster import single_node_cluster  # noqa: E402
 from test_slurm import environment, snakemake_command, workdir_with_study  # noqa: E402
 
 

@@ -34,7 +34,7 @@ def tiny_workspace(tmp_path_factory):
     import random
 
     from peftstudy import io
-    from peftstudy.pretrain import pretrain_base
+    from peftstudy.training.pretrain import pretrain_base
 
     root = tmp_path_factory.mktemp("tiny")
     rng = random.Random(0)
@@ -52,13 +52,13 @@ def tiny_workspace(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def snakemake_runner():
-    from workflow_runner import run_snakemake
+    from support.workflow_runner import run_snakemake
 
     return run_snakemake
 
 
 @pytest.fixture(scope="session")
 def job_stats():
-    from workflow_runner import parse_job_stats
+    from support.workflow_runner import parse_job_stats
 
     return parse_job_stats

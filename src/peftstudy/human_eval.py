@@ -21,7 +21,7 @@ import random
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from . import io
+from peftstudy import io
 
 CRITERIA = ("factual_accuracy", "stylistic_consistency", "readability", "informativeness", "creativity")
 ERROR_CATEGORIES = ("factual_inaccuracy", "stylistic_inconsistency", "repetition", "incompleteness", "grammar")

@@ -45,7 +45,7 @@ def code_version() -> str:
         ).stdout.strip()
         return commit + ("+dirty" if status else "")
     except (OSError, subprocess.SubprocessError):
-        from . import __version__
+        from peftstudy import __version__
 
         return f"peftstudy-{__version__}"
 

@@ -24,7 +24,9 @@ def test_demo_study_runs_every_method(snakemake_runner, job_stats):
 
 
 def test_seed004_study_expands_to_its_27_cells_with_their_own_settings(snakemake_runner, job_stats, repository):
-    from peftstudy.config import Run, load_study, run_settings
+    from peftstudy.study.config import load_study
+    from peftstudy.study.matrix import Run
+    from peftstudy.study.settings import run_settings
 
     result = snakemake_runner(["-n", "seed004"])
     counts = job_stats(result.stdout + result.stderr)
@@ -57,7 +59,9 @@ def test_seed004_study_expands_to_its_27_cells_with_their_own_settings(snakemake
 
 
 def test_seed001_study_expands_to_lora_r8_against_full_on_every_task(snakemake_runner, job_stats, repository):
-    from peftstudy.config import Run, load_study, run_settings
+    from peftstudy.study.config import load_study
+    from peftstudy.study.matrix import Run
+    from peftstudy.study.settings import run_settings
 
     result = snakemake_runner(["-n", "seed001"])
     counts = job_stats(result.stdout + result.stderr)

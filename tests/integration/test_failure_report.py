@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from test_workflow import MICRO, snakemake, write_study
 
 RUN = "results/micro/runs/micro-data/gpt2-micro/lora-r2/seed1"
@@ -34,7 +33,7 @@ def failing_study():
 
 @pytest.mark.slow
 def test_a_failed_cell_is_reported_in_one_screen_and_reruns_alone(tmp_path):
-    from workflow_runner import parse_job_stats, run_snakemake
+    from support.workflow_runner import parse_job_stats, run_snakemake
 
     study = failing_study()
     write_study(tmp_path, study)

@@ -1,4 +1,4 @@
-"""`snakemake --profile slurm` against a real single-node SLURM cluster (tests/slurm_cluster.py).
+"""`snakemake --profile slurm` against a real single-node SLURM cluster (tests/support/slurm_cluster.py).
 
 The same micro study runs with the local executor and through SLURM, where after their first checkpoint one
 training job is cancelled (`scancel`), one requeued (`scontrol requeue`) and one sent the SIGTERM that SLURM
@@ -21,7 +21,7 @@ import yaml
 REPOSITORY = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 sys.path.insert(0, str(REPOSITORY / "tests"))
-from slurm_cluster import cluster_unavailable_reason, single_node_cluster  # noqa: E402
+from support.slurm_cluster import cluster_unavailable_reason, single_node_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

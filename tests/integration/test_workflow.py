@@ -71,7 +71,7 @@ FORCED_AVX512BF16 = REPOSITORY / "tests" / "fixtures" / "avx512bf16_probe"
 
 
 def snakemake(workdir, *args, check=True):
-    from workflow_runner import run_snakemake
+    from support.workflow_runner import run_snakemake
 
     (Path(workdir) / "tmp").mkdir(exist_ok=True)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(FORCED_AVX512BF16), os.environ.get("PYTHONPATH")])),
@@ -98,7 +98,7 @@ def write_study(workdir, study):
 
 def planned_jobs(workdir, *targets):
     """Rule -> job count that a dry run would execute."""
-    from workflow_runner import parse_job_stats
+    from support.workflow_runner import parse_job_stats
 
     result = snakemake(workdir, "-n", *targets)
     return parse_job_stats(result.stdout + result.stderr)
@@ -226,7 +226,7 @@ def test_classification_and_qa_runs_are_scored_by_their_task(workdir):
 @pytest.mark.slow
 def test_qlora_cell_runs_on_the_forced_avx512bf16_route_and_every_record_has_its_provenance(workdir):
     from peftstudy import provenance
-    from peftstudy.snakefile_support import script_fingerprint
+    from peftstudy.execution.snakefile import script_fingerprint
 
     qlora = workdir / "results/micro/runs/micro-data/gpt2-micro/qlora-r2/seed1"
     train = json.loads((qlora / "train.json").read_text())
@@ -377,9 +377,9 @@ def rule_scripts(root):
 def test_a_package_change_redoes_exactly_the_rules_whose_scripts_import_it(workdir, tmp_path):
     """Each rule's `code` param fingerprints its script's import closure: editing a module plans the rules importing
     it (and what follows from their outputs), as forcing those rules would, and nothing else."""
-    from workflow_runner import parse_job_stats, run_snakemake
+    from support.workflow_runner import parse_job_stats, run_snakemake
 
-    from peftstudy.snakefile_support import import_closure
+    from peftstudy.execution.snakefile import import_closure
 
     copy = tmp_path / "checkout"  # the Snakefile runs <its dir>/src: edits to the copy's package are what run
     copy.mkdir()
@@ -410,18 +410,18 @@ def test_a_package_change_redoes_exactly_the_rules_whose_scripts_import_it(workd
             path.write_bytes(original)
 
     # The task heads: model code trained, generated, pretrained (warm starts) and validated in study configs.
-    rules = importers("peftstudy/heads.py")
+    rules = importers("peftstudy/modeling/heads.py")
     assert {"train", "generate", "prepare_base"} <= set(rules)
     assert not {"statistics", "comparisons", "prepare_dataset", "prepare_corpus"} & set(rules)  # tidy tables only
-    plan = plan_after_editing("peftstudy/heads.py")
+    plan = plan_after_editing("peftstudy/modeling/heads.py")
     assert plan == planned("--forcerun", *rules)
     runs = len(list((workdir / "results/micro/runs").glob("*/*/*/*/metrics.json")))
     assert plan["train"] == plan["generate"] == plan["score"] == runs and "prepare_dataset" not in plan
 
     # A report formatter: its table (and the paper that includes it), no training, generation or scoring.
-    rules = importers("peftstudy/report_stats.py")
+    rules = importers("peftstudy/report/stats_tables.py")
     assert rules == ["stats_table"]
-    plan = plan_after_editing("peftstudy/report_stats.py")
+    plan = plan_after_editing("peftstudy/report/stats_tables.py")
     assert plan == planned("--forcerun", *rules)
     assert plan["stats_table"] == 7 and "paper_pdf" in plan
     assert not {"train", "generate", "score", "aggregate_metrics", "statistics", "metric_table"} & set(plan)

@@ -12,12 +12,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.envi
 # Where prepare_wordnet puts METEOR's WordNet: the zygote keeps it loaded for the scoring jobs.
 os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
-from peftstudy import cluster
-from peftstudy import config as studyconfig
 from peftstudy import human_eval
-from peftstudy import report as paper_report
+from peftstudy import study as studyconfig
 from peftstudy.data.prepare import dataset_task, snapshot_corpus
-from peftstudy.snakefile_support import script_fingerprint
+from peftstudy.execution import cluster
+from peftstudy.execution.snakefile import script_fingerprint
+from peftstudy.report import outputs as paper_report
 
 
 def code_of(script):

@@ -1,12 +1,13 @@
-from peftstudy import claims, io, stats
-from peftstudy.workflow_support import logged
+from peftstudy import io, stats
+from peftstudy.claims import verdicts
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     study = snakemake.params.study
     settings = study["statistics"]
-    table = claims.evaluate_claims(study, stats.read_metrics(snakemake.input.metrics),
+    table = verdicts.evaluate_claims(study, stats.read_metrics(snakemake.input.metrics),
                                    stats.read_table(snakemake.input.summary), stats.read_table(snakemake.input.rank_study),
                                    confidence=settings["confidence"], seed=settings["rank_study"]["seed"],
                                    resamples=settings["rank_study"]["resamples"])
     io.write_csv_frame(snakemake.output.csv, table)
-    io.write_text(snakemake.output.tex, claims.claims_latex(table, study))
+    io.write_text(snakemake.output.tex, verdicts.claims_latex(table, study))

@@ -1,5 +1,6 @@
-from peftstudy import figures, stats
-from peftstudy.workflow_support import logged
+from peftstudy import stats
+from peftstudy.execution.jobs import logged
+from peftstudy.report import figures
 
 with logged(snakemake):
     study, name, out = snakemake.params.study, snakemake.wildcards.figure, snakemake.output[0]

@@ -1,10 +1,10 @@
-from peftstudy import zygote
-from peftstudy.workflow_support import logged
+from peftstudy.execution import zygote
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     settings = snakemake.params.settings
     zygote.call(
-        "peftstudy.generate:generate_run",
+        "peftstudy.generation:generate_run",
         settings["method_spec"],
         settings["family"],
         snakemake.input.base,

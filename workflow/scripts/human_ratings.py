@@ -1,7 +1,7 @@
 import csv
 
 from peftstudy import human_eval, io
-from peftstudy.workflow_support import logged
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     with open(snakemake.input.key, newline="", encoding="utf-8") as handle:

@@ -1,5 +1,5 @@
-from peftstudy.report import build_pdf
-from peftstudy.workflow_support import logged
+from peftstudy.execution.jobs import logged
+from peftstudy.report.paper import build_pdf
 
 with logged(snakemake):
     build_pdf(snakemake.input.tex, snakemake.output[0])

@@ -1,6 +1,7 @@
-from peftstudy import io, report
-from peftstudy.workflow_support import logged
+from peftstudy import io
+from peftstudy.execution.jobs import logged
+from peftstudy.report import paper
 
 with logged(snakemake):
-    context = report.paper_context(snakemake.params.study, list(snakemake.input.runs), list(snakemake.input.data))
-    io.write_text(snakemake.output[0], report.paper_latex(snakemake.params.study, context))
+    context = paper.paper_context(snakemake.params.study, list(snakemake.input.runs), list(snakemake.input.data))
+    io.write_text(snakemake.output[0], paper.paper_latex(snakemake.params.study, context))

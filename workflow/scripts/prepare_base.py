@@ -1,7 +1,7 @@
-from peftstudy import zygote
-from peftstudy.workflow_support import logged
+from peftstudy.execution import zygote
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     corpus = snakemake.input[0] if len(snakemake.input) else None
-    zygote.call("peftstudy.base:prepare_base", snakemake.params.spec, corpus, snakemake.output[0],
+    zygote.call("peftstudy.training.bases:prepare_base", snakemake.params.spec, corpus, snakemake.output[0],
                 threads=snakemake.threads, log=snakemake.log[0])

@@ -1,5 +1,5 @@
 from peftstudy.data.wordnet import prepare_wordnet
-from peftstudy.workflow_support import logged
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     prepare_wordnet(snakemake.input.lexnames, snakemake.output[0])

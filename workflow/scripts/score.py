@@ -1,5 +1,5 @@
-from peftstudy import zygote
-from peftstudy.workflow_support import logged
+from peftstudy.execution import zygote
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     zygote.call(

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from peftstudy import io, stats
-from peftstudy.workflow_support import logged
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     settings = snakemake.params.statistics

@@ -1,5 +1,5 @@
 from peftstudy import io, stats
-from peftstudy.workflow_support import logged
+from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
     settings = snakemake.params.statistics

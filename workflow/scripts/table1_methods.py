@@ -1,8 +1,9 @@
-from peftstudy import io, report, stats
-from peftstudy.workflow_support import logged
+from peftstudy import io, stats
+from peftstudy.execution.jobs import logged
+from peftstudy.report import tables
 
 with logged(snakemake):
     study = snakemake.params.study
-    table = report.table1(stats.read_table(snakemake.input.summary), stats.read_table(snakemake.input.comparisons), study)
+    table = tables.table1(stats.read_table(snakemake.input.summary), stats.read_table(snakemake.input.comparisons), study)
     io.write_csv_frame(snakemake.output.csv, table)
-    io.write_text(snakemake.output.tex, report.table1_latex(table, study))
+    io.write_text(snakemake.output.tex, tables.table1_latex(table, study))

@@ -22,9 +22,9 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .. import io
-from . import registry, synthetic
-from .sources import DERIVED, Corpus, get_corpus
+from peftstudy import io
+from peftstudy.data import registry, synthetic
+from peftstudy.data.sources import DERIVED, Corpus, get_corpus
 
 SPLITS = ("train", "validation", "test")
 # generation: input -> free text; classification: input -> one label (the reference) from a closed set;

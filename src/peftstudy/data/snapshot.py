@@ -16,9 +16,15 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from .. import io
-from .prepare import clean_and_filter, deduplicate, normalise, subsample, system_provenance
-from .sources import get_corpus
+from peftstudy import io
+from peftstudy.data.prepare import (
+    clean_and_filter,
+    deduplicate,
+    normalise,
+    subsample,
+    system_provenance,
+)
+from peftstudy.data.sources import get_corpus
 
 SEED = 2024
 # corpus -> how many records to keep (None: all) and which reference lengths count as usable.

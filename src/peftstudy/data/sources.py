@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
-from . import synthetic
+from peftstudy.data import synthetic
 
 APT_LISTS = "/var/lib/apt/lists"
 

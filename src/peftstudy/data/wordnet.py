@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import io
+from peftstudy import io
 
 SYSTEM_WORDNET = Path("/usr/share/wordnet")
 DATABASE_FILES = [f"{kind}.{pos}" for kind in ("data", "index") for pos in ("adj", "adv", "noun", "verb")] + [

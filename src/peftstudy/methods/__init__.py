@@ -5,7 +5,7 @@ parameters train, what runs after each optimizer step (AdaLoRA reallocates ranks
 what is stored, and how the stored result is loaded for generation.
 """
 
-from .base import (
+from peftstudy.methods.base import (
     ATTENTION_AND_MLP_TARGETS,
     ATTENTION_TARGETS,
     FAN_IN_FAN_OUT,
@@ -26,7 +26,7 @@ def register(method: Method) -> Method:
     return method
 
 
-from . import adapterhub, partial, peft_family, quantized  # noqa: E402  (each lists its METHODS)
+from peftstudy.methods import adapterhub, partial, peft_family, quantized  # noqa: E402  (each lists its METHODS)
 
 for _method in (FullFineTuning(), LoRA(), *peft_family.METHODS, *partial.METHODS, *quantized.METHODS,
                 *adapterhub.METHODS):

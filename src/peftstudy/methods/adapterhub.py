@@ -38,7 +38,7 @@ Prefix tuning in AdapterHub is reparameterised (``flat=False``): per prefix loca
 (prefix_length x hidden) feeds an MLP hidden -> bottleneck -> n_layers * 2 * attention width (keys and
 values of every layer; the attention width is the hidden size on GPT-2, num_heads * d_kv on T5). GPT-2 has one location (self-attention); T5 has three (encoder self-attention, decoder
 self-attention, decoder cross-attention), each with its own MLP. These MLP weights are the trainable
-(and saved) parameters; the closed forms are in tests/unit/test_methods_adapterhub.py.
+(and saved) parameters; the closed forms are in tests/unit/methods/test_methods_adapterhub.py.
 
 Trainable parameters therefore include the prefix MLPs, which dominate for the prefix kinds: with the
 defaults on GPT-2 Medium, MAM trains 65.4M parameters (39.4M of them in the prefix MLP's output layer)
@@ -64,7 +64,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from .base import Method
+from peftstudy.methods.base import Method
 
 ADAPTER_NAME = "peftstudy"
 SAFE_WEIGHTS_FILE = "adapter.safetensors"
@@ -179,7 +179,7 @@ class AdapterHubMethod(Method):
         from adapters.loading import AdapterLoader
         from safetensors import safe_open
 
-        from ..models import load_base
+        from peftstudy.modeling.loading import load_base
 
         weights_dir = Path(weights_dir)
         for required in (CONFIG_FILE, SAFE_WEIGHTS_FILE):
@@ -212,7 +212,7 @@ def use_eager_attention(model) -> None:
     gradient); (2) a batch without padding gets no mask at all, and SDPA's ``is_causal`` then aligns the
     causal mask to the top-left of the longer key sequence (prefix + tokens), hiding the last tokens.
     Eager attention always builds an additive 4-D mask, which AdapterHub extends correctly; padded and
-    unpadded inputs then agree (tests/unit/test_methods_adapterhub.py). T5 uses eager attention anyway.
+    unpadded inputs then agree (tests/unit/methods/test_methods_adapterhub.py). T5 uses eager attention anyway.
     """
     if model.config._attn_implementation != "eager":
         model.set_attn_implementation("eager")

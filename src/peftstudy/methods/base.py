@@ -33,7 +33,7 @@ class Method:
 
     def load_base_for_training(self, base_dir: Path, spec: Mapping, device: str):
         """(model, tokenizer, manifest) to adapt; QLoRA overrides this to load quantized weights."""
-        from ..models import load_base
+        from peftstudy.modeling.loading import load_base
 
         return load_base(base_dir, device, head=spec.get("head"))
 
@@ -71,8 +71,12 @@ class FullFineTuning(Method):
         tokenizer.save_pretrained(out_dir)
 
     def load_for_inference(self, base_dir, weights_dir, device, spec=None):
-        from ..heads import model_class
-        from ..models import base_location, load_tokenizer, set_generation_pad
+        from peftstudy.modeling.heads import model_class
+        from peftstudy.modeling.loading import (
+            base_location,
+            load_tokenizer,
+            set_generation_pad,
+        )
 
         manifest, location, revision = base_location(base_dir)
         tokenizer = load_tokenizer(location, revision)
@@ -92,7 +96,7 @@ def task_type(family: str, spec: Mapping | None = None):
         return TaskType.SEQ_CLS
     if head == "span":
         return TaskType.QUESTION_ANS
-    from ..models import ENCODER_DECODER_FAMILIES
+    from peftstudy.modeling.families import ENCODER_DECODER_FAMILIES
 
     return TaskType.SEQ_2_SEQ_LM if family in ENCODER_DECODER_FAMILIES else TaskType.CAUSAL_LM
 
@@ -129,7 +133,7 @@ class PeftMethod(Method):
     def load_for_inference(self, base_dir, weights_dir, device, spec=None):
         from peft import PeftModel
 
-        from ..models import load_base
+        from peftstudy.modeling.loading import load_base
 
         base, tokenizer, manifest = load_base(base_dir, head=(spec or {}).get("head"))
         model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)

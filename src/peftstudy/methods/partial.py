@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import Method
+from peftstudy.methods.base import Method
 
 WEIGHTS_FILE = "partial_weights.safetensors"
 MANIFEST_FILE = "partial.json"
@@ -58,7 +58,7 @@ class PartialFineTuning(Method):
         import torch
         from safetensors.torch import load_file
 
-        from ..models import load_base
+        from peftstudy.modeling.loading import load_base
 
         weights_dir = Path(weights_dir)
         manifest_path = weights_dir / MANIFEST_FILE

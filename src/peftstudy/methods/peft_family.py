@@ -10,7 +10,14 @@ import math
 import warnings
 import weakref
 
-from .base import FAN_IN_FAN_OUT, LoRA, PeftMethod, head_modules, lora_targets, task_type
+from peftstudy.methods.base import (
+    FAN_IN_FAN_OUT,
+    LoRA,
+    PeftMethod,
+    head_modules,
+    lora_targets,
+    task_type,
+)
 
 
 def positive_rank(kind: str, rank: int | None) -> int:
@@ -275,7 +282,7 @@ class PrefixTuning(PeftMethod):
         which puts the prefix keys in the query's future: T5's causal mask then hides the
         decoder's own tokens and its relative position buckets collapse. Shift it here.
         """
-        from ..models import is_decoder_only
+        from peftstudy.modeling.families import is_decoder_only
 
         if is_decoder_only(family):
             return
@@ -388,7 +395,7 @@ class PromptTuning(PeftMethod):
            alone. Recompute them from the attention mask (virtual tokens included), as
            transformers does for plain models.
         """
-        from ..models import is_decoder_only
+        from peftstudy.modeling.families import is_decoder_only
 
         if not is_decoder_only(family):
             return

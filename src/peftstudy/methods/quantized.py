@@ -4,7 +4,7 @@ What is quantized
     The base is loaded through transformers' ``BitsAndBytesConfig``: 4-bit (default; NF4 with double
     quantization and bf16 compute, the QLoRA paper's recipe) or LLM.int8() 8-bit. transformers replaces
     the linear layers by ``bnb.nn.Linear4bit`` / ``bnb.nn.Linear8bitLt`` and keeps some modules in full
-    precision. With transformers 4.57.6 + bitsandbytes 0.50.2 (verified in tests/unit/test_methods_qlora.py):
+    precision. With transformers 4.57.6 + bitsandbytes 0.50.2 (verified in tests/unit/methods/test_methods_qlora.py):
 
     * GPT-2: every ``Conv1D`` is quantized (transformers converts it, transposing the weight into the
       ``Linear`` layout): ``attn.c_attn``, ``attn.c_proj``, ``mlp.c_fc``, ``mlp.c_proj`` - 4 per block.
@@ -24,7 +24,7 @@ No silent fallback
 
 Optimizer
     The QLoRA paper pages AdamW's state to CPU memory (``bnb.optim.PagedAdamW``); paging is a CUDA
-    unified-memory feature. This study's training loop (``peftstudy.train.make_optimizer``) uses plain
+    unified-memory feature. This study's training loop (``peftstudy.training.loop.make_optimizer``) uses plain
     ``torch.optim.AdamW`` for every method, QLoRA included, on CPU and GPU alike; the run record says so
     (``training_record_extras``: ``optimizer`` and ``paged_optimizer: false``) rather than claiming paging.
 
@@ -50,13 +50,13 @@ import functools
 from pathlib import Path
 from typing import Mapping
 
-from .base import LoRA, Method, head_modules
+from peftstudy.methods.base import LoRA, Method, head_modules
 
 QUANTIZED_CLASS_NAMES = {4: "Linear4bit", 8: "Linear8bitLt"}
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 DEFAULTS = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bf16"}
 FOUR_BIT_ONLY = ("quant_type", "double_quant", "compute_dtype")
-# The training loop's optimizer (peftstudy.train.make_optimizer); recorded, never claimed to be paged.
+# The training loop's optimizer (peftstudy.training.loop.make_optimizer); recorded, never claimed to be paged.
 TRAINING_LOOP_OPTIMIZER = "torch.optim.AdamW"
 QUANTIZATION_FILE = "quantization.json"
 
@@ -122,8 +122,12 @@ def load_quantized_base(base_dir: Path, spec: Mapping, device: str, head: Mappin
     import torch
     from transformers import AutoConfig
 
-    from ..heads import from_pretrained_options, model_class
-    from ..models import base_location, load_tokenizer, set_generation_pad
+    from peftstudy.modeling.heads import from_pretrained_options, model_class
+    from peftstudy.modeling.loading import (
+        base_location,
+        load_tokenizer,
+        set_generation_pad,
+    )
 
     settings = quantization_settings(spec)
     require_bitsandbytes()
@@ -306,7 +310,7 @@ class QLoRA(Method):
         }
 
     def save(self, model, tokenizer, out_dir):
-        from .. import io
+        from peftstudy import io
 
         assert_canonical_layout(model)  # the numbers were computed on the canonical quantization state
         model.save_pretrained(out_dir, safe_serialization=True)
@@ -317,7 +321,7 @@ class QLoRA(Method):
         """The saved LoRA adapter on top of a base quantized exactly as for training."""
         from peft import PeftModel
 
-        from .. import io
+        from peftstudy import io
 
         saved_path = Path(weights_dir) / QUANTIZATION_FILE
         saved = io.read_json(saved_path) if saved_path.exists() else None

@@ -6,13 +6,13 @@ on the study-config code (the workflow's code fingerprints follow imports).
 
 from __future__ import annotations
 
-from .. import io
-from .scoring import tidy_rows, write_metrics_table
+from peftstudy import io
+from peftstudy.metrics.scoring import tidy_rows, write_metrics_table
 
 
 def aggregate_metrics(metrics_paths, out_path) -> int:
     """Collect every run's metrics.json into the study's tidy metrics.csv; return the row count."""
-    from ..config import Run
+    from peftstudy.study.matrix import Run
 
     rows = []
     for path in metrics_paths:

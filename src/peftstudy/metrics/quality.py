@@ -59,7 +59,7 @@ def wordnet_reader(nltk_data: str | Path):
     missing = [name for name in ("lexnames", "data.noun", "index.sense") if not (database / name).exists()]
     if missing:
         raise FileNotFoundError(f"{database}: not a WordNet 3.0 database for nltk (missing {', '.join(missing)})")
-    from ..zygote import english_wordnet
+    from peftstudy.execution.zygote import english_wordnet
 
     return english_wordnet(root)
 
@@ -151,7 +151,11 @@ def classification(predictions: Sequence[str], labels: Sequence[str], classes: S
     A prediction outside ``classes`` (a generative model may emit anything) is wrong: it lowers accuracy
     and its true class's recall, and is no class's prediction; macro-F1 averages the declared classes only.
     """
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
     classes = sorted(set(labels)) if classes is None else list(classes)
     precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=classes, zero_division=0)

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .. import io, provenance
+from peftstudy import io, provenance
 
 SCORING_THREADS = 1  # see score_run_files: thread counts change the last bits of a reduction
 # Defaults of the study config's `metrics` section (see the schema).
@@ -96,7 +96,7 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
               settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
               train_references: Sequence[str] | None = None, task: str = "generation") -> dict:
     """The run's metrics: the task's quality metrics, then size, efficiency and cost (every task)."""
-    from . import cost
+    from peftstudy.metrics import cost
 
     settings = metric_settings(settings)
     rows = io.read_jsonl(generations_path)
@@ -178,7 +178,7 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
 
 def _score_generation(put, signatures, rows, settings, wordnet_dir, train_references) -> list[int]:
     """Quality against the references and diversity of the outputs; returns the outputs' cluster labels."""
-    from . import diversity, quality
+    from peftstudy.metrics import diversity, quality
 
     predictions = [row["prediction"] for row in rows]
     references = [row["reference"] for row in rows]
@@ -226,7 +226,7 @@ def _score_generation(put, signatures, rows, settings, wordnet_dir, train_refere
 
 def _score_classification(put, signatures, rows, train_labels, decoding: str) -> None:
     """Accuracy, macro-F1 and per-class P/R/F1 (%) of the generated labels over the training label set."""
-    from . import quality
+    from peftstudy.metrics import quality
 
     classes = sorted({quality.normalize_label(label) for label in train_labels})
     values = quality.classification([quality.normalize_label(row["prediction"]) for row in rows],
@@ -239,7 +239,7 @@ def _score_classification(put, signatures, rows, train_labels, decoding: str) ->
 
 def _score_extractive_qa(put, signatures, rows, generations_path) -> None:
     """SQuAD v1.1 exact match and F1 (official normalisation), best over each example's gold answers."""
-    from . import quality
+    from peftstudy.metrics import quality
 
     missing = [row["id"] for row in rows if not row.get("answers")]
     if missing:

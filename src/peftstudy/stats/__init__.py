@@ -13,16 +13,21 @@ drops NaN values (not measured) and returns a tidy DataFrame in a deterministic 
 
 from __future__ import annotations
 
-from .anova import one_way_anova, tukey_hsd, two_way_anova
-from .compare import correct_p_values, hedges_g, pairwise_comparisons, pooled_sd
-from .correlation import metric_correlations
-from .describe import bootstrap_interval, confidence_interval, summarise
-from .direction import HIGHER_IS_BETTER, higher_is_better
-from .power import seed_power
-from .practical import label_practical_significance, practical_label
-from .rank_study import rank_study
-from .tables import read_metrics, read_table, select_metrics
-from .tidy import CELL, FAMILY, RUN
+from peftstudy.stats.anova import one_way_anova, tukey_hsd, two_way_anova
+from peftstudy.stats.compare import (
+    correct_p_values,
+    hedges_g,
+    pairwise_comparisons,
+    pooled_sd,
+)
+from peftstudy.stats.correlation import metric_correlations
+from peftstudy.stats.describe import bootstrap_interval, confidence_interval, summarise
+from peftstudy.stats.direction import HIGHER_IS_BETTER, higher_is_better
+from peftstudy.stats.power import seed_power
+from peftstudy.stats.practical import label_practical_significance, practical_label
+from peftstudy.stats.rank_study import rank_study
+from peftstudy.stats.tables import read_metrics, read_table, select_metrics
+from peftstudy.stats.tidy import CELL, FAMILY, RUN
 
 __all__ = [
     "CELL", "RUN", "FAMILY", "HIGHER_IS_BETTER",

@@ -13,7 +13,15 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .tidy import FAMILY, family_groups, finite, measured, sample_sd, variant_label, variant_values
+from peftstudy.stats.tidy import (
+    FAMILY,
+    family_groups,
+    finite,
+    measured,
+    sample_sd,
+    variant_label,
+    variant_values,
+)
 
 ONE_WAY_COLUMNS = FAMILY + [
     "n_variants", "n_observations", "variants", "excluded_variants",

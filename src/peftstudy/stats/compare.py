@@ -17,8 +17,15 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .practical import label_practical_significance
-from .tidy import FAMILY, family_groups, finite, measured, sample_sd, variant_values
+from peftstudy.stats.practical import label_practical_significance
+from peftstudy.stats.tidy import (
+    FAMILY,
+    family_groups,
+    finite,
+    measured,
+    sample_sd,
+    variant_values,
+)
 
 CORRECTIONS = ("holm", "fdr_bh")
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .tidy import RUN, finite, measured
+from peftstudy.stats.tidy import RUN, finite, measured
 
 SCOPES = {"dataset": ["study", "dataset"], "study": ["study"]}
 

@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .tidy import CELL
+from peftstudy.stats.tidy import CELL
 
 BOOTSTRAP_METHODS = {"percentile": "percentile", "bca": "BCa"}
 

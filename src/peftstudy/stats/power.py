@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from .tidy import FAMILY
+from peftstudy.stats.tidy import FAMILY
 
 POWER_COLUMNS = FAMILY + [
     "method_a", "rank_a", "method_b", "rank_b", "test", "design", "threshold", "sd_used", "sd_kind",

@@ -15,10 +15,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .describe import confidence_interval
-from .direction import higher_is_better
-from .practical import parse_threshold, threshold_for
-from .tidy import FAMILY, family_groups, measured, rank_number, sample_sd
+from peftstudy.stats.describe import confidence_interval
+from peftstudy.stats.direction import higher_is_better
+from peftstudy.stats.practical import parse_threshold, threshold_for
+from peftstudy.stats.tidy import FAMILY, family_groups, measured, rank_number, sample_sd
 
 RANK_STUDY_COLUMNS = FAMILY + [
     "method", "rank", "n", "mean", "std", "ci_low", "ci_high", "confidence", "higher_is_better",

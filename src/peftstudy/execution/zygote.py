@@ -1,0 +1,307 @@
+"""Run a job in a fork of a process that has already imported torch, transformers and peft.
+
+On a CPU machine the demo's jobs are tiny and each new Python process spends 5-8 s
+importing the stack before any work starts. The zygote imports it once and forks a
+child per job: the child starts warm, runs in its own process (own RNG state, own
+threads, nothing shared with other jobs), and computes exactly what an ordinary
+process would. It is a speed-up only, for local runs on CPU: under SLURM, on CUDA
+machines or with PEFTSTUDY_ZYGOTE=0 jobs run in their own process as usual.
+
+Only third-party libraries are preloaded; the child imports peftstudy's own modules
+after the fork, so edits to the package are always picked up. One data set is kept warm
+too: the WordNet database METEOR reads (2 s to load, more than scoring a run takes),
+loaded by the parent once the workflow has prepared it (PEFTSTUDY_NLTK_DATA).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+PRELOAD = ("torch", "transformers", "peft", "tokenizers", "safetensors", "numpy", "pandas", "sacrebleu",
+           "rouge_score.rouge_scorer", "sentence_transformers", "bert_score", "sklearn.metrics", "matplotlib.pyplot")
+IDLE_EXIT_S = 60
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory holding this checkout's peftstudy
+START_TIMEOUT_S = 90
+
+
+_WARM: dict[str, Any] = {}
+
+
+class JobFailed(RuntimeError):
+    """A job run in the zygote failed. `cause` is the child's one-line error (`IndexError: ...`);
+    `traceback_in_log` says its full traceback is in the job's log already (logged() then adds no other)."""
+
+    def __init__(self, message: str, cause: str, traceback_in_log: bool = False):
+        super().__init__(message)
+        self.cause = cause
+        self.traceback_in_log = traceback_in_log
+
+
+def _one_line(error: BaseException) -> str:
+    try:
+        from peftstudy.execution.jobs import (
+            one_line_cause,  # imported in the child: the checkout's code
+        )
+
+        return one_line_cause(error)
+    except Exception:
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def english_wordnet(nltk_root: str | Path):
+    """nltk's WordNet reader for <nltk_root>/corpora/wordnet, loaded once per process (and once for all
+    the zygote's children, when the parent has loaded it)."""
+    root = str(Path(nltk_root).resolve())
+    if root not in _WARM:
+        import nltk
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+        class EnglishWordNet(WordNetCorpusReader):
+            """Without the WordNet-to-WordNet sense map nltk builds for its multilingual (OMW) functions:
+            METEOR uses English synsets only, and that map is most of the load time."""
+
+            def map_wn(self, version="wordnet"):
+                return None
+
+        if root not in nltk.data.path:  # nltk 3.10 reads only under authorised roots
+            nltk.data.path.insert(0, root)
+        _WARM[root] = EnglishWordNet(str(Path(root) / "corpora" / "wordnet"), None)
+    return _WARM[root]
+
+
+def _warm_data(env: dict) -> None:
+    root = env.get("PEFTSTUDY_NLTK_DATA")
+    if root and (Path(root) / "corpora" / "wordnet" / "lexnames").exists():
+        try:
+            english_wordnet(root)
+        except Exception:  # the job loads it itself, and reports any error there
+            pass
+
+
+def enabled() -> bool:
+    setting = os.environ.get("PEFTSTUDY_ZYGOTE", "auto").lower()
+    if setting in ("0", "false", "no", "off"):
+        return False
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    # auto: only where it helps and is safe (a fork must never inherit an initialised CUDA context).
+    if os.environ.get("SLURM_JOB_ID") or os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1"):
+        return False
+    return not Path("/dev/nvidia0").exists()
+
+
+def socket_path() -> Path:
+    """One zygote per (interpreter, zygote code): a changed checkout or venv never reuses a stale one."""
+    code = Path(__file__).read_bytes()
+    # The package location too: two checkouts sharing one venv must not run each other's code.
+    key = hashlib.sha256(sys.executable.encode() + str(PACKAGE_ROOT).encode() + code).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"peftstudy-zygote-{os.getuid()}-{key}.sock"
+
+
+def _send(conn: socket.socket, obj: Any) -> None:
+    payload = pickle.dumps(obj)
+    conn.sendall(struct.pack("!Q", len(payload)) + payload)
+
+
+def _receive(conn: socket.socket) -> Any:
+    header = _receive_exactly(conn, 8)
+    if header is None:
+        return None
+    (size,) = struct.unpack("!Q", header)
+    payload = _receive_exactly(conn, size)
+    return None if payload is None else pickle.loads(payload)
+
+
+def _receive_exactly(conn: socket.socket, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = conn.recv(min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+# ------------------------------------------------------------------------------------------------ server
+
+
+def _run_child(conn: socket.socket, request: dict) -> None:
+    """In the forked child: become the job, report the outcome, exit without running parent cleanup."""
+    status = 1
+    try:
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        log_path = request.get("log")
+        if log_path:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        # The client dies (job cancelled, Snakemake interrupted): stop the work too.
+        def watch_client():
+            try:
+                conn.recv(1)
+            finally:
+                os._exit(1)
+
+        threading.Thread(target=watch_client, daemon=True).start()
+        import importlib
+
+        module_name, function_name = request["function"].split(":")
+        function = getattr(importlib.import_module(module_name), function_name)
+        function(*request["args"], **request["kwargs"])
+        reply = {"status": 0}
+        status = 0
+    except BaseException as error:  # reported to the client, which raises it in the job
+        traceback.print_exc()
+        reply = {"status": 1, "error": _one_line(error)}
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    try:
+        _send(conn, reply)
+    finally:
+        os._exit(status)
+
+
+def serve(path: Path, lock: Path) -> None:
+    # Children that import peftstudy.execution.zygote get this module, with what it has kept warm.
+    sys.modules.setdefault("peftstudy.execution.zygote", sys.modules[__name__])
+    for module in PRELOAD:
+        __import__(module)
+    if path.exists():
+        path.unlink()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    os.chmod(path, 0o600)
+    server.listen(64)
+    lock.unlink(missing_ok=True)
+    server.settimeout(5)
+    children: set[int] = set()
+    last_activity = time.monotonic()
+    try:
+        while True:
+            for pid in list(children):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    children.discard(pid)
+                    last_activity = time.monotonic()
+            if not children and time.monotonic() - last_activity > IDLE_EXIT_S:
+                return
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(None)
+            request = _receive(conn)
+            if request is None:
+                conn.close()
+                continue
+            _warm_data(request["env"])
+            pid = os.fork()
+            if pid == 0:
+                server.close()
+                _run_child(conn, request)
+            conn.close()
+            children.add(pid)
+            last_activity = time.monotonic()
+    finally:
+        server.close()
+        if path.exists():
+            path.unlink()
+
+
+# ------------------------------------------------------------------------------------------------ client
+
+
+def _connect(path: Path) -> socket.socket | None:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(str(path))
+        return client
+    except OSError:
+        client.close()
+        return None
+
+
+def _start_server(path: Path) -> None:
+    lock = path.with_suffix(".lock")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        if time.time() - lock.stat().st_mtime < START_TIMEOUT_S:
+            return  # another job is starting it
+        lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))}
+    subprocess.Popen(
+        [sys.executable, "-m", "peftstudy.execution.zygote", str(path), str(lock)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, env=env,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Snakemake's path objects are str subclasses; send plain data so the child needs no snakemake import."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else [_plain(v) for v in value]
+    return value
+
+
+def call(function: str, *args, log: str | None = None, **kwargs) -> None:
+    """Run module:function(*args, **kwargs) in a warm fork (or in this process when disabled)."""
+    args, kwargs, log = _plain(args), _plain(kwargs), _plain(log)
+    if not enabled():
+        import importlib
+
+        module_name, function_name = function.split(":")
+        getattr(importlib.import_module(module_name), function_name)(*args, **kwargs)
+        return
+    path = socket_path()
+    client = _connect(path)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while client is None:
+        _start_server(path)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the zygote at {path} did not start; run with PEFTSTUDY_ZYGOTE=0 to bypass it")
+        time.sleep(0.2)
+        client = _connect(path)
+    request = {"function": function, "args": args, "kwargs": kwargs, "log": log, "cwd": os.getcwd(),
+               "env": dict(os.environ)}
+    with client:
+        _send(client, request)
+        reply = _receive(client)
+    if reply is None:
+        cause = "the job's process died without reporting an error (killed? out of memory?)"
+        raise JobFailed(f"{function} died without reporting (see {log or 'its output'})", cause,
+                        traceback_in_log=bool(log))
+    if reply["status"] != 0:
+        raise JobFailed(f"{function} failed: {reply.get('error')} (full log: {log})", str(reply.get("error")),
+                        traceback_in_log=bool(log))
+
+
+if __name__ == "__main__":
+    socket_file, lock_file = Path(sys.argv[1]), Path(sys.argv[2])
+    try:
+        serve(socket_file, lock_file)
+    finally:
+        lock_file.unlink(missing_ok=True)

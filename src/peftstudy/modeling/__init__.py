@@ -1,0 +1,2 @@
+"""Base models: families, the model registry, loading, task heads and batching (everything that knows an
+architecture)."""

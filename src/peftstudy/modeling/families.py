@@ -1,0 +1,26 @@
+"""Model families: which architecture a family is and which transformers class generates with it. A leaf: imports nothing of the package."""
+
+from __future__ import annotations
+
+DECODER_ONLY_FAMILIES = {"gpt2", "llama"}
+
+
+# bert2bert: a BERT encoder and a BERT decoder with new cross-attention (Rothe et al. 2020), warm-started
+# from one BERT checkpoint (seed 004's BERT summariser).
+ENCODER_DECODER_FAMILIES = {"t5", "bert2bert"}
+
+
+def is_decoder_only(family: str) -> bool:
+    return family in DECODER_ONLY_FAMILIES
+
+
+def generation_class(family: str):
+    """The transformers auto class that generates text with this family (a task head is heads.model_class)."""
+    import transformers
+
+    if is_decoder_only(family):
+        return transformers.AutoModelForCausalLM
+    if family in ENCODER_DECODER_FAMILIES:
+        return transformers.AutoModelForSeq2SeqLM
+    raise ValueError(f"model family {family!r} has no generation head (supported: gpt2, llama, t5); "
+                     "its classification and QA cells use a classifier or span head (peftstudy.modeling.heads)")

@@ -1,0 +1,154 @@
+"""The paper's appendix: hyperparameters, quantization, and each run's provenance."""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping, Sequence
+
+from peftstudy.report.latex import latex_escape
+
+
+def run_provenance_latex(context: Mapping) -> str:
+    """The per-run provenance table (a longtable: one row per run) with its machine and package legends."""
+    rows = context.get("provenance_rows") or []
+    if not rows:
+        return ""
+    stage_header = " & ".join(rf"\multicolumn{{3}}{{c}}{{{stage}}}" for stage in PROVENANCE_STAGES)
+    header = ("Dataset & Model & Variant & Seed & " + " & ".join(["settings", "code", "machine"] * len(PROVENANCE_STAGES))
+              + r" \\")
+    body = "\n".join(" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in rows)
+    legend = lambda items: "\n".join(rf"\item \textbf{{{key}}}: {latex_escape(text)}" for key, text in items)
+    return rf"""
+\subsection{{Per-run provenance}}
+For every run and stage: the first hex digits of the SHA-256 of the run's resolved settings for that stage, of the
+stage's code fingerprint (the package modules its workflow script imports), and the machine (M, with the facts that
+decide which kernels run) and package versions (P) it ran with.
+{{\footnotesize
+\begin{{longtable}}{{llll{"lll" * len(PROVENANCE_STAGES)}}}
+\toprule
+ & & & & {stage_header} \\
+{header}
+\midrule
+\endhead
+{body}
+\bottomrule
+\end{{longtable}}}}
+Machines:
+\begin{{itemize}}
+{legend(context["provenance_machines"])}
+\end{{itemize}}
+Package versions:
+\begin{{itemize}}
+{legend(context["provenance_packages"])}
+\end{{itemize}}
+"""
+
+
+def seeds_text(study: Mapping) -> str:
+    """The seeds, naming the matrix blocks that use fewer or other seeds than the study's."""
+    text = "seeds " + ", ".join(map(str, study["seeds"]))
+    for block in study["matrix"]:
+        if "seeds" in block and list(block["seeds"]) != list(study["seeds"]):
+            seeds = ", ".join(map(str, block["seeds"]))
+            text += f"; {', '.join(block['methods'])}: seed{'s' if len(block['seeds']) > 1 else ''} {seeds} only"
+    return text
+
+
+def _cells_text(cells: set, all_cells: set) -> str:
+    """'all' when one setting covers every cell of the method, else the (model, dataset) cells it covers."""
+    if cells == all_cells:
+        return "all"
+    datasets = {dataset for dataset, _ in all_cells}
+    if len(datasets) == 1:
+        return ", ".join(sorted(model for _, model in cells))
+    return ", ".join(f"{model}/{dataset}" for dataset, model in sorted(cells))
+
+
+def hyperparameter_rows(study: Mapping, settings_cells: Mapping) -> list[list]:
+    """One row per distinct (method, training settings, method settings), with the cells that used it."""
+    rows = []
+    for method in study["methods"]:
+        groups = [(settings, cells) for (name, _), (settings, cells) in settings_cells.items() if name == method]
+        all_cells = set().union(*(cells for _, cells in groups)) if groups else set()
+        for settings, cells in sorted(groups, key=lambda g: sorted(g[1])):
+            training, spec = settings["training"], settings["method_spec"]
+            extra = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "kind")
+            ranks = study["methods"][method].get("ranks")
+            if ranks:
+                extra = f"ranks={ranks}" + (", " + extra if extra else "")
+            rows.append([method, spec["kind"], _cells_text(cells, all_cells), f"{training['learning_rate']:g}",
+                         training["epochs"], f"{training['batch_size']}x{training['gradient_accumulation_steps']}", extra])
+    return rows
+
+
+def quantization_rows(study: Mapping, quantized: Mapping) -> list[list]:
+    rows = []
+    for (model, method, rank), values in sorted(quantized.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or 0)):
+        stored = sum(v[0] for v in values) / len(values)
+        unquantized = sum(v[1] for v in values) / len(values)
+        spec = values[0][2]
+        bits = spec.get("bits", 4)
+        scheme = f"{bits}-bit" + (f" {spec.get('quant_type', 'nf4').upper()}" + (", double" if spec.get("double_quant", True) else "")
+                                  if bits == 4 else " LLM.int8()")
+        label = method + (f" r={rank}" if rank is not None else "")
+        rows.append([model, label, scheme, f"{stored / 1e6:.3f}", f"{unquantized / 1e6:.3f}",
+                     f"{100 * (1 - stored / unquantized):.1f}" if unquantized else "--"])
+    return rows
+
+
+PROVENANCE_STAGES = ("train", "generate", "score")
+
+
+def run_provenance(scored: Mapping) -> dict:
+    """stage -> provenance record of one scored run (records written before per-stage provenance: train only)."""
+    recorded = scored["provenance"]
+    if "code_version" in recorded:  # one record, the training stage's
+        return {"train": recorded}
+    return {stage: recorded[stage] for stage in PROVENANCE_STAGES if recorded.get(stage)}
+
+
+def capability_summary(hardware: Mapping) -> str:
+    """The kernel-deciding facts of one stage's machine, in one line."""
+    facts = hardware.get("capability") or {}
+    parts = [hardware.get("gpu") or facts.get("cpu") or hardware.get("cpu") or "unknown CPU"]
+    if facts.get("torch_cpu_capability"):
+        parts.append(f"torch {facts['torch_cpu_capability']}")
+    flags = [flag for flag in facts.get("cpu_flags", []) if flag.startswith(("avx512_bf16", "avx512_vnni", "amx"))]
+    parts.append("+".join(flags) if flags else "no AVX512-BF16/VNNI/AMX")
+    if facts.get("torch_blas"):
+        parts.append(f"BLAS {facts['torch_blas']}")
+    parts.append(f"{facts.get('torch_threads', hardware.get('torch_threads'))} thread(s)")
+    if facts.get("environment"):
+        parts.append(" ".join(f"{k}={v}" for k, v in sorted(facts["environment"].items())))
+    return ", ".join(str(part) for part in parts)
+
+
+def provenance_tables(runs: Sequence[tuple[Mapping, Mapping]]) -> dict:
+    """The appendix's per-run provenance: settings hash and code fingerprint of each stage, the machine each stage
+    ran on (with its capability facts, numbered), and each distinct set of package versions (numbered)."""
+    machines: dict[str, int] = {}
+    package_sets: dict[str, int] = {}
+    package_texts: dict[int, Mapping] = {}
+    rows = []
+    for run, stages in sorted(runs, key=lambda item: (item[0]["dataset"], item[0]["model"], item[0]["variant"],
+                                                     int(item[0]["seed"]))):
+        row = [run["dataset"], run["model"], run["variant"], str(run["seed"])]
+        for stage in PROVENANCE_STAGES:
+            record = stages.get(stage)
+            if record is None:
+                row += ["--", "--", "--"]
+                continue
+            machine = machines.setdefault(capability_summary(record.get("hardware", {})), len(machines) + 1)
+            key = json.dumps(record.get("packages", {}), sort_keys=True)
+            if key not in package_sets:
+                package_sets[key] = len(package_sets) + 1
+                package_texts[package_sets[key]] = record.get("packages", {})
+            row += [(record.get("settings_hash") or "--")[:10], (record.get("code_fingerprint") or "--")[:10],
+                    f"M{machine}/P{package_sets[key]}"]
+        rows.append(row)
+    return {
+        "provenance_rows": rows,
+        "provenance_machines": [[f"M{number}", text] for text, number in sorted(machines.items(), key=lambda m: m[1])],
+        "provenance_packages": [[f"P{number}", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)]
+                                for number, versions in sorted(package_texts.items())],
+    }

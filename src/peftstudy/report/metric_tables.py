@@ -1,0 +1,240 @@
+"""Tables of the measured metrics by group: quality, diversity, efficiency and cost on the Table-1 dataset;
+classification, extractive QA and per-class scores on the datasets of those tasks.
+
+One row per (model, method variant): mean over seeds (± sample sd when n > 1). A metric that was not
+measured shows 'n/m' and the table notes say why (from metrics.csv); efficiency tables name the device
+every figure was measured on; the cost table prints the price sheet it was computed with.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Mapping
+
+import pandas as pd
+
+from peftstudy.data.prepare import dataset_task
+from peftstudy.report.labels import in_study_order, method_label
+from peftstudy.report.latex import is_nan, latex_escape
+
+# (metric, column header, scale, digits); scale converts the stored unit to the header's.
+GROUPS = {
+    "quality": ("Quality beyond Table 1", [
+        ("rouge1", "ROUGE-1", 1, 2), ("rouge2", "ROUGE-2", 1, 2), ("rouge_lsum", "ROUGE-Lsum", 1, 2),
+        ("meteor", "METEOR", 1, 2), ("bertscore_precision", "BERTScore P", 1, 3), ("bertscore_recall", "BERTScore R", 1, 3),
+        ("bertscore_f1", "BERTScore F1", 1, 3), ("perplexity", "Perplexity", 1, 1)]),
+    "diversity": ("Diversity of the outputs", [
+        ("ttr", "TTR", 1, 3), ("mattr", "MATTR", 1, 3), ("yules_k", "Yule's K", 1, 0), ("distinct_1", "Dist-1", 1, 3),
+        ("distinct_2", "Dist-2", 1, 3), ("novel_ngram_rate", "Novel 3-grams", 1, 3), ("repetition_rate", "Repeats", 1, 3),
+        ("mean_pairwise_cosine", "Mean cos", 1, 3), ("semantic_clusters", "Clusters", 1, 1), ("silhouette", "Silhouette", 1, 3)]),
+    "efficiency": ("Efficiency", [
+        ("train_time_s", "Train (s)", 1, 1), ("time_per_step_s", "s/step", 1, 3), ("tokens_per_s", "Tokens/s", 1, 0),
+        ("train_peak_memory_bytes", "Train peak (MB)", 1e-6, 0), ("train_energy_kwh", "Train energy (kWh)", 1, 4),
+        ("inference_ms_per_example", "ms/example", 1, 2), ("examples_per_s", "Examples/s", 1, 1),
+        ("generate_peak_memory_bytes", "Generate peak (MB)", 1e-6, 0)]),
+    "cost": ("Cost", [
+        ("training_cost", "Training", 1, None), ("training_energy_cost", "Training energy", 1, None),
+        ("storage_cost_per_month", "Storage / month", 1, None), ("inference_cost_per_1000", "Inference / 1000", 1, None)]),
+}
+# Tables over every dataset of one task (seeds 001/004), rather than over the Table-1 dataset.
+TASK_GROUPS = {
+    "classification": ("Text classification", [
+        ("accuracy", "Accuracy (%)", 1, 1), ("macro_f1", "Macro-F1 (%)", 1, 1),
+        ("invalid_label_rate", "Outside label set (%)", 1, 1)]),
+    "extractive_qa": ("Extractive question answering (SQuAD v1.1 scoring)", [
+        ("exact_match", "Exact match (%)", 1, 1), ("squad_f1", "F1 (%)", 1, 1)]),
+}
+GROUPS.update(TASK_GROUPS)
+PER_CLASS = "per_class"
+TABLE_NAMES = (*GROUPS, PER_CLASS)
+
+
+def table_datasets(name: str, study: Mapping) -> list[str]:
+    """The datasets a table covers: every dataset of its task, or the Table-1 dataset."""
+    task = "classification" if name == PER_CLASS else name
+    if task in TASK_GROUPS:
+        used = {dataset for block in study["matrix"] for dataset in block["datasets"]}
+        return [d for d, spec in study["datasets"].items() if d in used and dataset_task(spec) == task]
+    return [study["report"]["table1_dataset"]]
+
+
+def group_columns(name: str, study: Mapping) -> list[tuple]:
+    columns = list(GROUPS[name][1])
+    if name == "cost":
+        for scenario in study.get("costs", {}).get("scenarios", []):
+            columns.append((f"tco[{scenario['name']}]", f"TCO {scenario['name']}", 1, None))
+            if "value_per_1000_requests" in scenario:
+                columns.append((f"roi[{scenario['name']}]", f"ROI {scenario['name']}", 1, 2))
+    if name == "diversity":
+        n = study.get("metrics", {}).get("diversity", {}).get("novel_ngram_n", 3)
+        columns = [(m, f"Novel {n}-grams" if m == "novel_ngram_rate" else h, s, d) for m, h, s, d in columns]
+    return columns
+
+
+def group_table(name: str, summary: pd.DataFrame, metrics: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """The machine-readable twin: one row per cell, mean/std/n per metric of the group, full precision."""
+    if name == PER_CLASS:
+        return per_class_table(summary, study)
+    cells = summary[summary["dataset"].isin(table_datasets(name, study))]
+    rows = []
+    for (dataset, model, method, rank), group in cells.groupby(["dataset", "model", "method", "rank"], sort=False):
+        by_metric = group.set_index("metric")
+        row = {"dataset": dataset, "model": model, "method": method, "rank": rank}
+        for metric, *_ in group_columns(name, study):
+            if metric in by_metric.index:
+                row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
+                row[f"{metric}_std"] = by_metric.loc[metric, "std"]
+                row[f"{metric}_n"] = int(by_metric.loc[metric, "n"])
+        rows.append(row)
+    return in_study_order(pd.DataFrame(rows), study, ("dataset", "model"))
+
+
+CLASS_METRIC = re.compile(r"^(precision|recall|f1)\[(.+)\]$")
+
+
+def per_class_table(summary: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """One row per (cell, class): precision, recall and F1 (mean/std/n over seeds) from the per-class rows."""
+    cells = summary[summary["dataset"].isin(table_datasets(PER_CLASS, study))]
+    rows: dict[tuple, dict] = {}
+    for _, entry in cells.iterrows():
+        match = CLASS_METRIC.match(entry["metric"])
+        if not match:
+            continue
+        measure, label = match.groups()
+        key = (entry["dataset"], entry["model"], entry["method"], entry["rank"], label)
+        row = rows.setdefault(key, dict(zip(("dataset", "model", "method", "rank", "class"), key)))
+        row.update({f"{measure}_mean": entry["mean"], f"{measure}_std": entry["std"], f"{measure}_n": int(entry["n"])})
+    table = pd.DataFrame(list(rows.values()))
+    if table.empty:
+        return table
+    # Classes by name within each cell: in_study_order's sort is stable.
+    return in_study_order(table.sort_values("class", kind="stable"), study, ("dataset", "model"))
+
+
+def _cell(row, metric: str, scale: float, digits: int) -> str:
+    mean, std = row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan)
+    if is_nan(mean):
+        return "n/m"
+    spec = ".3g" if digits is None else f".{digits}f"  # None: three significant digits (costs span decades)
+    text = f"{mean * scale:{spec}}"
+    return text if is_nan(std) else text + f" $\\pm$ {std * scale:{spec}}"
+
+
+def group_notes(name: str, metrics: pd.DataFrame, study: Mapping) -> list[str]:
+    """Why each not-measured metric of the group was not measured, and on which devices figures were taken."""
+    if name == PER_CLASS:
+        return ["A generated label outside the label set is a miss for its true class and no class's prediction."]
+    names = [m for m, *_ in group_columns(name, study)]
+    rows = metrics[metrics["dataset"].isin(table_datasets(name, study)) & metrics["metric"].isin(names)]
+    notes = []
+    if name == "classification":
+        for dataset in table_datasets(name, study):
+            settings = {**study.get("generation", {}), **study["datasets"][dataset].get("generation", {})}
+            if settings.get("classification_decoding", "likelihood") == "likelihood":
+                notes.append(f"{dataset}: the label is the one of the label set with the highest likelihood under the"
+                             " fine-tuned model (rank classification), so none falls outside it.")
+            else:
+                notes.append(f"{dataset}: the label is generated as text and compared whitespace-collapsed and"
+                             " casefolded; one outside the label set counts as wrong.")
+        notes.append("Macro-F1 averages the declared classes.")
+    if name == "extractive_qa":
+        notes.append("The answer is generated as text and scored by SQuAD v1.1's official normalisation (lower case,"
+                     " no punctuation or articles), best over the gold answers.")
+    reasons = rows[rows["value"].isna()].groupby("metric")["note"].agg(lambda s: sorted({t for t in s.dropna() if t}))
+    for metric, texts in reasons.items():
+        for text in texts:
+            notes.append(f"{metric}: {text}")
+    if name == "efficiency":
+        devices = sorted(set(rows["device"].dropna()) - {""})
+        notes.insert(0, "Measured on: " + (", ".join(devices) or "unrecorded device") + ".")
+    if name == "cost" and not study.get("costs"):
+        return ["No price sheet in the study config: no costs computed."]
+    if name == "cost":
+        sheet = study["costs"]["price_sheet"]
+        prices = ", ".join(f"{k}: {v}/h" for k, v in sheet["device_hour"].items())
+        notes.insert(0, f"Price sheet ({sheet['currency']}, {sheet['date']}; {sheet['source']}): device-hour {prices};"
+                        f" kWh {sheet.get('kwh', 'n/a')}; storage GB-month {sheet.get('storage_gb_month', 'n/a')}.")
+        for scenario in study["costs"].get("scenarios", []):
+            if "value_per_1000_requests" in scenario:
+                notes.append(f"ROI {scenario['name']}: ({scenario['value_per_1000_requests']} {sheet['currency']} per 1,000"
+                             " requests x the requests served - TCO) / TCO.")
+            notes.append(f"TCO {scenario['name']}: training + {scenario['months']} months x (storage + "
+                         f"{scenario['requests_per_month']:,} requests per month).")
+    return notes
+
+
+def group_latex(name: str, table: pd.DataFrame, notes: list[str], study: Mapping) -> str:
+    if name == PER_CLASS:
+        return per_class_latex(table, notes, study)
+    title, _ = GROUPS[name]
+    columns = group_columns(name, study)
+    datasets = table_datasets(name, study)
+    where = ", ".join(rf"\texttt{{{latex_escape(d)}}}" for d in datasets)
+    if not datasets:
+        return _no_dataset_table(name, title, study)
+    n_text = ("see Table~\\ref{tab:methods} for $n$" if name not in TASK_GROUPS else
+              "$n$ = " + ", ".join(sorted({str(int(v)) for c in table.columns if c.endswith("_n") for v in table[c].dropna()})))
+    lines = [r"\begin{table}[ht]", r"\centering", r"\scriptsize",
+             rf"\caption{{{title} on {where}: mean ($\pm$ sample sd when $n > 1$) over the seeds"
+             rf" of each cell ({n_text}). n/m: not measured (see the notes).}}",
+             rf"\label{{tab:{name}}}",
+             # Shrunk to the text width when wider (a wide table must never run off the page).
+             r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+             r"\begin{tabular}{ll" + "r" * len(columns) + "}", r"\toprule",
+             ("Dataset / model" if name in TASK_GROUPS else "Model") + " & Method & "
+             + " & ".join(latex_escape(header) for _, header, *_ in columns) + r" \\", r"\midrule"]
+    previous = None
+    for _, row in table.iterrows():
+        block = (row["dataset"], row["model"]) if name in TASK_GROUPS else row["model"]
+        model = row["model"] if name not in TASK_GROUPS else f"{row['dataset']} / {row['model']}"
+        if previous is not None and block != previous:
+            lines.append(r"\midrule")
+        lines.append(" & ".join([
+            r"\texttt{" + latex_escape(model) + "}" if block != previous else "",
+            method_label(study, row["method"], row["rank"]),
+            *(_cell(row, metric, scale, digits) for metric, _, scale, digits in columns),
+        ]) + r" \\")
+        previous = block
+    lines += [r"\bottomrule", r"\end{tabular}}"]
+    if notes:
+        lines += [r"\par\smallskip\begin{minipage}{0.95\linewidth}\scriptsize",
+                  *(latex_escape(note) + r"\\" for note in notes), r"\end{minipage}"]
+    lines += [r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def _no_dataset_table(name: str, title: str, study: Mapping) -> str:
+    task = name.replace("_", " ")
+    return "\n".join([r"\begin{table}[ht]", r"\centering", rf"\caption{{{title}.}}", rf"\label{{tab:{name}}}",
+                      rf"\emph{{This study has no {task} dataset.}}", r"\end{table}", ""])
+
+
+def per_class_latex(table: pd.DataFrame, notes: list[str], study: Mapping) -> str:
+    if table.empty:
+        return _no_dataset_table(PER_CLASS, "Per-class precision, recall and F1", study)
+    lines = [r"\begin{table}[ht]", r"\centering", r"\scriptsize",
+             r"\caption{Per-class precision, recall and F1 (\%) of the classification datasets: mean ($\pm$ sample sd"
+             r" when $n > 1$) over seeds.}",
+             rf"\label{{tab:{PER_CLASS}}}",
+             r"\begin{tabular}{lllrrr}", r"\toprule",
+             r"Dataset / model & Method & Class & Precision & Recall & F1 \\", r"\midrule"]
+    previous = None
+    for _, row in table.iterrows():
+        cell = (row["dataset"], row["model"], row["method"], row["rank"])
+        if previous is not None and cell != previous:
+            lines.append(r"\midrule")
+        first = cell != previous
+        lines.append(" & ".join([
+            r"\texttt{" + latex_escape(f"{row['dataset']} / {row['model']}") + "}" if first else "",
+            method_label(study, row["method"], row["rank"]) if first else "",
+            r"\texttt{" + latex_escape(row["class"]) + "}",
+            *(_cell(row, measure, 1, 1) for measure in ("precision", "recall", "f1")),
+        ]) + r" \\")
+        previous = cell
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if notes:
+        lines += [r"\par\smallskip\begin{minipage}{0.95\linewidth}\scriptsize", *(latex_escape(note) + r"\\" for note in notes),
+                  r"\end{minipage}"]
+    lines += [r"\end{table}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Table 1 (methods) and the significance table, rendered from the statistics."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+from peftstudy.report.labels import METHOD_LABELS, in_study_order, method_label
+from peftstudy.report.latex import is_nan, latex_escape, mean_std
+
+QUALITY_COLUMNS = (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"))
+
+
+# Table 1's two quality columns by the task of its dataset (seeds 001/004 compare classifiers and QA).
+QUALITY_COLUMNS_BY_TASK = {"generation": QUALITY_COLUMNS,
+                           "classification": (("accuracy", "Accuracy (\\%)"), ("macro_f1", "Macro-F1 (\\%)")),
+                           "extractive_qa": (("exact_match", "EM (\\%)"), ("squad_f1", "F1 (\\%)"))}
+
+
+def quality_columns(study: Mapping) -> tuple:
+    from peftstudy.data.prepare import dataset_task
+
+    return QUALITY_COLUMNS_BY_TASK[dataset_task(study["datasets"][study["report"]["table1_dataset"]])]
+
+
+def baseline_comparisons(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """Each variant against the baseline method (the comparisons whose side b is the baseline), keyed like a
+    cell (method, rank = side a)."""
+    if comparisons.empty:
+        return comparisons
+    baseline = study["statistics"]["baseline_method"]
+    rows = comparisons[(comparisons["baseline_side"] == "b") & (comparisons["method_b"] == baseline)]
+    return rows.rename(columns={"method_a": "method", "rank_a": "rank"}).reset_index(drop=True)
+
+
+def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """Methods compared on the study's Table-1 dataset: one row per (model, method, rank); quality marked
+    where it differs from the baseline after the family's multiple-comparison correction."""
+    dataset = study["report"]["table1_dataset"]
+    cells = summary[summary["dataset"] == dataset]
+    against = baseline_comparisons(comparisons, study)
+    rows = []
+    for (model, method, rank), group in cells.groupby(["model", "method", "rank"], sort=False):
+        by_metric = group.set_index("metric")
+        row = {"dataset": dataset, "model": model, "method": method, "rank": rank, "n": int(by_metric["n"].max())}
+        for metric in (*(m for m, _ in quality_columns(study)), "trainable_parameters", "trainable_percent", "stored_bytes",
+                       *(m for m, *_ in TABLE1_EFFICIENCY)):
+            if metric in by_metric.index:
+                row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
+                row[f"{metric}_std"] = by_metric.loc[metric, "std"]
+        for metric, _ in quality_columns(study):
+            match = against[(against["dataset"] == dataset) & (against["model"] == model) & (against["method"] == method)
+                            & (against["rank"] == rank) & (against["metric"] == metric)] if len(against) else against
+            row[f"{metric}_test"] = match["test"].iloc[0] if len(match) else ""
+            row[f"{metric}_p_corrected"] = float(match["p_corrected"].iloc[0]) if len(match) else math.nan
+            row[f"{metric}_significant"] = bool(len(match)) and str(match["significant"].iloc[0]) == "True"
+        rows.append(row)
+    return in_study_order(pd.DataFrame(rows), study)
+
+
+def _efficiency_cell(row, metric: str, scale: float, digits) -> str:
+    mean = row.get(f"{metric}_mean", math.nan)
+    if is_nan(mean):
+        return "n/m"
+    spec = ".3g" if digits is None else f".{digits}f"
+    return f"{mean * scale:{spec}}"
+
+
+def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
+    dataset = study["report"]["table1_dataset"]
+    settings = study["statistics"]
+    baseline = METHOD_LABELS.get(settings["baseline_method"], settings["baseline_method"])
+    correction = {"holm": "Holm", "fdr_bh": "Benjamini--Hochberg"}[settings["correction"]]
+    currency = study.get("costs", {}).get("price_sheet", {}).get("currency", "")
+    headers = [h if m != "training_cost" else f"Cost ({currency})" for m, h, *_ in TABLE1_EFFICIENCY]
+    lines = [
+        r"\begin{table}[ht]", r"\centering", r"\small",
+        rf"\caption{{Methods compared on \texttt{{{latex_escape(dataset)}}}: mean $\pm$ sample standard deviation over $n$ seeds;"
+        rf" efficiency columns are means (n/m: not measured on this hardware, see Table~\ref{{tab:efficiency}})."
+        rf" $^\dagger$: differs from {latex_escape(baseline.lower())} at $\alpha = {settings['alpha']}$ after {correction}"
+        r" correction within each (model, metric) family, by a paired $t$-test where the seeds pair the runs and Welch's"
+        r" otherwise (Table~\ref{tab:significance}).}",
+        r"\label{tab:methods}",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+        r"\begin{tabular}{llrllrr" + "r" * len(TABLE1_EFFICIENCY) + "}", r"\toprule",
+        r"Model & Method & $n$ & " + " & ".join(header for _, header in quality_columns(study))
+        + r" & Trainable (\%) & Stored (MB) & "
+        + " & ".join(latex_escape(h) for h in headers) + r" \\",
+        r"\midrule",
+    ]
+    previous_model = None
+    for _, row in table.iterrows():
+        if previous_model is not None and row["model"] != previous_model:
+            lines.append(r"\midrule")
+        quality = []
+        for metric, _ in quality_columns(study):
+            cell = mean_std(row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan))
+            quality.append(cell + (r"$^\dagger$" if row.get(f"{metric}_significant") else ""))
+        lines.append(" & ".join([
+            r"\texttt{" + latex_escape(row["model"]) + "}" if row["model"] != previous_model else "",
+            method_label(study, row["method"], row["rank"]),
+            str(row["n"]),
+            *quality,
+            f"{row.get('trainable_percent_mean', math.nan):.3g}",
+            f"{row.get('stored_bytes_mean', math.nan) / 1e6:.3g}",
+            *(_efficiency_cell(row, m, scale, digits) for m, _, scale, digits in TABLE1_EFFICIENCY),
+        ]) + r" \\")
+        previous_model = row["model"]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+PRACTICAL_LABELS = {"significant_and_meaningful": "sig. + meaningful", "significant_only": "sig. only",
+                    "equivalent": "equivalent", "inconclusive": "inconclusive", "no_threshold": "no threshold"}
+
+
+TEST_LABELS = {"paired_t": "paired", "welch_t": "Welch", "none": "--"}
+
+
+def significance_rows(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+    """The significance table's rows: each variant against the baseline on the quality metrics of the
+    Table-1 dataset (its machine-readable twin, at full precision)."""
+    rows = baseline_comparisons(comparisons, study)
+    if rows.empty:
+        return rows
+    dataset = study["report"]["table1_dataset"]
+    rows = rows[(rows["dataset"] == dataset) & rows["metric"].isin([m for m, _ in quality_columns(study)])]
+    order = {metric: index for index, (metric, _) in enumerate(quality_columns(study))}
+    rows = in_study_order(rows.assign(_metric=rows["metric"].map(order)), study, ("model", "_metric"))
+    return rows.drop(columns="_metric")
+
+
+def _p_text(p) -> str:
+    return "--" if is_nan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def significance_latex(comparisons: pd.DataFrame, study: Mapping) -> str:
+    """Each variant against the baseline: difference with CI, the test used, corrected p, Hedges' g with CI and
+    the practical-significance label."""
+    dataset = study["report"]["table1_dataset"]
+    settings = study["statistics"]
+    rows = significance_rows(comparisons, study)
+    thresholds = ", ".join(f"{latex_escape(k)} {latex_escape(str(v))}" for k, v in settings["practical_thresholds"].items())
+    correction = {"holm": "Holm", "fdr_bh": "Benjamini--Hochberg"}[settings["correction"]]
+    lines = [
+        r"\begin{table}[ht]", r"\centering", r"\scriptsize",
+        rf"\caption{{Each method against {latex_escape(settings['baseline_method'])} on \texttt{{{latex_escape(dataset)}}}:"
+        rf" difference of means (variant $-$ baseline) with its {int(100 * settings['confidence'])}\,\% CI; a paired $t$-test"
+        r" when both were run on the same seeds (same data order and initialisation), Welch's otherwise; two-sided $p$"
+        rf" after {correction} correction within each (model, metric) family; Hedges' $g$ (pooled SD) with its CI."
+        rf" Practical significance against the thresholds ({thresholds}): significant and at least the threshold,"
+        r" significant only, equivalent (the CI inside $\pm$threshold), or inconclusive. $n$ = seeds per side.}",
+        r"\label{tab:significance}",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+        r"\begin{tabular}{lllrrlrrl}", r"\toprule",
+        r"Model & Method & Metric & $n$ & $\Delta$ mean [CI] & Test & $p_{\mathrm{corr}}$ & $g$ [CI] & Practical \\",
+        r"\midrule",
+    ]
+    names = dict(quality_columns(study))
+    previous = None
+    for _, row in rows.iterrows():
+        if previous is not None and row["model"] != previous:
+            lines.append(r"\midrule")
+        difference = f"{row['mean_difference']:+.2f}"
+        if not is_nan(row["diff_ci_low"]):
+            difference += f" [{row['diff_ci_low']:+.2f}, {row['diff_ci_high']:+.2f}]"
+        g = "--" if is_nan(row["hedges_g"]) else f"{row['hedges_g']:+.2f}"
+        if not is_nan(row.get("hedges_g_ci_low", math.nan)):
+            g += f" [{row['hedges_g_ci_low']:+.2f}, {row['hedges_g_ci_high']:+.2f}]"
+        lines.append(" & ".join([
+            r"\texttt{" + latex_escape(row["model"]) + "}" if row["model"] != previous else "",
+            method_label(study, row["method"], row["rank"]),
+            names[row["metric"]],
+            f"{int(row['n_a'])}/{int(row['n_b'])}",
+            difference,
+            TEST_LABELS.get(row["test"], latex_escape(str(row["test"]))),
+            _p_text(row["p_corrected"]),
+            g,
+            PRACTICAL_LABELS.get(row["practical"], latex_escape(str(row["practical"]))),
+        ]) + r" \\")
+        previous = row["model"]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+# Table 1's efficiency columns: (metric, header, scale to the header's unit, digits).
+TABLE1_EFFICIENCY = (("train_time_s", "Train time (s)", 1, 1), ("train_peak_memory_bytes", "Peak memory (MB)", 1e-6, 0),
+                     ("train_energy_kwh", "Energy (kWh)", 1, 4), ("training_cost", "Cost", 1, None))

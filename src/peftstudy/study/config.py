@@ -1,0 +1,258 @@
+"""The study specification: loading, validation and expansion into runs.
+
+A study config is checked twice at start-up: structurally by the JSON schema in
+``study.schema.yaml`` (package data, beside this module) (unknown keys rejected) and semantically
+here (every name a matrix block uses must be declared). Errors name the file and
+the key path, so a typo stops the workflow before anything is written.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from peftstudy.data.prepare import dataset_task
+from peftstudy.execution.cluster import validate_resources
+from peftstudy.modeling import heads
+from peftstudy.study.claims import validate_claims
+from peftstudy.study.matrix import is_excluded
+from peftstudy.study.settings import method_options, training_settings
+
+SCHEMA_PATH = Path(__file__).with_name("study.schema.yaml")  # package data: a clone or an installed wheel alike
+
+# Seed 000 §5.8's practical-significance thresholds; the metrics compared pairwise and by ANOVA (comparing
+# all ~60 recorded metrics would only dilute the corrections and cost minutes).
+STATISTICS_DEFAULTS = {
+    "confidence": 0.95, "baseline_method": "full", "alpha": 0.05, "correction": "holm", "bootstrap": None,
+    "practical_thresholds": {"bleu4": 0.5, "rouge_l": 0.3, "bertscore_f1": 0.02, "train_time_s": "10%"},
+    "compare_metrics": ["bleu4", "rouge_l", "meteor", "bertscore_f1", "accuracy", "macro_f1", "exact_match",
+                        "squad_f1", "train_time_s", "train_peak_memory_bytes", "train_energy_kwh",
+                        "inference_ms_per_example"],
+    "rank_study": {"method": "lora", "metrics": ["bleu4", "rouge_l", "bertscore_f1"], "resamples": 2000, "seed": 0},
+    "power": 0.8,
+}
+
+# Which method-entry keys each kind reads (besides kind, description, training); anything else is an error.
+LORA_OPTIONS = {"ranks", "alpha", "dropout", "target_modules", "decoder_rank"}
+METHOD_OPTIONS = {
+    "full": set(),
+    "lora": LORA_OPTIONS,
+    "dora": LORA_OPTIONS,
+    "adalora": {"ranks", "alpha", "dropout", "target_modules", "init_rank", "orth_reg_weight"},
+    "vera": {"ranks", "dropout", "target_modules"},
+    "ia3": {"target_modules"},
+    "qlora": LORA_OPTIONS | {"bits", "quant_type", "double_quant", "compute_dtype", "gradient_checkpointing"},
+    "prefix": {"num_virtual_tokens", "prefix_projection"},
+    "prompt": {"num_virtual_tokens", "prompt_init", "prompt_init_text"},
+    "bitfit": set(),
+    "ft_top_k": {"top_k"},
+    "adapter": {"ranks", "style", "non_linearity"},
+    "mam": {"ranks", "prefix_length"},
+    "unipelt": {"ranks", "prefix_length"},
+    "lora_prefix": {"ranks", "alpha", "dropout", "prefix_length"},
+}
+# Cells that cannot run at all: they must be declared as exclusions, never attempted or silently dropped.
+NOT_APPLICABLE = {
+    ("bitfit", "t5"): "T5 has no bias parameters: BitFit would train nothing",
+    ("bitfit", "llama"): "LLaMA has no bias parameters: BitFit would train nothing",
+}
+
+
+class StudyConfigError(ValueError):
+    """A study config that cannot run; the message names the file and the key."""
+
+
+# libyaml's loader is several times faster than the pure-Python one; the dry run parses every study.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
+    with open(schema_path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=YAML_LOADER)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse YAML, reporting syntax errors with the file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=YAML_LOADER)
+    except FileNotFoundError:
+        raise StudyConfigError(f"{path}: study config not found") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise StudyConfigError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _schema_message(error) -> str:
+    """Turn a jsonschema error into 'key.path: what is wrong' with the offending key named."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{_key_path(path + unknown[:1])}: unknown key {unknown[0]!r} (allowed here: {allowed})"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"{_key_path(path + [missing])}: required key is missing"
+    if error.validator == "propertyNames":
+        return f"{_key_path(path)}: invalid name {error.instance!r} ({error.message})"
+    return f"{_key_path(path)}: {error.message}"
+
+
+def validate_study(raw: Any, source: str | Path) -> dict:
+    """Validate a parsed study config and return it with defaults filled in."""
+    import jsonschema
+
+    if not isinstance(raw, dict):
+        raise StudyConfigError(f"{source}: a study config must be a mapping of keys, got {type(raw).__name__}")
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # The deepest error is the most specific one (the innermost offending key).
+        best = max(errors, key=lambda e: len(e.absolute_path))
+        raise StudyConfigError(f"{source}: {_schema_message(best)}")
+    study = copy.deepcopy(raw)
+    from peftstudy.data.registry import resolve_datasets
+    from peftstudy.modeling.registry import ModelRegistryError, resolve
+
+    try:
+        study["datasets"] = resolve_datasets(study["datasets"])
+    except ValueError as error:
+        raise StudyConfigError(f"{source}: {error}") from None
+
+    for name, model in study["models"].items():
+        try:
+            study["models"][name] = resolve(model, key=f"models.{name}")
+        except ModelRegistryError as error:
+            raise StudyConfigError(f"{source}: {error}") from None
+    study["statistics"] = {**STATISTICS_DEFAULTS, **study.get("statistics", {})}
+    study["statistics"]["rank_study"] = {**STATISTICS_DEFAULTS["rank_study"], **study["statistics"]["rank_study"]}
+    study.setdefault("exclusions", [])
+    study.setdefault("overrides", [])
+    study.setdefault("corpora", {})
+    study.setdefault("report", {})
+    _check_references(study, source)
+    study["report"].setdefault("table1_dataset", study["matrix"][0]["datasets"][0])
+    return study
+
+
+def _check_references(study: dict, source: str | Path) -> None:
+    def fail(key: str, message: str) -> None:
+        raise StudyConfigError(f"{source}: {key}: {message}")
+
+    for axis, section in (("datasets", "datasets"), ("models", "models"), ("methods", "methods")):
+        for index, block in enumerate(study["matrix"]):
+            for position, name in enumerate(block[axis]):
+                if name not in study[section]:
+                    known = ", ".join(sorted(study[section]))
+                    fail(f"matrix[{index}].{axis}[{position}]", f"unknown {axis[:-1]} {name!r} (declared: {known})")
+    for name, model in study["models"].items():
+        corpus = model.get("pretraining", {}).get("corpus")
+        if corpus is not None and corpus not in study["corpora"]:
+            fail(f"models.{name}.pretraining.corpus", f"unknown corpus {corpus!r} (declare it under 'corpora')")
+    for index, exclusion in enumerate(study["exclusions"]):
+        for axis in ("model", "method", "dataset"):
+            value = exclusion.get(axis)
+            if value is not None and value not in study[axis + "s"]:
+                fail(f"exclusions[{index}].{axis}", f"unknown {axis} {value!r}")
+    for index, override in enumerate(study["overrides"]):
+        if not any(axis in override for axis in ("model", "method", "dataset")):
+            fail(f"overrides[{index}]", "select cells with at least one of model, method, dataset")
+        for axis in ("model", "method", "dataset"):
+            value = override.get(axis)
+            if value is not None and value not in study[axis + "s"]:
+                fail(f"overrides[{index}].{axis}", f"unknown {axis} {value!r}")
+        for method in [override["method"]] if "method" in override else list(study["methods"]):
+            kind = study["methods"][method]["kind"]
+            extra = sorted(set(override.get("options", {})) - METHOD_OPTIONS[kind] - {"kind"} | (
+                {"ranks"} & set(override.get("options", {}))))
+            if extra:
+                fail(f"overrides[{index}].options.{extra[0]}", f"not a per-cell option of method {method!r} (kind "
+                     f"{kind!r}; its options: {', '.join(sorted(METHOD_OPTIONS[kind] - {'ranks'})) or 'none'})")
+    for name, spec in study["datasets"].items():
+        try:
+            task = dataset_task(spec)
+        except ValueError as error:
+            fail(f"datasets.{name}.task", str(error))
+        if task == "classification" and "labels" not in spec:
+            fail(f"datasets.{name}.labels", "a classification dataset declares its label set (the classes scored)")
+        if "labels" in spec and task != "classification":
+            fail(f"datasets.{name}.labels", f"a label set only applies to classification (this dataset's task: {task})")
+    for name, spec in study["methods"].items():
+        extra = sorted(set(spec) - {"kind", "description", "training"} - METHOD_OPTIONS[spec["kind"]])
+        if extra:
+            allowed = ", ".join(sorted(METHOD_OPTIONS[spec["kind"]])) or "none"
+            fail(f"methods.{name}.{extra[0]}", f"not an option of method kind {spec['kind']!r} (its options: {allowed})")
+    for index, block in enumerate(study["matrix"]):
+        for dataset in block["datasets"]:
+            task = dataset_task(study["datasets"][dataset])
+            for model in block["models"]:
+                for method in block["methods"]:
+                    if is_excluded(study, dataset, model, method) is not None:
+                        continue
+                    try:
+                        heads.head_spec(study["models"][model], study["datasets"][dataset], task,
+                                        training_settings(study, method, model, dataset),
+                                        method_options(study, method, model, dataset)["kind"])
+                    except heads.HeadError as error:
+                        fail(f"matrix[{index}]", f"cell ({dataset}, {model}, {method}): {error}")
+        if "ranks" in block:
+            declared = {r for m in block["methods"] for r in study["methods"][m].get("ranks", [])}
+            missing = sorted(set(block["ranks"]) - declared)
+            if missing:
+                fail(f"matrix[{index}].ranks", f"rank(s) {missing} not declared by any ranked method of the block")
+        for model in block["models"]:
+            family = study["models"][model]["family"]
+            for method in block["methods"]:
+                reason = NOT_APPLICABLE.get((study["methods"][method]["kind"], family))
+                if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
+                    fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
+                                             f" declare it under 'exclusions' with that reason")
+    for problem in validate_resources(study):
+        fail(*problem.split(": ", 1))
+    try:
+        validate_claims(study)
+    except ValueError as error:
+        fail("claims", str(error))
+    ranked = study["statistics"]["rank_study"]["method"]
+    if ranked not in study["methods"] or not study["methods"][ranked].get("ranks"):
+        fail("statistics.rank_study.method", f"{ranked!r} is not a declared method with ranks")
+    baseline = study["statistics"]["baseline_method"]
+    if baseline not in study["methods"]:
+        fail("statistics.baseline_method", f"unknown method {baseline!r}")
+    table1 = study["report"].get("table1_dataset")
+    if table1 is not None and table1 not in study["datasets"]:
+        fail("report.table1_dataset", f"unknown dataset {table1!r}")
+
+
+def load_study(path: str | Path) -> dict:
+    return validate_study(read_yaml(path), path)
+
+
+def shared_definitions_conflicts(studies: Mapping[str, Mapping]) -> list[str]:
+    """Datasets, corpora and models are cached by name across studies; one name must mean one thing."""
+    problems = []
+    for section in ("datasets", "corpora", "models"):
+        seen: dict[str, tuple[str, Any]] = {}
+        for study_name, study in studies.items():
+            for name, definition in study.get(section, {}).items():
+                # A model's task heads shape the runs of the study that declares them, not the cached base.
+                comparable = {k: v for k, v in definition.items()
+                              if k != "description" and not (section == "models" and k == "heads")}
+                if name in seen and seen[name][1] != comparable:
+                    problems.append(
+                        f"{section}.{name} is defined differently in studies {seen[name][0]!r} and {study_name!r};"
+                        f" cached artifacts are shared by name, so rename one of them"
+                    )
+                seen.setdefault(name, (study_name, comparable))
+    return problems

@@ -1,0 +1,136 @@
+import copy
+
+import pytest
+import yaml
+
+from peftstudy import study as studyconfig
+
+
+@pytest.fixture
+def demo(repository):
+    return yaml.safe_load((repository / "config" / "demo.yaml").read_text())
+
+
+def test_shipped_study_configs_validate(repository):
+    for path in [repository / "config.yaml", *sorted((repository / "config").glob("*.yaml"))]:
+        study = studyconfig.load_study(path)
+        assert studyconfig.expand_runs(study), path
+
+
+def test_paper_matrix_counts_and_exclusions(repository):
+    study = studyconfig.load_study(repository / "config.yaml")
+    runs = studyconfig.expand_runs(study)
+    assert len(runs) == 1050  # see test_dry_runs for the breakdown
+    assert not [r for r in runs if r.model == "llama-7b" and r.method == "full"]
+    assert not [r for r in runs if r.model in ("t5-base", "llama-7b") and r.method == "bitfit"]
+    assert {r.rank for r in runs if r.method == "lora"} == {4, 8, 16, 32, 64}
+    assert {r.rank for r in runs if r.method == "adapter"} == {64, 128, 256, 512}
+    assert {r.dataset for r in runs if r.method == "vera"} == {"products"}
+    assert {(r.model, r.rank) for r in runs if r.method == "lora_t5_split"} == {("t5-base", 8)}
+    assert study["methods"]["lora_t5_split"]["decoder_rank"] == 16
+    assert {r.seed for r in runs} == {42, 43, 44, 45, 46}
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda s: s["methods"].__setitem__("bogus", {"kind": "nonsense"}), "methods.bogus.kind"),
+        (lambda s: s["methods"]["lora"].__setitem__("ranks", [0, 8]), "methods.lora.ranks[0]"),
+        (lambda s: s.pop("training"), "training: required key is missing"),
+        (lambda s: s["training"].__setitem__("learnig_rate", 0.1), "unknown key 'learnig_rate'"),
+        (lambda s: s["matrix"][0]["methods"].append("adapters"), "matrix[0].methods[2]: unknown method 'adapters'"),
+        (lambda s: s["exclusions"].__setitem__(0, {"model": "nope", "reason": "x"}) if s.get("exclusions") else s.__setitem__("exclusions", [{"model": "nope", "reason": "x"}]), "exclusions[0].model"),
+        (lambda s: s.__setitem__("overrides", [{"method": "lora", "training": {"learning_rate": 0}}]), "overrides[0].training.learning_rate"),
+        (lambda s: s.__setitem__("overrides", [{"model": "gpt3", "training": {"epochs": 1}}]), "overrides[0].model: unknown model 'gpt3'"),
+        (lambda s: s.__setitem__("overrides", [{"reason": "x", "training": {"epochs": 1}}]), "overrides[0]: select cells"),
+        (lambda s: s["datasets"]["debian-products"].__setitem__("labels", ["a", "b"]), "datasets.debian-products.labels: a label set only applies to classification"),
+        (lambda s: s["datasets"]["debian-sections"].__setitem__("task", "generation"), "datasets.debian-sections.task: corpus 'debian_sections' is a classification corpus"),
+        (lambda s: s["datasets"]["debian-sections"].pop("labels"), "datasets.debian-sections.labels: a classification dataset declares its label set"),
+        (lambda s: s["models"].__setitem__("bert", {"registry": "all-minilm-l6-v2"}) or s["matrix"][0]["models"].append("bert"),
+         "matrix[0]: cell (debian-products, bert, full): model family bert has no generation head"),
+        (lambda s: s.__setitem__("overrides", [{"method": "lora", "options": {"alpah": 8}}]),
+         "overrides[0].options.alpah: not a per-cell option of method 'lora'"),
+        (lambda s: s.__setitem__("overrides", [{"method": "lora", "options": {"ranks": [2]}}]), "overrides[0].options.ranks"),
+        (lambda s: s["matrix"][2].__setitem__("ranks", [8, 32]), "matrix[2].ranks: rank(s) [32] not declared"),
+    ],
+)
+def test_bad_config_names_file_and_key(demo, mutate, expected):
+    broken = copy.deepcopy(demo)
+    mutate(broken)
+    with pytest.raises(studyconfig.StudyConfigError) as error:
+        studyconfig.validate_study(broken, "config/broken.yaml")
+    assert str(error.value).startswith("config/broken.yaml: ")
+    assert expected in str(error.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("study: x\nseeds: [1, 2\n")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        studyconfig.load_study(path)
+
+
+def test_variants_round_trip():
+    assert studyconfig.variant_name("lora", 16) == "lora-r16"
+    assert studyconfig.parse_variant("lora-r16") == ("lora", 16)
+    assert studyconfig.parse_variant("full") == ("full", None)
+    with pytest.raises(ValueError):
+        studyconfig.parse_variant("lora-r0")
+
+
+def test_run_settings_hold_method_overrides_only_for_that_method(demo):
+    study = studyconfig.validate_study(demo, "demo.yaml")
+    runs = studyconfig.expand_runs(study)
+    lora = next(r for r in runs if r.method == "lora")
+    full = next(r for r in runs if r.method == "full")
+    assert studyconfig.run_settings(study, lora)["training"]["learning_rate"] == demo["methods"]["lora"]["training"]["learning_rate"]
+    assert studyconfig.run_settings(study, full)["training"]["learning_rate"] == demo["training"]["learning_rate"]
+
+
+def test_conflicting_shared_definitions_are_reported(demo):
+    other = copy.deepcopy(demo)
+    other["study"] = "other"
+    other["datasets"]["debian-products"]["max_examples"] = 7
+    problems = studyconfig.shared_definitions_conflicts({"demo": demo, "other": other})
+    assert problems and "datasets.debian-products" in problems[0]
+
+
+def test_option_of_another_method_kind_is_rejected(demo):
+    broken = copy.deepcopy(demo)
+    broken["methods"]["full"]["alpha"] = 16
+    with pytest.raises(studyconfig.StudyConfigError, match=r"methods.full.alpha: not an option of method kind 'full'"):
+        studyconfig.validate_study(broken, "demo.yaml")
+
+
+def test_inapplicable_cell_must_be_declared_as_exclusion(demo):
+    study = copy.deepcopy(demo)
+    study["methods"]["bitfit"] = {"kind": "bitfit"}
+    study["matrix"] = [{"datasets": ["debian-products"], "models": ["gpt2-tiny", "t5-tiny"], "methods": ["bitfit"]}]
+    study["exclusions"] = []
+    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[0\]: method 'bitfit' cannot run on model 't5-tiny'"):
+        studyconfig.validate_study(study, "demo.yaml")
+    study["exclusions"] = [{"model": "t5-tiny", "method": "bitfit", "reason": "T5 has no biases"}]
+    runs = studyconfig.expand_runs(studyconfig.validate_study(study, "demo.yaml"))
+    assert {r.model for r in runs if r.method == "bitfit"} == {"gpt2-tiny"}
+
+
+def test_cell_overrides_apply_in_order_to_matching_cells_only(demo):
+    study = copy.deepcopy(demo)
+    study["overrides"] = [
+        {"model": "t5-tiny", "training": {"learning_rate": 0.5, "epochs": 7}},
+        {"model": "t5-tiny", "method": "lora", "training": {"learning_rate": 0.25}},
+    ]
+    study = studyconfig.validate_study(study, "demo")
+    lora_lr = study["methods"]["lora"]["training"]["learning_rate"]
+    assert studyconfig.training_settings(study, "lora", "gpt2-tiny", "debian-products")["learning_rate"] == lora_lr
+    t5_lora = studyconfig.training_settings(study, "lora", "t5-tiny", "debian-products")
+    assert (t5_lora["learning_rate"], t5_lora["epochs"]) == (0.25, 7)
+    assert studyconfig.training_settings(study, "full", "t5-tiny", "debian-products")["learning_rate"] == 0.5
+    run = next(r for r in studyconfig.expand_runs(study) if r.model == "t5-tiny" and r.method == "lora")
+    assert studyconfig.run_settings(study, run)["training"]["learning_rate"] == 0.25
+
+
+def test_matrix_block_ranks_pick_variants_of_ranked_methods_only(demo):
+    study = studyconfig.validate_study(demo, "config/demo.yaml")
+    tasks = {(r.dataset, r.method, r.rank) for r in studyconfig.expand_runs(study) if r.dataset != "debian-products"}
+    assert tasks == {(d, m, r) for d in ("debian-sections", "debian-package-qa") for m, r in (("full", None), ("lora", 8))}
