@@ -97,8 +97,9 @@ def test_cycle_finder_finds_a_cycle():
 
 FORBIDDEN = {
     # stage: (package stages it must not import, third-party modules it must not import)
-    "stats": ({"training", "modeling", "methods", "generation", "metrics", "report", "claims"}, HEAVY),
-    "claims": ({"training", "modeling", "methods", "generation", "metrics"}, HEAVY),
+    # The statistics and the claims read metrics.csv and the metric catalogue, never a model.
+    "stats": ({"training", "modeling", "methods", "generation", "report", "claims"}, HEAVY),
+    "claims": ({"training", "modeling", "methods", "generation"}, HEAVY),
     "metrics": ({"training"}, set()),
     "report": ({"training", "modeling", "generation"}, HEAVY),
     "study": ({"training", "generation", "metrics", "stats", "claims", "report"}, set()),
