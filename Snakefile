@@ -27,34 +27,16 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/human_eval.smk"
 
 
-localrules:
-    all,
-    prepare_wordnet,
-    aggregate_metrics,
-    statistics,
-    comparisons,
-    anova,
-    correlations,
-    rank_study,
-    stats_table,
-    claims_table,
-    data_card,
-    table1_methods,
-    significance_table,
-    metric_table,
-    rating_sheet,
-    human_ratings,
-    human_tables,
-    figure_output_clusters,
-    figure_stats,
-    paper_tex,
-    paper_pdf,
-
-
 rule all:
     input:
         study_targets(MAIN_STUDY, with_runs=True),
     default_target: True
+    localrule: True
+
+
+# Before the study targets are added: each rule's log follows the one scheme, and no study is named like a rule
+# (its target rule takes its name).
+check_rules(workflow.rules)
 
 
 # One target per study (`snakemake --cores 2 demo`). Listing every run's metrics.json here makes a deleted

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from peftstudy import io
+from peftstudy.data.prepare import dataset_task
 
 CRITERIA = ("factual_accuracy", "stylistic_consistency", "readability", "informativeness", "creativity")
 ERROR_CATEGORIES = ("factual_inaccuracy", "stylistic_inconsistency", "repetition", "incompleteness", "grammar")
@@ -35,6 +36,18 @@ def settings(study: Mapping) -> dict:
     merged = {**DEFAULTS, **study.get("human_evaluation", {})}
     merged.setdefault("ratings_dir", f"human_eval/{study['study']}/ratings")
     return merged
+
+
+def evaluated_runs(study: Mapping, runs: Iterable) -> list[dict]:
+    """The runs (Run objects of the study) whose outputs go to the raters, as the rating sheet's run identities: every
+    run of the selected datasets (by default, those whose outputs are free text) and models (by default, all)."""
+    chosen = settings(study)
+    text_datasets = [name for name, spec in study["datasets"].items() if dataset_task(spec) == "generation"]
+    selected = [run for run in runs
+                if run.dataset in chosen.get("datasets", text_datasets) and run.model in chosen.get("models", [run.model])]
+    return [{"dataset": run.dataset, "model": run.model, "method": run.method,
+             "rank": "" if run.rank is None else str(run.rank), "seed": run.seed, "directory": run.directory}
+            for run in selected]
 
 
 def item_code(secret: str, run_key: str, example_id: str) -> str:

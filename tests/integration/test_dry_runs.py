@@ -73,3 +73,36 @@ def test_seed001_study_expands_to_lora_r8_against_full_on_every_task(snakemake_r
     assert bert["method_spec"]["head"]["kind"] == "classifier" and bert["training"]["learning_rate"] == 2e-5
     assert bert["training"]["batch_size"] == 16
     assert "head" not in run_settings(study, Run("seed001", "sst2", "gpt2-small", "full", 42))["method_spec"]
+
+
+def test_every_job_logs_under_its_study_or_shared_then_its_rule(snakemake_runner):
+    """One log scheme (README, "Logs"): logs/<study>/<rule>/... for a study's jobs, logs/shared/<rule>/... for the
+    datasets, corpora and base models studies share; every job that runs a script has its own log."""
+    import re
+
+    result = snakemake_runner(["-n", "--forceall", "demo"])
+    jobs = re.findall(r"^rule (\w+):\n((?:    .*\n)*)", result.stdout + result.stderr, re.M)
+    logs = {}
+    for rule, block in jobs:
+        found = re.search(r"^    log: (\S+)$", block, re.M)
+        logs.setdefault(rule, []).append(found.group(1) if found else None)
+    assert logs.pop("demo") == [None]  # the study's target runs nothing
+    assert sum(map(len, logs.values())) == 201 - 1
+    for rule, paths in logs.items():
+        scope = "shared" if rule.startswith("prepare_") else "demo"
+        for path in paths:
+            assert path and path.startswith(f"logs/{scope}/{rule}/") and path.endswith(".log"), (rule, path)
+        assert len(set(paths)) == len(paths), rule  # no two jobs share a log
+    assert logs["claims_table"] == ["logs/demo/claims_table/job.log"]
+    assert sorted(logs["stats_table"])[0] == "logs/demo/stats_table/anova.log"
+    assert "logs/demo/train/debian-products/gpt2-tiny/full/seed1.log" in logs["train"]
+
+
+def test_a_study_named_like_a_rule_is_refused(snakemake_runner, repository, tmp_path):
+    (tmp_path / "config").mkdir()
+    clash = (repository / "config" / "demo.yaml").read_text().replace("\nstudy: demo\n", "\nstudy: figure_stats\n", 1)
+    (tmp_path / "config" / "clash.yaml").write_text(clash)
+    result = snakemake_runner(["--snakefile", repository / "Snakefile", "--directory", tmp_path, "--configfile",
+                               tmp_path / "config" / "clash.yaml", "-n"], check=False)
+    assert result.returncode != 0
+    assert "study name 'figure_stats' is reserved (it names a rule)" in result.stdout + result.stderr

@@ -235,7 +235,7 @@ def test_qlora_cell_runs_on_the_forced_avx512bf16_route_and_every_record_has_its
     assert train["validation_losses"] and all(math.isfinite(v) for v in train["validation_losses"])
     assert len(json.loads((qlora / "generation.json").read_text())["settings"]) and (qlora / "generations.jsonl").stat().st_size
 
-    code = {stage: script_fingerprint(REPOSITORY / "workflow/scripts" / f"{stage}.py")
+    code = {stage: script_fingerprint(REPOSITORY / "workflow/scripts" / f"{stage}.py", REPOSITORY / "src/peftstudy")
             for stage in ("train", "generate", "score")}
     for metrics_path in sorted((workdir / "results/micro/runs").glob("*/*/*/*/metrics.json")):
         run_dir = metrics_path.parent
@@ -427,3 +427,23 @@ def test_a_package_change_redoes_exactly_the_rules_whose_scripts_import_it(workd
     assert not {"train", "generate", "score", "aggregate_metrics", "statistics", "metric_table"} & set(plan)
 
     assert planned() == {}  # the edits undone, nothing to do again
+
+
+@pytest.mark.slow
+def test_editing_a_study_key_redoes_only_the_outputs_that_read_it(workdir):
+    """Each report rule's params hold only the keys of the study its script reads (study_part in report.smk), so
+    rewording a claim redoes the claims table and the paper (which states the whole study), no other table or
+    figure; the paper's authors redo the paper alone."""
+    snakemake(workdir, "micro")  # up to date whatever the tests before left behind
+    reworded = copy.deepcopy(MICRO)
+    reworded["claims"][0]["text"] = "LoRA r4 trains under five percent of the parameters"
+    authored = copy.deepcopy(MICRO)
+    authored["report"] = {"authors": "A. Reviewer"}
+    try:
+        write_study(workdir, reworded)
+        assert planned_jobs(workdir, "micro") == {"claims_table": 1, "paper_tex": 1, "paper_pdf": 1, "micro": 1}
+        write_study(workdir, authored)
+        assert planned_jobs(workdir, "micro") == {"paper_tex": 1, "paper_pdf": 1, "micro": 1}
+    finally:
+        write_study(workdir, MICRO)
+    assert planned_jobs(workdir, "micro") == {}

@@ -92,3 +92,32 @@ def test_bad_sheets_name_the_file_and_line(tmp_path):
         human_eval.read_ratings(path, {"i1"})
     with pytest.raises(human_eval.RatingSheetError, match=r"rater_x.csv:2: unknown item 'i1'"):
         human_eval.read_ratings(path, set())
+
+
+def evaluation_study(**human_evaluation):
+    """Free text (products), a classification dataset (sections, task from its corpus), and two models."""
+    study = {"study": "s", "datasets": {"products": {"source": "synthetic", "corpus": "synthetic"},
+                                        "sections": {"source": "snapshot", "corpus": "debian_sections"}}}
+    return {**study, "human_evaluation": human_evaluation} if human_evaluation else study
+
+
+def evaluation_runs():
+    from peftstudy.study.matrix import Run
+
+    return [Run("s", dataset, model, variant, seed) for dataset in ("products", "sections")
+            for model in ("gpt2", "t5") for variant in ("full", "lora-r8") for seed in (1, 2)]
+
+
+def test_the_raters_get_every_free_text_run_by_default():
+    runs = human_eval.evaluated_runs(evaluation_study(), evaluation_runs())
+    assert len(runs) == 2 * 2 * 2 and {run["dataset"] for run in runs} == {"products"}  # not the classifier's labels
+    assert runs[0] == {"dataset": "products", "model": "gpt2", "method": "full", "rank": "", "seed": 1,
+                       "directory": "results/s/runs/products/gpt2/full/seed1"}
+    assert runs[2] == {"dataset": "products", "model": "gpt2", "method": "lora", "rank": "8", "seed": 1,
+                       "directory": "results/s/runs/products/gpt2/lora-r8/seed1"}
+
+
+def test_the_study_may_choose_the_datasets_and_models_rated():
+    runs = human_eval.evaluated_runs(evaluation_study(datasets=["sections"], models=["t5"]), evaluation_runs())
+    assert {(run["dataset"], run["model"]) for run in runs} == {("sections", "t5")} and len(runs) == 4
+    assert human_eval.evaluated_runs(evaluation_study(models=["llama"]), evaluation_runs()) == []

@@ -13,7 +13,7 @@ rule prepare_base:
         **cluster_resources("pretrain"),
     threads: 1
     log:
-        "logs/prepare_base/{model}.log",
+        "logs/shared/prepare_base/{model}.log",
     benchmark:
         "logs/benchmarks/prepare_base/{model}.tsv"
     script:

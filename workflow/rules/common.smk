@@ -14,10 +14,13 @@ os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
 from peftstudy import human_eval
 from peftstudy import study as studyconfig
-from peftstudy.data.prepare import dataset_task, snapshot_corpus
+from peftstudy.data.prepare import SPLITS, dataset_task, snapshot_corpus
 from peftstudy.execution import cluster
-from peftstudy.execution.snakefile import script_fingerprint
+from peftstudy.execution.snakefile import log_scheme_problems, script_fingerprint
 from peftstudy.report import outputs as paper_report
+from peftstudy.report.panels import output_cluster_panels
+from peftstudy.study import matrix
+from peftstudy.study import settings as study_settings
 
 
 def code_of(script):
@@ -28,21 +31,10 @@ def code_of(script):
                               Path(PACKAGE_SOURCE) / "peftstudy")
 
 
+# Each name in a path matches what its definition allows (the study schema; a Run's variant and seed; the splits).
 wildcard_constraints:
-    study=r"[a-z0-9_]+",
-    dataset=r"[a-z0-9][a-z0-9_.-]*",
-    corpus=r"[a-z0-9][a-z0-9_.-]*",
-    model=r"[a-z0-9][a-z0-9_.-]*",
-    variant=r"[a-z][a-z0-9_]*(-r[1-9][0-9]*)?",
-    seed=r"[0-9]+",
-    split=r"train|validation|test",
-
-
-RESERVED_TARGETS = {"all", "prepare_dataset", "prepare_corpus", "prepare_wordnet", "prepare_base", "train", "generate", "score",
-                    "aggregate_metrics", "statistics", "comparisons", "anova", "correlations", "rank_study",
-                    "stats_table", "claims_table", "table1_methods", "significance_table", "metric_table", "paper_tex",
-                    "paper_pdf", "rating_sheet", "human_ratings", "human_tables", "figure_output_clusters",
-                    "figure_stats", "data_card"}
+    **matrix.path_patterns(studyconfig.load_schema()),
+    split="|".join(SPLITS),
 
 
 def _load_studies():
@@ -60,8 +52,6 @@ def _load_studies():
     for path in files:
         study = studyconfig.load_study(path)
         name = study["study"]
-        if name in RESERVED_TARGETS:
-            raise WorkflowError(f"{path}: study name {name!r} is reserved (it names a rule)")
         if name in studies:
             raise WorkflowError(f"{path}: study name {name!r} is already used by {sources[name]}")
         studies[name], sources[name] = study, path
@@ -81,7 +71,6 @@ RUN_INDEX = {(r.study, r.dataset, r.model, r.variant, int(r.seed)): r for runs i
 DATASETS = {name: spec for s in STUDIES.values() for name, spec in s["datasets"].items()}
 CORPORA = {name: spec for s in STUDIES.values() for name, spec in s["corpora"].items()}
 MODELS = {name: spec for s in STUDIES.values() for name, spec in s["models"].items()}
-SPLITS = ["train", "validation", "test"]
 RUN_DIR = "results/{study}/runs/{dataset}/{model}/{variant}/seed{seed}"
 
 
@@ -99,7 +88,20 @@ def run_of(wildcards):
     return RUN_INDEX[key]
 
 
-def run_settings(wildcards):
+def check_rules(rules):
+    """The Snakefile's check of its rules, before it adds a target rule per study: every rule that runs a script
+    keeps one log, logs/{study}/<rule>/<its other wildcards>.log (or .../job.log), logs/shared/<rule>/... where it
+    has no study (README, "Logs"); and no study is named like a rule (its target rule would clash)."""
+    rules = list(rules)
+    problems = log_scheme_problems((rule.name, list(rule.log), rule.wildcard_names, rule.script is not None)
+                                   for rule in rules)
+    if problems:
+        raise WorkflowError("log paths outside the one scheme:\n" + "\n".join(problems))
+    for name in sorted(set(STUDIES) & {rule.name for rule in rules}):
+        raise WorkflowError(f"{STUDY_FILES[name]}: study name {name!r} is reserved (it names a rule)")
+
+
+def settings_of_run(wildcards):
     return studyconfig.run_settings(study_of(wildcards), run_of(wildcards))
 
 
@@ -107,9 +109,6 @@ try:
     CLUSTER_SITE = cluster.site_settings()  # partition/account: environment or slurm/local.yaml
 except cluster.ClusterSettingsError as error:
     raise WorkflowError(str(error)) from None
-# Shared artifacts (a dataset, a base model) take their resources from the first study declaring them.
-DECLARING_STUDY = {(section, name): spec for spec in reversed(list(STUDIES.values()))
-                   for section in ("datasets", "corpora", "models") for name in spec[section]}
 
 
 def cluster_resources(job):
@@ -123,11 +122,13 @@ def cluster_resources(job):
             run = run_of(wildcards)
             return cluster.slurm_resources(study_of(wildcards), job, model=run.model, method=run.method,
                                            attempt=attempt, site=CLUSTER_SITE)
+        # A shared artifact (a dataset, corpus or base model) takes its resources from the first study declaring it.
         if job == "pretrain":
-            study, model = DECLARING_STUDY[("models", wildcards.model)], wildcards.model
+            study, model = study_settings.declaring_study(STUDIES, "models", wildcards.model), wildcards.model
         else:
-            key = ("datasets", wildcards.dataset) if "dataset" in wildcards.keys() else ("corpora", wildcards.corpus)
-            study, model = DECLARING_STUDY[key], None
+            section, name = (("datasets", wildcards.dataset) if "dataset" in wildcards.keys()
+                             else ("corpora", wildcards.corpus))
+            study, model = study_settings.declaring_study(STUDIES, section, name), None
         return cluster.slurm_resources(study, job, model=model, attempt=attempt, site=CLUSTER_SITE)
 
     return {name: (lambda wildcards, attempt, name=name: resources(wildcards, attempt)[name])
@@ -139,20 +140,15 @@ def statistics_settings(*keys):
     return lambda wildcards: {key: study_of(wildcards)["statistics"][key] for key in keys}
 
 
+def study_part(*paths):
+    """An input function giving a report rule only the keys of its study that its script reads ("methods",
+    "statistics.alpha", ...; see study.settings.study_part): editing any other key of the study reruns none of its
+    jobs, and a script reading a key left out fails naming it."""
+    return lambda wildcards: study_settings.study_part(study_of(wildcards), paths)
+
+
 def generation_settings(wildcards):
-    study = study_of(wildcards)
-    run = run_of(wildcards)
-    training = studyconfig.training_settings(study, run.method, run.model, run.dataset)
-    return {
-        # A dataset may override generation settings (a class label needs a few tokens, not a paragraph).
-        "generation": {**study["generation"], **study["datasets"][run.dataset].get("generation", {}),
-                       **({"labels": study["datasets"][run.dataset]["labels"]}
-                          if dataset_task(study["datasets"][run.dataset]) == "classification" else {})},
-        "max_source_tokens": training["max_source_tokens"],
-        "max_target_tokens": training["max_target_tokens"],
-        "method_spec": studyconfig.run_settings(study, run)["method_spec"],
-        "family": study["models"][run.model]["family"],
-    }
+    return study_settings.generation_settings(study_of(wildcards), run_of(wildcards))
 
 
 def dataset_inputs(wildcards):
@@ -177,8 +173,7 @@ def base_inputs(wildcards):
 
 
 def base_spec(wildcards):
-    """What the base is made from; a study's task heads (which differ between studies) are not part of it."""
-    return {"name": wildcards.model, **{k: v for k, v in MODELS[wildcards.model].items() if k != "heads"}}
+    return study_settings.base_settings(wildcards.model, MODELS[wildcards.model])
 
 
 def run_paths(study_name, filename):
@@ -204,20 +199,13 @@ def study_dataset_model_pairs(wildcards):
     return sorted({(r.dataset, r.model) for r in RUNS[wildcards.study]})
 
 
-def human_eval_settings(wildcards):
-    return human_eval.settings(study_of(wildcards))
+def human_eval_settings(*keys):
+    """An input function giving a rule the human-evaluation settings it reads."""
+    return lambda wildcards: {key: human_eval.settings(study_of(wildcards))[key] for key in keys}
 
 
 def human_eval_runs(wildcards):
-    """The runs whose outputs go to the raters: every run of the selected datasets (by default, those whose
-    outputs are free text) and models."""
-    settings = human_eval_settings(wildcards)
-    study = study_of(wildcards)
-    text_datasets = [name for name, spec in study["datasets"].items() if dataset_task(spec) == "generation"]
-    selected = [r for r in RUNS[wildcards.study]
-                if r.dataset in settings.get("datasets", text_datasets) and r.model in settings.get("models", [r.model])]
-    return [{"dataset": r.dataset, "model": r.model, "method": r.method, "rank": "" if r.rank is None else str(r.rank),
-             "seed": r.seed, "directory": r.directory} for r in selected]
+    return human_eval.evaluated_runs(study_of(wildcards), RUNS[wildcards.study])
 
 
 def human_eval_generations(wildcards):
@@ -225,31 +213,11 @@ def human_eval_generations(wildcards):
 
 
 def human_eval_rating_files(wildcards):
-    return sorted(str(p) for p in Path(human_eval_settings(wildcards)["ratings_dir"]).glob("*.csv"))
+    return sorted(str(p) for p in Path(human_eval.settings(study_of(wildcards))["ratings_dir"]).glob("*.csv"))
 
 
 def cluster_figure_panels(wildcards):
-    """Per model of the Table-1 dataset (or, when it is not free text, the study's first free-text dataset): every
-    method variant's first seed (its generations and metrics). None when the study generates no free text."""
-    study = study_of(wildcards)
-    free_text = [name for name in [study["report"]["table1_dataset"], *study["datasets"]]
-                 if dataset_task(study["datasets"][name]) == "generation"]
-    if not free_text:
-        return []
-    dataset = free_text[0]
-    panels = {}
-    for run in RUNS[wildcards.study]:
-        if run.dataset != dataset:
-            continue
-        series = panels.setdefault(run.model, {})
-        if run.variant not in series or run.seed < series[run.variant]["seed"]:
-            series[run.variant] = {"seed": run.seed, "label": run.variant,
-                                   "generations": f"{run.directory}/generations.jsonl", "metrics": f"{run.directory}/metrics.json"}
-    order = {name: index for index, name in enumerate(study["methods"])}
-    return [{"title": f"{model} on {dataset}: outputs per method (first seed)",
-             "series": sorted(series.values(), key=lambda s: (order[studyconfig.parse_variant(s["label"])[0]],
-                                                              studyconfig.parse_variant(s["label"])[1] or 0))}
-            for model, series in sorted(panels.items())]
+    return output_cluster_panels(study_of(wildcards), RUNS[wildcards.study])
 
 
 PAPER_FIGURES = list(paper_report.FIGURES)

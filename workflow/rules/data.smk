@@ -13,7 +13,7 @@ rule prepare_dataset:
     resources:
         **cluster_resources("prepare"),
     log:
-        "logs/prepare_dataset/{dataset}.log",
+        "logs/shared/prepare_dataset/{dataset}.log",
     script:
         "../scripts/prepare_dataset.py"
 
@@ -30,7 +30,7 @@ rule prepare_corpus:
     resources:
         **cluster_resources("prepare"),
     log:
-        "logs/prepare_corpus/{corpus}.log",
+        "logs/shared/prepare_corpus/{corpus}.log",
     script:
         "../scripts/prepare_corpus.py"
 
@@ -44,6 +44,7 @@ rule prepare_wordnet:
     params:
         code=code_of("prepare_wordnet.py"),
     log:
-        "logs/prepare_wordnet.log",
+        "logs/shared/prepare_wordnet/job.log",
+    localrule: True
     script:
         "../scripts/prepare_wordnet.py"

@@ -9,10 +9,11 @@ rule rating_sheet:
         key="results/{study}/human_eval/blinding_key.csv",
     params:
         runs=human_eval_runs,
-        settings=human_eval_settings,
+        settings=human_eval_settings("examples_per_cell", "seed"),
         code=code_of("rating_sheet.py"),
     log:
-        "logs/{study}/rating_sheet.log",
+        "logs/{study}/rating_sheet/job.log",
+    localrule: True
     script:
         "../scripts/rating_sheet.py"
 
@@ -29,7 +30,8 @@ rule human_ratings:
     params:
         code=code_of("human_ratings.py"),
     log:
-        "logs/{study}/human_ratings.log",
+        "logs/{study}/human_ratings/job.log",
+    localrule: True
     script:
         "../scripts/human_ratings.py"
 
@@ -46,10 +48,11 @@ rule human_tables:
         errors_csv="reports/{study}/tables/human_errors.csv",
         errors_tex="reports/{study}/tables/human_errors.tex",
     params:
-        study=study_of,
-        settings=human_eval_settings,
+        study=study_part("methods"),
+        settings=human_eval_settings("ratings_dir"),
         code=code_of("human_tables.py"),
     log:
-        "logs/{study}/human_tables.log",
+        "logs/{study}/human_tables/job.log",
+    localrule: True
     script:
         "../scripts/human_tables.py"

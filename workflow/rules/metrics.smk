@@ -33,6 +33,7 @@ rule aggregate_metrics:
     params:
         code=code_of("aggregate_metrics.py"),
     log:
-        "logs/{study}/aggregate_metrics.log",
+        "logs/{study}/aggregate_metrics/job.log",
+    localrule: True
     script:
         "../scripts/aggregate_metrics.py"

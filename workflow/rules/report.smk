@@ -1,4 +1,5 @@
-# Tables (each its own target, CSV twin + booktabs .tex) and the paper PDF.
+# Tables (each its own target, CSV twin + booktabs .tex) and the paper PDF. Each rule gets only the keys of the study
+# its script reads (study_part), so editing a key reruns only the tables and figures showing it; the paper reads all.
 
 
 rule table1_methods:
@@ -9,10 +10,12 @@ rule table1_methods:
         csv=report("reports/{study}/tables/table1_methods.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/table1_methods.tex",
     params:
-        study=study_of,
+        study=study_part("datasets", "methods", "costs", "report.table1_dataset", "statistics.baseline_method",
+                         "statistics.correction", "statistics.alpha"),
         code=code_of("table1_methods.py"),
     log:
-        "logs/{study}/table1_methods.log",
+        "logs/{study}/table1_methods/job.log",
+    localrule: True
     script:
         "../scripts/table1_methods.py"
 
@@ -24,10 +27,12 @@ rule significance_table:
         csv=report("reports/{study}/tables/significance.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/significance.tex",
     params:
-        study=study_of,
+        study=study_part("datasets", "methods", "report.table1_dataset", "statistics.baseline_method",
+                         "statistics.correction", "statistics.confidence", "statistics.practical_thresholds"),
         code=code_of("significance_table.py"),
     log:
-        "logs/{study}/significance_table.log",
+        "logs/{study}/significance_table/job.log",
+    localrule: True
     script:
         "../scripts/significance_table.py"
 
@@ -41,10 +46,11 @@ rule paper_tex:
     output:
         "reports/{study}/paper.tex",
     params:
-        study=study_of,
+        study=study_of,  # all of it: the paper states the study's settings and the hash of its config
         code=code_of("paper_tex.py"),
     log:
-        "logs/{study}/paper_tex.log",
+        "logs/{study}/paper_tex/job.log",
+    localrule: True
     script:
         "../scripts/paper_tex.py"
 
@@ -59,7 +65,8 @@ rule paper_pdf:
     params:
         code=code_of("paper_pdf.py"),
     log:
-        "logs/{study}/paper_pdf.log",
+        "logs/{study}/paper_pdf/job.log",
+    localrule: True
     script:
         "../scripts/paper_pdf.py"
 
@@ -73,12 +80,13 @@ rule metric_table:
         csv=report("reports/{study}/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",
     wildcard_constraints:
-        table="quality|diversity|efficiency|cost|classification|extractive_qa|per_class",
+        table=paper_report.wildcard_constraint("metric_table"),
     params:
-        study=study_of,
+        study=study_part("datasets", "matrix", "methods", "generation", "metrics", "costs", "report.table1_dataset"),
         code=code_of("metric_table.py"),
     log:
-        "logs/{study}/metric_table_{table}.log",
+        "logs/{study}/metric_table/{table}.log",
+    localrule: True
     script:
         "../scripts/metric_table.py"
 
@@ -92,12 +100,13 @@ rule data_card:
         csv=report("reports/{study}/tables/data_card.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/data_card.tex",
     params:
-        study=study_of,
+        study=study_part("training", "methods", "overrides", "statistics.baseline_method"),
         bases=study_model_bases,
         pairs=study_dataset_model_pairs,
         code=code_of("data_card.py"),
     log:
-        "logs/{study}/data_card.log",
+        "logs/{study}/data_card/job.log",
+    localrule: True
     script:
         "../scripts/data_card.py"
 
@@ -116,12 +125,15 @@ rule stats_table:
         csv=report("reports/{study}/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",
     wildcard_constraints:
-        table="anova|correlations|rank_study|power|qlora|architecture|domain",
+        table=paper_report.wildcard_constraint("stats_table"),
     params:
-        study=study_of,
+        study=study_part("datasets", "matrix", "methods", "report.table1_dataset", "statistics.alpha",
+                         "statistics.confidence", "statistics.baseline_method", "statistics.power",
+                         "statistics.rank_study"),
         code=code_of("stats_table.py"),
     log:
-        "logs/{study}/stats_table_{table}.log",
+        "logs/{study}/stats_table/{table}.log",
+    localrule: True
     script:
         "../scripts/stats_table.py"
 
@@ -136,10 +148,13 @@ rule claims_table:
         csv=report("reports/{study}/tables/claims_check.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/claims_check.tex",
     params:
-        study=study_of,
+        # The claims, the names and matrix their cells are checked against, and the rank study's settings.
+        study=study_part("claims", "datasets", "models", "methods", "matrix", "exclusions", "seeds",
+                         "statistics.confidence", "statistics.rank_study"),
         code=code_of("claims_table.py"),
     log:
-        "logs/{study}/claims_table.log",
+        "logs/{study}/claims_table/job.log",
+    localrule: True
     script:
         "../scripts/claims_table.py"
 
@@ -153,12 +168,14 @@ rule figure_stats:
     output:
         report("reports/{study}/figures/{figure}.pdf", caption="../report/figure.rst", category="Figures"),
     wildcard_constraints:
-        figure="rank_saturation|quality_vs_parameters|efficiency|correlation_heatmap|diversity",
+        figure=paper_report.wildcard_constraint("figure_stats"),
     params:
-        study=study_of,
+        study=study_part("datasets", "models", "matrix", "methods", "report.table1_dataset", "statistics.alpha",
+                         "statistics.compare_metrics", "statistics.rank_study"),
         code=code_of("figure_stats.py"),
     log:
-        "logs/{study}/figure_{figure}.log",
+        "logs/{study}/figure_stats/{figure}.log",
+    localrule: True
     script:
         "../scripts/figure_stats.py"
 
@@ -174,6 +191,7 @@ rule figure_output_clusters:
         embedding_model=lambda w: study_of(w).get("metrics", {}).get("embeddings", {}).get("model", "all-MiniLM-L6-v2"),
         code=code_of("figure_output_clusters.py"),
     log:
-        "logs/{study}/figure_output_clusters.log",
+        "logs/{study}/figure_output_clusters/job.log",
+    localrule: True
     script:
         "../scripts/figure_output_clusters.py"

@@ -12,7 +12,8 @@ rule statistics:
         statistics=statistics_settings("confidence", "bootstrap"),
         code=code_of("stats_summary.py"),
     log:
-        "logs/{study}/stats/summary.log",
+        "logs/{study}/statistics/job.log",
+    localrule: True
     script:
         "../scripts/stats_summary.py"
 
@@ -28,7 +29,8 @@ rule comparisons:
                                        "compare_metrics", "power"),
         code=code_of("stats_comparisons.py"),
     log:
-        "logs/{study}/stats/comparisons.log",
+        "logs/{study}/comparisons/job.log",
+    localrule: True
     script:
         "../scripts/stats_comparisons.py"
 
@@ -44,7 +46,8 @@ rule anova:
         statistics=statistics_settings("alpha", "compare_metrics"),
         code=code_of("stats_anova.py"),
     log:
-        "logs/{study}/stats/anova.log",
+        "logs/{study}/anova/job.log",
+    localrule: True
     script:
         "../scripts/stats_anova.py"
 
@@ -58,7 +61,8 @@ rule correlations:
         statistics=statistics_settings("compare_metrics"),
         code=code_of("stats_correlations.py"),
     log:
-        "logs/{study}/stats/correlations.log",
+        "logs/{study}/correlations/job.log",
+    localrule: True
     script:
         "../scripts/stats_correlations.py"
 
@@ -72,6 +76,7 @@ rule rank_study:
         statistics=statistics_settings("rank_study", "practical_thresholds", "confidence"),
         code=code_of("stats_rank_study.py"),
     log:
-        "logs/{study}/stats/rank_study.log",
+        "logs/{study}/rank_study/job.log",
+    localrule: True
     script:
         "../scripts/stats_rank_study.py"

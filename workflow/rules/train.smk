@@ -9,7 +9,7 @@ rule train:
         weights=directory(RUN_DIR + "/weights"),
         record=RUN_DIR + "/train.json",
     params:
-        settings=run_settings,
+        settings=settings_of_run,
         code=code_of("train.py"),
         # Outside the declared outputs (Snakemake deletes those before a rerun): a rerun resumes from here.
         max_oom_halvings=lambda w: cluster.resource_setting(study_of(w), "max_oom_halvings"),

@@ -55,6 +55,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from peftstudy.metrics import catalogue
 from peftstudy.report.latex import tex_text
 from peftstudy.stats.describe import confidence_interval
 from peftstudy.study.claims import (
@@ -90,14 +91,6 @@ COLUMNS = [
     "reason", "claim_verdict",
 ]
 
-METRIC_NAMES = {
-    "bleu4": "BLEU-4", "rouge_l": "ROUGE-L", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "meteor": "METEOR",
-    "bertscore_f1": "BERTScore F1", "accuracy": "accuracy", "macro_f1": "macro F1", "exact_match": "exact match",
-    "squad_f1": "SQuAD F1", "trainable_percent": "trainable %", "train_time_s": "training time",
-    "train_peak_memory_bytes": "peak training memory", "train_energy_kwh": "training energy",
-    "inference_ms_per_example": "inference time per example", "perplexity": "perplexity",
-}
-
 
 # -- the claim spec -------------------------------------------------------------------------------------------
 
@@ -105,7 +98,8 @@ METRIC_NAMES = {
 # -- formatting -----------------------------------------------------------------------------------------------
 
 def metric_name(metric: str) -> str:
-    return METRIC_NAMES.get(metric, metric)
+    """How a check's description names the metric: the catalogue's phrase ('exact match'), else its name."""
+    return catalogue.phrase(metric)
 
 
 def cell_label(cell: Mapping, fields: Sequence[str] = ()) -> str:

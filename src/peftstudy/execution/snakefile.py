@@ -186,7 +186,7 @@ def _moved_away() -> bool:
 
 
 def _package_root(package_root: str | Path | None) -> Path:
-    return (Path(__file__).parent if package_root is None else Path(package_root)).resolve()
+    return (Path(__file__).parents[1] if package_root is None else Path(package_root)).resolve()
 
 
 def _package_modules(root: Path) -> dict[str, Path]:
@@ -280,8 +280,25 @@ def import_closure(script: str | Path, package_root: str | Path | None = None) -
     return tuple(sorted(modules[name].relative_to(root.parent).as_posix() for name in found))
 
 
+def package_data(closure: tuple[str, ...], package_root: str | Path | None = None) -> tuple[str, ...]:
+    """The non-Python files beside the modules of `closure` (paths as import_closure gives them): files in their
+    directories and in data folders below them that are not packages themselves (report/templates/)."""
+    root = _package_root(package_root)
+    found = set()
+    for directory in {(root.parent / relative).parent for relative in closure}:
+        for path in directory.rglob("*"):
+            inside = path.relative_to(directory).parts[:-1]
+            if (path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in inside
+                    and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+                    and not any((directory.joinpath(*inside[:depth + 1]) / "__init__.py").exists()
+                                for depth in range(len(inside)))):
+                found.add(path.relative_to(root.parent).as_posix())
+    return tuple(sorted(found))
+
+
 def script_fingerprint(script: str | Path, package_root: str | Path | None = None) -> str:
-    """sha256 of the package source that a workflow script runs: every module in its import closure.
+    """sha256 of the package source that a workflow script runs: every module in its import closure, and the data
+    files those modules' packages ship (the study schema, the paper template).
 
     Snakemake tracks a rule's script, not the package the script calls. Given to the rule as a param (`code`),
     this makes Snakemake redo the rule when any module the script imports changes, and only the rules whose
@@ -291,8 +308,50 @@ def script_fingerprint(script: str | Path, package_root: str | Path | None = Non
 
     root = _package_root(package_root)
     digest = hashlib.sha256()
-    for relative in import_closure(script, root):
+    closure = import_closure(script, root)
+    for relative in (*closure, *package_data(closure, root)):
         stat = (root.parent / relative).stat()
         file_digest = _file_digest(str(root.parent / relative), stat.st_mtime_ns, stat.st_size)
         digest.update(f"{relative}\0{file_digest}\0".encode())
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------- logs
+
+SHARED_LOGS = "shared"  # logs/shared/<rule>/...: the jobs of artifacts that studies share (datasets, corpora, bases)
+_CONSTRAINED_WILDCARD = re.compile(r"\{\s*(\w+)\s*,(?:[^{}]|\{[^{}]*\})*\}")
+_WILDCARD = re.compile(r"\{(\w+)\}")
+
+
+def log_pattern(rule: str, wildcards=(), shared: bool = False) -> str:
+    """Where a rule's jobs log, the one scheme of every rule: logs/{study}/<rule>/<wildcards>.log, or
+    logs/shared/<rule>/<wildcards>.log for a rule without a study; <wildcards> are the job's other wildcards, one
+    path segment each in the given order ("seed{seed}" may stand for {seed}), or "job" when it has none."""
+    segments = [str(w) if "{" in str(w) else f"{{{w}}}" for w in wildcards] or ["job"]
+    return "/".join(["logs", SHARED_LOGS if shared else "{study}", rule, *segments]) + ".log"
+
+
+def log_scheme_problems(rules) -> list[str]:
+    """What breaks the log scheme (log_pattern) among the workflow's rules, one line each.
+
+    rules: (name, log patterns, wildcard names, runs code) per rule, patterns as Snakemake holds them (wildcard
+    constraints allowed). A rule that runs code keeps one log, named by all its wildcards so no two jobs share it.
+    """
+    problems = []
+    for name, logs, wildcards, runs_code in rules:
+        logs = [_CONSTRAINED_WILDCARD.sub(r"{\1}", str(log)) for log in logs]
+        if not logs:
+            if runs_code:
+                problems.append(f"rule {name}: keeps no log (give it {log_pattern(name)!r} or the like)")
+            continue
+        if len(logs) > 1:
+            problems.append(f"rule {name}: {len(logs)} logs; a job keeps one")
+        log, wildcards = logs[0], set(wildcards)
+        shared = "study" not in wildcards
+        prefix = f"logs/{SHARED_LOGS if shared else '{study}'}/{name}/"
+        rest = log[len(prefix):-len(".log")] if log.startswith(prefix) and log.endswith(".log") else None
+        named = set(_WILDCARD.findall(rest or "")) if rest is not None else set()
+        if rest is None or not rest or (rest == "job") != (wildcards <= {"study"}) or named != wildcards - {"study"}:
+            problems.append(f"rule {name}: log {log!r} is not {prefix}<its other wildcards, one path segment each,"
+                            f" or job>.log")
+    return problems

@@ -1,8 +1,17 @@
-"""Fine-tuning methods behind one registry: adding a method = one module entry + schema + tests.
+"""Fine-tuning methods behind one registry: adding a method = a Method subclass + its entry here + tests.
 
 Each method decides how the base is loaded for training (QLoRA quantizes it), which
 parameters train, what runs after each optimizer step (AdaLoRA reallocates ranks),
 what is stored, and how the stored result is loaded for generation.
+
+Each method also describes itself (class attributes of :class:`Method`): the options a study
+file may give its kind, as JSON-schema fragments (``options``, ``required_options``), its
+report label and size symbol (``label``, ``size_symbol``), whether it trains classifier/span
+heads (``trains_heads``) and trains under FSDP (``shardable``, ``not_shardable_reason``), the
+model families it cannot run on (``not_applicable``), and extra training-record fields
+(``record_extras``). The study's validation and schema, FSDP and the report read these from
+:data:`METHODS`; no other module lists the methods, so a new method needs no edit elsewhere
+(not even the study schema).
 """
 
 from peftstudy.methods.base import (
@@ -22,6 +31,12 @@ METHODS: dict[str, Method] = {}
 def register(method: Method) -> Method:
     if method.kind in METHODS:
         raise ValueError(f"method kind {method.kind!r} registered twice")
+    for name, fragment in method.options.items():
+        # One study-file key means one thing: an override without a method sets it for every kind.
+        other = next((m for m in METHODS.values() if name in m.options and m.options[name] != fragment), None)
+        if other is not None:
+            raise ValueError(f"method kind {method.kind!r} declares option {name!r} unlike kind {other.kind!r}"
+                             f" ({fragment!r} vs {other.options[name]!r}): give it another name")
     METHODS[method.kind] = method
     return method
 

@@ -64,7 +64,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from peftstudy.methods.base import Method
+from peftstudy.methods.base import Method, shared_options
 
 ADAPTER_NAME = "peftstudy"
 SAFE_WEIGHTS_FILE = "adapter.safetensors"
@@ -119,9 +119,15 @@ def xavier_uniform_bottlenecks(model, name: str = ADAPTER_NAME) -> int:
     return count
 
 
+# Prefix length of the kinds that combine prefix tuning with adapters or LoRA.
+PREFIX_LENGTH = {"type": "integer", "minimum": 1}
+
+
 class AdapterHubMethod(Method):
     """Common life cycle: adapters.init -> add_adapter -> train_adapter; saved/loaded with save/load_adapter."""
 
+    trains_heads = False
+    shardable = True
     uses_prefix = False  # kinds with prefix tuning switch the model to eager attention (use_eager_attention)
 
     def adapter_config(self, hidden_size: int, family: str, spec: Mapping, rank: int | None):
@@ -238,6 +244,11 @@ def deduplicate_shared(state_dict: Mapping) -> dict:
 
 class BottleneckAdapter(AdapterHubMethod):
     kind = "adapter"
+    options = shared_options("ranks", style={"enum": list(STYLES)},
+                             non_linearity={"enum": list(NON_LINEARITIES)})
+    required_options = ("ranks",)
+    label = "Bottleneck adapter"
+    size_symbol = "b"  # the swept size is the bottleneck's
 
     def adapter_config(self, hidden_size, family, spec, rank):
         import adapters
@@ -260,6 +271,9 @@ class BottleneckAdapter(AdapterHubMethod):
 
 class MixAndMatch(AdapterHubMethod):
     kind = "mam"
+    options = shared_options("ranks", prefix_length=PREFIX_LENGTH)
+    label = "MAM adapter"
+    size_symbol = "b"
     uses_prefix = True
 
     def adapter_config(self, hidden_size, family, spec, rank):
@@ -276,6 +290,9 @@ class MixAndMatch(AdapterHubMethod):
 
 class UniPELT(AdapterHubMethod):
     kind = "unipelt"
+    options = shared_options("ranks", prefix_length=PREFIX_LENGTH)
+    label = "UniPELT"
+    size_symbol = "b"
     uses_prefix = True
 
     def adapter_config(self, hidden_size, family, spec, rank):
@@ -288,6 +305,9 @@ class UniPELT(AdapterHubMethod):
 
 class LoRAPrefix(AdapterHubMethod):
     kind = "lora_prefix"
+    options = shared_options("ranks", "alpha", "dropout", prefix_length=PREFIX_LENGTH)
+    required_options = ("ranks",)
+    label = "LoRA + prefix"  # the swept size is LoRA's rank
     uses_prefix = True
 
     def adapter_config(self, hidden_size, family, spec, rank):

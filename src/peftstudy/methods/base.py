@@ -5,6 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+# JSON-schema fragments of the options several kinds accept. One definition each: an option key means the same
+# thing in every method entry of a study file (and in an override that selects no method); the registry refuses
+# a kind that declares a key another kind declares differently.
+SHARED_OPTIONS = {
+    "ranks": {
+        "description": "swept size: LoRA-family rank, or bottleneck size for adapters; one run variant per value",
+        "type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "uniqueItems": True,
+    },
+    "alpha": {"type": "number", "exclusiveMinimum": 0},
+    "dropout": {"type": "number", "minimum": 0, "maximum": 1},
+    "target_modules": {
+        "description": "'attention' (all linear layers of attention, the paper's choice), 'attention+mlp', or an "
+                       "explicit list of module-name suffixes",
+        "oneOf": [{"enum": ["attention", "attention+mlp"]},
+                  {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+    },
+}
+
+
+def shared_options(*names: str, **own: Mapping) -> dict[str, Mapping]:
+    """A kind's options: the named shared ones, then its own (name=JSON-schema fragment)."""
+    return {**{name: SHARED_OPTIONS[name] for name in names}, **own}
+
+
+# LoRA's options (DoRA and QLoRA take them too).
+LORA_OPTIONS = shared_options(
+    "ranks", "alpha", "dropout", "target_modules",
+    decoder_rank={"type": "integer", "minimum": 1, "description": "encoder-decoder models: LoRA rank of the decoder "
+                                                                  "(the swept rank applies to the encoder)"},
+)
+
 # Linear layers of attention per family (the paper's LoRA targets), and of the MLP.
 ATTENTION_TARGETS = {
     # GPT-2's c_proj exists in attention and MLP: anchor on the attention block.
@@ -27,9 +58,41 @@ FAN_IN_FAN_OUT = {"gpt2": True}
 
 
 class Method:
+    """A fine-tuning method, and everything the rest of the package knows about it.
+
+    The class attributes below are the method's description: the study's validation (study/config.py), the study
+    schema (load_schema), FSDP (training/fsdp.py) and the report's labels (report/labels.py) read them from the
+    registry (peftstudy.methods.METHODS) and keep no table of their own. A new method is a subclass that sets
+    them, its entry in the registry, and tests.
+    """
+
+    # Name of the method in a study file (a method entry's ``kind``) and in the registry.
     kind: str = ""
+    # The keys a study's entry of this kind may give besides kind, description and training (and the keys an
+    # override's options may set, ranks excepted), each with the JSON-schema fragment its value must match:
+    # study.config.load_schema adds them to the study schema; any other key is an error.
+    options: Mapping[str, Mapping] = {}
+    # Options an entry of this kind must give (ranked kinds: the swept ranks).
+    required_options: tuple[str, ...] = ()
+    # The method's name in every report table (LaTeX); empty: the kind, escaped.
+    label: str = ""
+    # Symbol of the swept size in labels: "r" for a rank, "b" for adapters' bottleneck size ($b=64$).
+    size_symbol: str = "r"
+    # Whether it can train a model with a classifier or span head (the head itself always trains); a study cell
+    # that would need it otherwise is refused at validation.
+    trains_heads: bool = False
+    # Whether it trains under FSDP (training.data_parallel: fsdp) with a single process's numbers and weights,
+    # as tests/unit/training/test_distributed.py checks; if not, why (the error says so, never a DDP fallback).
+    shardable: bool = False
+    not_shardable_reason: str = "it has not been tested sharded"
+    # Model families it cannot run on at all, with the reason: a study must declare those cells as exclusions.
+    not_applicable: Mapping[str, str] = {}
     # Whether an interrupted run can resume from a checkpoint with the numbers of an uninterrupted one.
     resumable: bool = True
+
+    def record_extras(self, model) -> dict:
+        """Fields the method adds to the training record of the trained model (QLoRA: its quantization); none."""
+        return {}
 
     def load_base_for_training(self, base_dir: Path, spec: Mapping, device: str):
         """(model, tokenizer, manifest) to adapt; QLoRA overrides this to load quantized weights."""
@@ -60,6 +123,10 @@ class Method:
 
 class FullFineTuning(Method):
     kind = "full"
+    options = {}
+    label = "Full fine-tuning"
+    trains_heads = True
+    shardable = True
 
     def prepare(self, model, family, spec, rank, total_steps=None):
         for parameter in model.parameters():
@@ -175,6 +242,11 @@ class LoRA(PeftMethod):
     """
 
     kind = "lora"
+    options = LORA_OPTIONS
+    required_options = ("ranks",)
+    label = "LoRA"
+    trains_heads = True
+    shardable = True
     use_dora = False
 
     def peft_config(self, family, spec, rank):

@@ -95,6 +95,14 @@ class BitFit(PartialFineTuning):
     """
 
     kind = "bitfit"
+    options = {}
+    label = "BitFit"
+    trains_heads = False
+    shardable = True
+    not_applicable = {
+        "t5": "T5 has no bias parameters: BitFit would train nothing",
+        "llama": "LLaMA has no bias parameters: BitFit would train nothing",
+    }
 
     def trainable_names(self, model, family, spec):
         names = [name for name, _ in model.named_parameters() if name == "bias" or name.endswith(".bias")]
@@ -140,6 +148,10 @@ class FineTuneTopK(PartialFineTuning):
     """
 
     kind = "ft_top_k"
+    options = {"top_k": {"type": "integer", "minimum": 1, "description": "FT-top-k: number of final blocks fine-tuned"}}
+    label = "FT top-$k$"
+    trains_heads = False
+    shardable = True
 
     def trainable_names(self, model, family, spec):
         top_k = spec.get("top_k", 2)

@@ -16,8 +16,12 @@ from peftstudy.methods.base import (
     PeftMethod,
     head_modules,
     lora_targets,
+    shared_options,
     task_type,
 )
+
+# Virtual tokens of prefix and prompt tuning.
+NUM_VIRTUAL_TOKENS = {"type": "integer", "minimum": 1}
 
 
 def positive_rank(kind: str, rank: int | None) -> int:
@@ -35,6 +39,7 @@ class DoRA(LoRA):
     """
 
     kind = "dora"
+    label = "DoRA"  # LoRA's options, heads and FSDP support
     use_dora = True
 
 
@@ -56,6 +61,18 @@ class AdaLoRA(PeftMethod):
     """
 
     kind = "adalora"
+    options = shared_options(
+        "ranks", "alpha", "dropout", "target_modules",
+        init_rank={"type": "integer", "minimum": 1, "description": "AdaLoRA: initial rank before budget reallocation"},
+        orth_reg_weight={"type": "number", "minimum": 0,
+                         "description": "AdaLoRA: weight of the orthogonality penalty on P and Q (default 0.5)"},
+    )
+    required_options = ("ranks",)
+    label = "AdaLoRA"
+    trains_heads = True
+    shardable = False
+    not_shardable_reason = ("AdaLoRA's orthogonality penalty and rank reallocation compute with whole parameters "
+                            "outside the forward pass, where FSDP holds only shards")
     # peft's rank allocator keeps its importance scores outside the state dict: a resumed run could not equal
     # an uninterrupted one, so an interrupted AdaLoRA run restarts from step 0 instead.
     resumable = False
@@ -158,6 +175,11 @@ class VeRA(PeftMethod):
     """
 
     kind = "vera"
+    options = shared_options("ranks", "dropout", "target_modules")
+    required_options = ("ranks",)
+    label = "VeRA"
+    trains_heads = True
+    shardable = True
 
     def peft_config(self, family, spec, rank):
         from peft import VeraConfig
@@ -219,6 +241,10 @@ class IA3(PeftMethod):
     """
 
     kind = "ia3"
+    options = shared_options("target_modules")
+    label = "(IA)$^3$"
+    trains_heads = True
+    shardable = True
 
     def peft_config(self, family, spec, rank):
         from peft import IA3Config
@@ -248,6 +274,10 @@ class PrefixTuning(PeftMethod):
     """
 
     kind = "prefix"
+    options = shared_options(num_virtual_tokens=NUM_VIRTUAL_TOKENS, prefix_projection={"type": "boolean"})
+    label = "Prefix tuning"
+    trains_heads = False
+    shardable = True
 
     def peft_config(self, family, spec, rank):
         from peft import PrefixTuningConfig
@@ -318,6 +348,11 @@ class PromptTuning(PeftMethod):
     """
 
     kind = "prompt"
+    options = shared_options(num_virtual_tokens=NUM_VIRTUAL_TOKENS, prompt_init={"enum": ["random", "text"]},
+                             prompt_init_text={"type": "string", "minLength": 1})
+    label = "Prompt tuning"
+    trains_heads = False
+    shardable = True
     DEFAULT_INIT_TEXT = "Describe the input in one sentence:"
 
     def __init__(self):

@@ -24,9 +24,9 @@ No silent fallback
 
 Optimizer
     The QLoRA paper pages AdamW's state to CPU memory (``bnb.optim.PagedAdamW``); paging is a CUDA
-    unified-memory feature. This study's training loop (``peftstudy.training.loop.make_optimizer``) uses plain
+    unified-memory feature. This study's training loop (``peftstudy.training.optimizer.make_optimizer``) uses plain
     ``torch.optim.AdamW`` for every method, QLoRA included, on CPU and GPU alike; the run record says so
-    (``training_record_extras``: ``optimizer`` and ``paged_optimizer: false``) rather than claiming paging.
+    (``record_extras``: ``optimizer`` and ``paged_optimizer: false``) rather than claiming paging.
 
 Same numbers on every CPU
     bitsandbytes picks CPU kernels by CPU flags. On a CPU with AVX512-BF16 its ``Linear4bit`` repacks the
@@ -50,13 +50,13 @@ import functools
 from pathlib import Path
 from typing import Mapping
 
-from peftstudy.methods.base import LoRA, Method, head_modules
+from peftstudy.methods.base import LORA_OPTIONS, LoRA, Method, head_modules
 
 QUANTIZED_CLASS_NAMES = {4: "Linear4bit", 8: "Linear8bitLt"}
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 DEFAULTS = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bf16"}
 FOUR_BIT_ONLY = ("quant_type", "double_quant", "compute_dtype")
-# The training loop's optimizer (peftstudy.training.loop.make_optimizer); recorded, never claimed to be paged.
+# The training loop's optimizer (peftstudy.training.optimizer.make_optimizer); recorded, never claimed to be paged.
 TRAINING_LOOP_OPTIMIZER = "torch.optim.AdamW"
 QUANTIZATION_FILE = "quantization.json"
 
@@ -260,6 +260,21 @@ def quantized_weight_bytes(model, stored_dtype=None) -> dict:
 
 class QLoRA(Method):
     kind = "qlora"
+    options = {
+        **LORA_OPTIONS,
+        "bits": {"enum": [4, 8]},
+        "quant_type": {"enum": ["nf4", "fp4"]},
+        "double_quant": {"type": "boolean"},
+        "compute_dtype": {"enum": list(COMPUTE_DTYPES)},
+        "gradient_checkpointing": {"type": "boolean", "description": "QLoRA: recompute activations in the backward "
+                                   "pass (default true, the QLoRA recipe; saves memory, same gradients)"},
+    }
+    required_options = ("ranks",)
+    label = "QLoRA"
+    trains_heads = True
+    shardable = False
+    not_shardable_reason = ("QLoRA's quantized base (bitsandbytes, on CUDA) is loaded onto the device whole and "
+                            "FSDP does not shard its quantized weights here")
 
     def load_base_for_training(self, base_dir, spec, device):
         return load_quantized_base(base_dir, spec, device, head=spec.get("head"))
@@ -289,8 +304,8 @@ class QLoRA(Method):
     def quantized_weight_bytes(self, model) -> dict:
         return quantized_weight_bytes(model)
 
-    def training_record_extras(self, model) -> dict:
-        """Extra fields for the training record (the training loop merges them in)."""
+    def record_extras(self, model) -> dict:
+        """The quantization, its measured sizes and the optimizer actually used, for the training record."""
         sizes = quantized_weight_bytes(model)
         settings = getattr(model, "peftstudy_quantization", None)
         modules = quantized_modules(model)

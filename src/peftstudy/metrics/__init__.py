@@ -2,5 +2,5 @@
 scoring a run into the tidy metrics table (scoring.py).
 
 Nothing is imported here: training and generation import efficiency.py alone, and the workflow's code
-fingerprints (snakefile_support.import_closure) follow imports, so an edit to scoring must not redo training.
+fingerprints (execution.snakefile.import_closure) follow imports, so an edit to scoring must not redo training.
 """

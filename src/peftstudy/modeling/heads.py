@@ -35,8 +35,6 @@ HEAD_MODULES = {
     ("span", "bert"): "qa_outputs", ("span", "gpt2"): "qa_outputs", ("span", "llama"): "qa_outputs",
     ("span", "t5"): "qa_outputs",
 }
-# Methods that can train a model with a classifier or span head (the head itself is always trained).
-HEAD_METHODS = {"full", "lora", "dora", "adalora", "vera", "ia3", "qlora"}
 # SQuAD's usual post-processing (the BERT paper's run_squad): best of the n top starts x n top ends.
 SPAN_CANDIDATES = 20
 DEFAULT_MAX_ANSWER_TOKENS = 30
@@ -56,14 +54,15 @@ def head_kind(model_spec: Mapping, task: str) -> str:
     return chosen
 
 
-def head_spec(model_spec: Mapping, dataset_spec: Mapping, task: str, training: Mapping, method_kind: str) -> dict:
-    """The head of one cell, with everything that shapes it (its label set, its windows): a run setting."""
+def head_spec(model_spec: Mapping, dataset_spec: Mapping, task: str, training: Mapping) -> dict:
+    """The head of one cell, with everything that shapes it (its label set, its windows): a run setting.
+
+    Whether the cell's method can train it is the method's to say (Method.trains_heads): the study checks
+    that (study.settings.cell_head), as this module knows no method.
+    """
     kind = head_kind(model_spec, task)
     if kind == "lm":
         return {"kind": "lm"}
-    if method_kind not in HEAD_METHODS:
-        raise HeadError(f"method kind {method_kind!r} cannot train a {kind} head yet (supported: "
-                        f"{', '.join(sorted(HEAD_METHODS))}); give the model a text-to-text head (heads: lm)")
     module = HEAD_MODULES[(kind, model_spec["family"])]
     if kind == "classifier":
         return {"kind": kind, "labels": list(dataset_spec["labels"]), "module": module}

@@ -8,40 +8,18 @@ from typing import Mapping, Sequence
 from peftstudy.report.latex import latex_escape
 
 
-def run_provenance_latex(context: Mapping) -> str:
-    """The per-run provenance table (a longtable: one row per run) with its machine and package legends."""
+def run_provenance_values(context: Mapping) -> dict:
+    """What paper.tex's per-run provenance table places (nothing when there are no rows): the stages, each run's
+    row and the machine and package legends, LaTeX-escaped (a legend's key is already LaTeX)."""
     rows = context.get("provenance_rows") or []
     if not rows:
-        return ""
-    stage_header = " & ".join(rf"\multicolumn{{3}}{{c}}{{{stage}}}" for stage in PROVENANCE_STAGES)
-    header = ("Dataset & Model & Variant & Seed & " + " & ".join(["settings", "code", "machine"] * len(PROVENANCE_STAGES))
-              + r" \\")
-    body = "\n".join(" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in rows)
-    legend = lambda items: "\n".join(rf"\item \textbf{{{key}}}: {latex_escape(text)}" for key, text in items)
-    return rf"""
-\subsection{{Per-run provenance}}
-For every run and stage: the first hex digits of the SHA-256 of the run's resolved settings for that stage, of the
-stage's code fingerprint (the package modules its workflow script imports), and the machine (M, with the facts that
-decide which kernels run) and package versions (P) it ran with.
-{{\footnotesize
-\begin{{longtable}}{{llll{"lll" * len(PROVENANCE_STAGES)}}}
-\toprule
- & & & & {stage_header} \\
-{header}
-\midrule
-\endhead
-{body}
-\bottomrule
-\end{{longtable}}}}
-Machines:
-\begin{{itemize}}
-{legend(context["provenance_machines"])}
-\end{{itemize}}
-Package versions:
-\begin{{itemize}}
-{legend(context["provenance_packages"])}
-\end{{itemize}}
-"""
+        return {"provenance_rows": [], "stages": PROVENANCE_STAGES, "provenance_machines": [], "provenance_packages": []}
+    return {
+        "provenance_rows": [[latex_escape(cell) for cell in row] for row in rows],
+        "stages": PROVENANCE_STAGES,
+        "provenance_machines": [(key, latex_escape(text)) for key, text in context["provenance_machines"]],
+        "provenance_packages": [(key, latex_escape(text)) for key, text in context["provenance_packages"]],
+    }
 
 
 def seeds_text(study: Mapping) -> str:

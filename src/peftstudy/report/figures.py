@@ -6,6 +6,7 @@ import math
 from typing import Mapping, Sequence
 
 from peftstudy import io
+from peftstudy.metrics import catalogue
 
 
 def _save(figure, out_path) -> None:
@@ -74,9 +75,9 @@ PAGE_WIDTH = 6.5  # inches: the text width of the paper
 MAX_HEIGHT = 9.0  # inches: at most a page of text
 FONT_SIZES = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "xtick.labelsize": 6,
               "ytick.labelsize": 6, "legend.fontsize": 6, "figure.titlesize": 8}
-EFFICIENCY_METRICS = (("train_peak_memory_bytes", "Train peak memory (MB)", 1e-6),
-                      ("train_time_s", "Train time (s)", 1.0),
-                      ("train_energy_kwh", "Train energy (kWh)", 1.0))
+# (metric, axis title, scale): the metric catalogue's heading and scale.
+EFFICIENCY_METRICS = tuple((metric, catalogue.heading(metric), catalogue.scale(metric))
+                           for metric in ("train_peak_memory_bytes", "train_time_s", "train_energy_kwh"))
 DIVERSITY_METRICS = ("distinct_1", "distinct_2", "mattr", "mean_pairwise_cosine")
 
 

@@ -6,29 +6,32 @@ from typing import Mapping
 
 import pandas as pd
 
+from peftstudy.methods import METHODS
 from peftstudy.report.latex import is_nan, latex_escape
 
-METHOD_LABELS = {
-    "full": "Full fine-tuning", "lora": "LoRA", "dora": "DoRA", "adalora": "AdaLoRA", "vera": "VeRA",
-    "ia3": "(IA)$^3$", "qlora": "QLoRA", "prefix": "Prefix tuning", "prompt": "Prompt tuning", "bitfit": "BitFit",
-    "ft_top_k": "FT top-$k$", "adapter": "Bottleneck adapter", "mam": "MAM adapter", "unipelt": "UniPELT",
-    "lora_prefix": "LoRA + prefix",
-}
 
-
-BOTTLENECK_KINDS = {"adapter", "mam", "unipelt"}
+def kind_label(kind: str) -> str:
+    """LaTeX name of a method kind: the method's label (Method.label), else the kind itself."""
+    method = METHODS.get(kind)
+    return method.label if method is not None and method.label else latex_escape(kind)
 
 
 def method_label(study: Mapping, method: str, rank) -> str:
     """LaTeX label: the kind's name, plus the config name when it differs (e.g. two adapter styles)."""
     kind = study["methods"][method]["kind"]
-    label = METHOD_LABELS.get(kind, latex_escape(kind))
+    label = kind_label(kind)
     if method != kind:
         label += r" {\footnotesize(" + latex_escape(method) + ")}"
     if rank in ("", None) or is_nan(rank):
         return label
-    symbol = "b" if kind in BOTTLENECK_KINDS else "r"  # adapters sweep their bottleneck size
+    symbol = METHODS[kind].size_symbol if kind in METHODS else "r"  # adapters sweep their bottleneck size (b)
     return f"{label} ${symbol}={rank}$"
+
+
+def registered_label(name: str) -> str:
+    """The label of the registered method kind `name`, else `name` unchanged (a caption escapes it later)."""
+    method = METHODS.get(name)
+    return method.label if method is not None and method.label else name
 
 
 def _rank_key(rank) -> int:

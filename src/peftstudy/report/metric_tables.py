@@ -15,35 +15,26 @@ from typing import Mapping
 import pandas as pd
 
 from peftstudy.data.prepare import dataset_task
+from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label
 from peftstudy.report.latex import is_nan, latex_escape
 
-# (metric, column header, scale, digits); scale converts the stored unit to the header's.
+# name -> (title, its metrics); headers, scales and digits are the metric catalogue's.
 GROUPS = {
-    "quality": ("Quality beyond Table 1", [
-        ("rouge1", "ROUGE-1", 1, 2), ("rouge2", "ROUGE-2", 1, 2), ("rouge_lsum", "ROUGE-Lsum", 1, 2),
-        ("meteor", "METEOR", 1, 2), ("bertscore_precision", "BERTScore P", 1, 3), ("bertscore_recall", "BERTScore R", 1, 3),
-        ("bertscore_f1", "BERTScore F1", 1, 3), ("perplexity", "Perplexity", 1, 1)]),
-    "diversity": ("Diversity of the outputs", [
-        ("ttr", "TTR", 1, 3), ("mattr", "MATTR", 1, 3), ("yules_k", "Yule's K", 1, 0), ("distinct_1", "Dist-1", 1, 3),
-        ("distinct_2", "Dist-2", 1, 3), ("novel_ngram_rate", "Novel 3-grams", 1, 3), ("repetition_rate", "Repeats", 1, 3),
-        ("mean_pairwise_cosine", "Mean cos", 1, 3), ("semantic_clusters", "Clusters", 1, 1), ("silhouette", "Silhouette", 1, 3)]),
-    "efficiency": ("Efficiency", [
-        ("train_time_s", "Train (s)", 1, 1), ("time_per_step_s", "s/step", 1, 3), ("tokens_per_s", "Tokens/s", 1, 0),
-        ("train_peak_memory_bytes", "Train peak (MB)", 1e-6, 0), ("train_energy_kwh", "Train energy (kWh)", 1, 4),
-        ("inference_ms_per_example", "ms/example", 1, 2), ("examples_per_s", "Examples/s", 1, 1),
-        ("generate_peak_memory_bytes", "Generate peak (MB)", 1e-6, 0)]),
-    "cost": ("Cost", [
-        ("training_cost", "Training", 1, None), ("training_energy_cost", "Training energy", 1, None),
-        ("storage_cost_per_month", "Storage / month", 1, None), ("inference_cost_per_1000", "Inference / 1000", 1, None)]),
+    "quality": ("Quality beyond Table 1", ["rouge1", "rouge2", "rouge_lsum", "meteor", "bertscore_precision",
+                                           "bertscore_recall", "bertscore_f1", "perplexity"]),
+    "diversity": ("Diversity of the outputs", ["ttr", "mattr", "yules_k", "distinct_1", "distinct_2", "novel_ngram_rate",
+                                               "repetition_rate", "mean_pairwise_cosine", "semantic_clusters",
+                                               "silhouette"]),
+    "efficiency": ("Efficiency", ["train_time_s", "time_per_step_s", "tokens_per_s", "train_peak_memory_bytes",
+                                  "train_energy_kwh", "inference_ms_per_example", "examples_per_s",
+                                  "generate_peak_memory_bytes"]),
+    "cost": ("Cost", ["training_cost", "training_energy_cost", "storage_cost_per_month", "inference_cost_per_1000"]),
 }
 # Tables over every dataset of one task (seeds 001/004), rather than over the Table-1 dataset.
 TASK_GROUPS = {
-    "classification": ("Text classification", [
-        ("accuracy", "Accuracy (%)", 1, 1), ("macro_f1", "Macro-F1 (%)", 1, 1),
-        ("invalid_label_rate", "Outside label set (%)", 1, 1)]),
-    "extractive_qa": ("Extractive question answering (SQuAD v1.1 scoring)", [
-        ("exact_match", "Exact match (%)", 1, 1), ("squad_f1", "F1 (%)", 1, 1)]),
+    "classification": ("Text classification", ["accuracy", "macro_f1", "invalid_label_rate"]),
+    "extractive_qa": ("Extractive question answering (SQuAD v1.1 scoring)", ["exact_match", "squad_f1"]),
 }
 GROUPS.update(TASK_GROUPS)
 PER_CLASS = "per_class"
@@ -60,16 +51,16 @@ def table_datasets(name: str, study: Mapping) -> list[str]:
 
 
 def group_columns(name: str, study: Mapping) -> list[tuple]:
-    columns = list(GROUPS[name][1])
+    """(metric, header, scale, digits) of each column: the cost table adds each scenario's TCO (and ROI)."""
+    metrics = list(GROUPS[name][1])
     if name == "cost":
         for scenario in study.get("costs", {}).get("scenarios", []):
-            columns.append((f"tco[{scenario['name']}]", f"TCO {scenario['name']}", 1, None))
+            metrics.append(f"tco[{scenario['name']}]")
             if "value_per_1000_requests" in scenario:
-                columns.append((f"roi[{scenario['name']}]", f"ROI {scenario['name']}", 1, 2))
-    if name == "diversity":
-        n = study.get("metrics", {}).get("diversity", {}).get("novel_ngram_n", 3)
-        columns = [(m, f"Novel {n}-grams" if m == "novel_ngram_rate" else h, s, d) for m, h, s, d in columns]
-    return columns
+                metrics.append(f"roi[{scenario['name']}]")
+    n = study.get("metrics", {}).get("diversity", {}).get("novel_ngram_n", 3)
+    return [(metric, f"Novel {n}-grams" if metric == "novel_ngram_rate" else catalogue.heading(metric),
+             catalogue.scale(metric), catalogue.digits(metric)) for metric in metrics]
 
 
 def group_table(name: str, summary: pd.DataFrame, metrics: pd.DataFrame, study: Mapping) -> pd.DataFrame:
@@ -90,7 +81,13 @@ def group_table(name: str, summary: pd.DataFrame, metrics: pd.DataFrame, study: 
     return in_study_order(pd.DataFrame(rows), study, ("dataset", "model"))
 
 
-CLASS_METRIC = re.compile(r"^(precision|recall|f1)\[(.+)\]$")
+PER_CLASS_MEASURES = ("precision", "recall", "f1")  # the metrics <measure>[<class>] of each class
+CLASS_METRIC = re.compile(rf"^({'|'.join(PER_CLASS_MEASURES)})\[(.+)\]$")
+
+
+def _per_class(measure: str) -> catalogue.Metric:
+    """The catalogue's entry of a per-class measure (the family <measure>[<class>])."""
+    return catalogue.entry(f"{measure}[class]")
 
 
 def per_class_table(summary: pd.DataFrame, study: Mapping) -> pd.DataFrame:
@@ -218,7 +215,9 @@ def per_class_latex(table: pd.DataFrame, notes: list[str], study: Mapping) -> st
              r" when $n > 1$) over seeds.}",
              rf"\label{{tab:{PER_CLASS}}}",
              r"\begin{tabular}{lllrrr}", r"\toprule",
-             r"Dataset / model & Method & Class & Precision & Recall & F1 \\", r"\midrule"]
+             "Dataset / model & Method & Class & "
+             + " & ".join(latex_escape(_per_class(measure).label) for measure in PER_CLASS_MEASURES) + r" \\",
+             r"\midrule"]
     previous = None
     for _, row in table.iterrows():
         cell = (row["dataset"], row["model"], row["method"], row["rank"])
@@ -229,7 +228,7 @@ def per_class_latex(table: pd.DataFrame, notes: list[str], study: Mapping) -> st
             r"\texttt{" + latex_escape(f"{row['dataset']} / {row['model']}") + "}" if first else "",
             method_label(study, row["method"], row["rank"]) if first else "",
             r"\texttt{" + latex_escape(row["class"]) + "}",
-            *(_cell(row, measure, 1, 1) for measure in ("precision", "recall", "f1")),
+            *(_cell(row, measure, _per_class(measure).scale, _per_class(measure).digits) for measure in PER_CLASS_MEASURES),
         ]) + r" \\")
         previous = cell
     lines += [r"\bottomrule", r"\end{tabular}"]

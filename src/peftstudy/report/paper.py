@@ -6,6 +6,7 @@ twin) and the booktabs ``.tex`` rendered from it.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -20,36 +21,40 @@ from peftstudy.report.appendix import (
     provenance_tables,
     quantization_rows,
     run_provenance,
-    run_provenance_latex,
+    run_provenance_values,
     seeds_text,
 )
 from peftstudy.report.latex import latex_escape, tabular
 from peftstudy.report.outputs import FIGURES, RESULTS_SECTIONS
 from peftstudy.study.matrix import parse_variant
 
-
-def results_latex() -> str:
-    lines = []
-    for heading, new_page, tables in RESULTS_SECTIONS:
-        if new_page:
-            lines.append(r"\clearpage")
-        if heading:
-            lines.append(rf"\subsection{{{heading}}}")
-        lines += [rf"\input{{tables/{name}.tex}}" for name in tables]
-    return "\n".join(lines)
+TEMPLATES = "templates"  # package data of peftstudy.report: the paper's LaTeX, rendered with jinja2
 
 
-def figures_latex() -> str:
-    blocks = []
-    for name, caption in FIGURES.items():
-        blocks += [r"\begin{figure}[p]", r"\centering",
-                   rf"\includegraphics[width=\linewidth,height=0.8\textheight,keepaspectratio]{{figures/{name}.pdf}}",
-                   rf"\caption{{{caption}}}", rf"\label{{fig:{name}}}", r"\end{figure}", ""]
-    return "\n".join(blocks)
+@functools.cache
+def _environment():
+    """jinja2 with LaTeX-friendly delimiters (\\BLOCK{...}, \\VAR{...}, \\#{...}); no escaping (values come
+    escaped); a value the template names but is not given is an error."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("peftstudy.report", TEMPLATES),
+        block_start_string=r"\BLOCK{", block_end_string="}",
+        variable_start_string=r"\VAR{", variable_end_string="}",
+        comment_start_string=r"\#{", comment_end_string="}",
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False, undefined=jinja2.StrictUndefined,
+    )
 
 
-def paper_latex(study: Mapping, context: Mapping) -> str:
-    """The paper: setup generated from the config and the recorded runs, then the tables, then provenance."""
+def render(template: str, values: Mapping) -> str:
+    """A template of report/templates/ rendered with these values."""
+    return _environment().get_template(template).render(values)
+
+
+def paper_values(study: Mapping, context: Mapping) -> dict:
+    """What paper.tex places: setup generated from the config and the recorded runs, the tables and figures of the
+    output catalogue, then provenance; every text LaTeX-escaped here."""
     datasets = tabular(
         ["Dataset", "Stands in for", "Source", "Licence", "Train", "Val.", "Test", "Runs"],
         [[name, spec.get("domain", ""), spec.get("corpus", spec.get("hub_id", "")) + f" ({spec['source']})",
@@ -66,110 +71,50 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
         "lllrl",
     )
     hyper = tabular(["Method", "Kind", "Cells", "LR", "Epochs", "Batch x accum.", "Method settings"],
-                     context["hyperparameter_rows"], r"lllrrl>{\raggedright\arraybackslash}p{9cm}")
+                    context["hyperparameter_rows"], r"lllrrl>{\raggedright\arraybackslash}p{9cm}")
     quantization = ""
     if context.get("quantization_rows"):
-        quantization = (r"\paragraph{Quantized base weights.} Bytes of the quantized linear weights (packed data and"
-                        r" quantization constants) against the same weights unquantized, as measured in each run."
-                        "\n\\begin{center}\n" + tabular(
-                            ["Model", "Method", "Quantization", "Quantized (MB)", "Unquantized (MB)", "Saving (\\%)"],
-                            context["quantization_rows"], "lllrrr") + "\n\\end{center}\n")
+        quantization = tabular(["Model", "Method", "Quantization", "Quantized (MB)", "Unquantized (MB)", "Saving (\\%)"],
+                               context["quantization_rows"], "lllrrr")
     shared = {k: v for k, v in study["training"].items() if k not in ("learning_rate", "epochs", "batch_size", "gradient_accumulation_steps")}
-    exclusions = "\n".join(
-        rf"\item {latex_escape(', '.join(f'{k}={v}' for k, v in e.items() if k != 'reason'))}: {latex_escape(e['reason'])}"
-        for e in study["exclusions"]
-    ) or r"\item None declared."
-    packages = ", ".join(f"{latex_escape(k)} {latex_escape(v)}" for k, v in sorted(context["packages"].items()) if v)
-    checksums = "\n".join(
-        rf"\item \texttt{{{latex_escape(name)}}}: \texttt{{{digest[:16]}}}" for name, digest in sorted(context["data_checksums"].items())
-    )
     hardware = context["hardware"]
-    signatures = "\n".join(rf"\item {latex_escape(name)}: \texttt{{{latex_escape(text)}}}"
-                           for name, text in sorted(context["metric_signatures"].items()) if text) or r"\item none recorded"
-    figures, results = figures_latex(), results_latex()
-    return rf"""\documentclass[10pt]{{article}}
-\usepackage[margin=2cm,landscape]{{geometry}}
-\usepackage{{booktabs}}
-\usepackage{{array}}
-\usepackage{{longtable}}
-\usepackage{{graphicx}}
-\usepackage{{hyperref}}
-\title{{{latex_escape(study['title'])}}}
-\author{{{latex_escape(study['report'].get('authors', 'Generated by peftstudy'))}}}
-\date{{Study \texttt{{{latex_escape(study['study'])}}}, config {context['config_hash'][:12]}}}
-\begin{{document}}
-\maketitle
+    return {
+        "title": latex_escape(study["title"]),
+        "authors": latex_escape(study["report"].get("authors", "Generated by peftstudy")),
+        "study": latex_escape(study["study"]),
+        "config_hash": context["config_hash"],
+        "config_hash_short": context["config_hash"][:12],
+        "description": latex_escape(study.get("description", "")),
+        "run_count": context["run_count"],
+        "method_count": len(context["methods_used"]),
+        "seeds": latex_escape(seeds_text(study)),
+        "datasets_table": datasets,
+        "models_table": models,
+        "shared_training": latex_escape(", ".join(f"{k}={v}" for k, v in shared.items())),
+        "generation": latex_escape(", ".join(f"{k}={v}" for k, v in study["generation"].items())),
+        "hyperparameter_table": hyper,
+        "quantization_table": quantization,
+        "signatures": [(latex_escape(name), latex_escape(text))
+                       for name, text in sorted(context["metric_signatures"].items()) if text],
+        "hardware": {"device": latex_escape(hardware.get("device")), "cpu": latex_escape(hardware.get("cpu", "unknown")),
+                     "gpu": latex_escape(hardware.get("gpu", "no GPU")), "torch_threads": hardware.get("torch_threads"),
+                     "python": latex_escape(hardware.get("python"))},
+        "exclusions": [(latex_escape(", ".join(f"{k}={v}" for k, v in exclusion.items() if k != "reason")),
+                        latex_escape(exclusion["reason"])) for exclusion in study["exclusions"]],
+        "results": RESULTS_SECTIONS,
+        "figures": list(FIGURES.items()),
+        "limitations": context["limitations"],
+        "code_versions": latex_escape(", ".join(context["code_versions"])),
+        "packages": ", ".join(f"{latex_escape(k)} {latex_escape(v)}" for k, v in sorted(context["packages"].items()) if v),
+        "data_checksums": [(latex_escape(name), digest[:16]) for name, digest in sorted(context["data_checksums"].items())],
+        **run_provenance_values(context),
+    }
 
-{latex_escape(study.get('description', ''))}
 
-\section{{Setup}}
-Every number in this report was computed by the pipeline from the runs listed in the provenance appendix;
-nothing was typed in. {context['run_count']} training runs: {len(context['methods_used'])} method(s),
-{latex_escape(seeds_text(study))}.
-
-\paragraph{{Data.}} Splits are seeded (80/10/10 unless configured), deduplicated and recorded with checksums.
-\begin{{center}}
-{datasets}
-\end{{center}}
-
-\paragraph{{Models.}}
-\begin{{center}}
-{models}
-\end{{center}}
-
-\paragraph{{Hyper-parameters.}} Shared: {latex_escape(', '.join(f'{k}={v}' for k, v in shared.items()))}.
-Generation: {latex_escape(', '.join(f'{k}={v}' for k, v in study['generation'].items()))}.
-\begin{{center}}
-{hyper}
-\end{{center}}
-{quantization}
-\paragraph{{Metrics.}} On the test split. Quality: BLEU-4, ROUGE-1/2/L/Lsum F1 and METEOR (0--100),
-BERTScore precision, recall and F1 (0--1), and the perplexity of the fine-tuned model on the references (token-weighted).
-Diversity of the outputs: type--token ratio, moving-average TTR, Yule's $K$, distinct-$n$, the rate of $n$-grams absent
-from the training references, the share of outputs repeating an $n$-gram, the mean pairwise cosine similarity of their
-sentence embeddings and their clusters. Efficiency per phase (training, generation) on the device that ran it, and costs
-from the study's price sheet. Signatures of the scorers:
-\begin{{itemize}}
-{signatures}
-\end{{itemize}}
-
-\paragraph{{Hardware and software.}} Device {latex_escape(hardware.get('device'))}, CPU {latex_escape(hardware.get('cpu', 'unknown'))},
-{latex_escape(hardware.get('gpu', 'no GPU'))}, {hardware.get('torch_threads')} torch thread(s) per job, Python {latex_escape(hardware.get('python'))}
-(the first run's training machine; every run's is in the provenance appendix).
-
-\paragraph{{Declared exclusions.}}
-\begin{{itemize}}
-{exclusions}
-\end{{itemize}}
-
-\clearpage
-\section{{Results}}
-{results}
-
-\clearpage
-\section{{Figures}}
-{figures}
-
-\clearpage
-\section{{Limitations}}
-\begin{{itemize}}
-{context['limitations']}
-\end{{itemize}}
-
-\appendix
-\section{{Provenance}}
-\begin{{itemize}}
-\item Study config SHA-256: \texttt{{{context['config_hash']}}}
-\item Code version(s): \texttt{{{latex_escape(', '.join(context['code_versions']))}}}
-\item Packages: {packages}
-\item Prepared data (manifest SHA-256):
-\begin{{itemize}}
-{checksums}
-\end{{itemize}}
-\end{{itemize}}
-{run_provenance_latex(context)}
-\end{{document}}
-"""
+def paper_latex(study: Mapping, context: Mapping) -> str:
+    """The paper (report/templates/paper.tex): setup generated from the config and the recorded runs, then the
+    tables and figures, then provenance."""
+    return render("paper.tex", paper_values(study, context))
 
 
 def build_pdf(tex_path: str | Path, pdf_path: str | Path) -> None:

@@ -11,21 +11,20 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from peftstudy.data.prepare import dataset_task
+from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label
 from peftstudy.report.latex import is_nan, latex_escape
 
-METRIC_NAMES = {
-    "bleu4": "BLEU-4", "rouge_l": "ROUGE-L", "meteor": "METEOR", "bertscore_f1": "BERTScore F1", "accuracy": "Accuracy",
-    "macro_f1": "Macro-F1", "exact_match": "EM", "squad_f1": "SQuAD F1", "train_time_s": "Train time",
-    "train_peak_memory_bytes": "Train peak memory", "train_energy_kwh": "Train energy",
-    "inference_ms_per_example": "Inference ms/ex.",
-}
 TEST_NAMES = {"classic_anova": "ANOVA", "welch_anova": "Welch ANOVA", "kruskal_wallis": "Kruskal--Wallis"}
 STATS_TABLES = ("anova", "correlations", "rank_study", "power", "qlora", "architecture", "domain")
 
 
 def _metric(name: str) -> str:
-    return latex_escape(METRIC_NAMES.get(name, name))
+    return latex_escape(catalogue.label(name))
+
+
+def _heading(name: str) -> str:
+    return latex_escape(catalogue.heading(name))
 
 
 def _number(value, spec: str = ".3g") -> str:
@@ -193,9 +192,9 @@ def power_latex(table: pd.DataFrame, study: Mapping) -> str:
 
 # ---------------------------------------------------------------------------- QLoRA, architecture, domain
 
-QLORA_METRICS = (("bleu4", "BLEU-4", 1, ".2f"), ("rouge_l", "ROUGE-L", 1, ".2f"),
-                 ("train_peak_memory_bytes", "Peak memory (MB)", 1e-6, ".0f"), ("train_time_s", "Train time (s)", 1, ".1f"),
-                 ("inference_ms_per_example", "ms/example", 1, ".2f"), ("base_weight_bytes", "Base weights (MB)", 1e-6, ".3f"))
+# Its columns, shown as the metric catalogue says.
+QLORA_METRICS = ("bleu4", "rouge_l", "train_peak_memory_bytes", "train_time_s", "inference_ms_per_example",
+                 "base_weight_bytes")
 
 
 def _cell_means(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -220,7 +219,7 @@ def qlora_rows(summary: pd.DataFrame, study: Mapping) -> pd.DataFrame:
         for (method, rank), variant in keep.groupby(["method", "rank"], sort=False):
             by_metric = variant.set_index("metric")
             row = {"dataset": dataset, "model": model, "method": method, "rank": rank, "n": int(by_metric["n"].max())}
-            for metric, *_ in QLORA_METRICS:
+            for metric in QLORA_METRICS:
                 if metric in by_metric.index:
                     row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
                     if metric in full.index and full[metric]:
@@ -233,10 +232,10 @@ def qlora_latex(table: pd.DataFrame, study: Mapping) -> str:
     rows = []
     for _, r in table.iterrows():
         cells = []
-        for metric, _, scale, spec in QLORA_METRICS:
+        for metric in QLORA_METRICS:
             mean = r.get(f"{metric}_mean", math.nan)
             change = r.get(f"{metric}_vs_full", math.nan)
-            text = "--" if is_nan(mean) else f"{mean * scale:{spec}}"
+            text = "--" if is_nan(mean) else f"{mean * catalogue.scale(metric):{catalogue.entry(metric).spec}}"
             if not is_nan(change) and r["method"] != study["statistics"]["baseline_method"] and metric != "base_weight_bytes":
                 text += f" ({100 * change:+.0f}\\,\\%)"
             cells.append(text)
@@ -244,7 +243,7 @@ def qlora_latex(table: pd.DataFrame, study: Mapping) -> str:
     caption = (rf"QLoRA efficiency on \texttt{{{latex_escape(study['report']['table1_dataset'])}}}: QLoRA beside full"
                r" fine-tuning and LoRA of the same rank; means over the seeds, in brackets the change relative to full"
                r" fine-tuning. Base weights: the bytes the frozen base occupies (quantized for QLoRA).")
-    return _table("qlora", caption, ["Model", "Method", "$n$", *(h for _, h, *_ in QLORA_METRICS)], rows,
+    return _table("qlora", caption, ["Model", "Method", "$n$", *(_heading(m) for m in QLORA_METRICS)], rows,
                   "llr" + "r" * len(QLORA_METRICS))
 
 

@@ -7,22 +7,24 @@ from typing import Mapping
 
 import pandas as pd
 
-from peftstudy.report.labels import METHOD_LABELS, in_study_order, method_label
+from peftstudy.metrics import catalogue
+from peftstudy.report.labels import in_study_order, method_label, registered_label
 from peftstudy.report.latex import is_nan, latex_escape, mean_std
 
-QUALITY_COLUMNS = (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"))
-
-
-# Table 1's two quality columns by the task of its dataset (seeds 001/004 compare classifiers and QA).
-QUALITY_COLUMNS_BY_TASK = {"generation": QUALITY_COLUMNS,
-                           "classification": (("accuracy", "Accuracy (\\%)"), ("macro_f1", "Macro-F1 (\\%)")),
-                           "extractive_qa": (("exact_match", "EM (\\%)"), ("squad_f1", "F1 (\\%)"))}
+# Table 1's two quality metrics by the task of its dataset (seeds 001/004 compare classifiers and QA); its
+# efficiency columns. Headers, scales and digits are the metric catalogue's.
+QUALITY_METRICS_BY_TASK = {"generation": ("bleu4", "rouge_l"), "classification": ("accuracy", "macro_f1"),
+                           "extractive_qa": ("exact_match", "squad_f1")}
+TABLE1_SIZE = ("trainable_percent", "stored_bytes")
+TABLE1_EFFICIENCY = ("train_time_s", "train_peak_memory_bytes", "train_energy_kwh", "training_cost")
 
 
 def quality_columns(study: Mapping) -> tuple:
+    """(metric, LaTeX header) of Table 1's quality columns."""
     from peftstudy.data.prepare import dataset_task
 
-    return QUALITY_COLUMNS_BY_TASK[dataset_task(study["datasets"][study["report"]["table1_dataset"]])]
+    metrics = QUALITY_METRICS_BY_TASK[dataset_task(study["datasets"][study["report"]["table1_dataset"]])]
+    return tuple((metric, latex_escape(catalogue.heading(metric))) for metric in metrics)
 
 
 def baseline_comparisons(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
@@ -46,7 +48,7 @@ def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping) -> 
         by_metric = group.set_index("metric")
         row = {"dataset": dataset, "model": model, "method": method, "rank": rank, "n": int(by_metric["n"].max())}
         for metric in (*(m for m, _ in quality_columns(study)), "trainable_parameters", "trainable_percent", "stored_bytes",
-                       *(m for m, *_ in TABLE1_EFFICIENCY)):
+                       *TABLE1_EFFICIENCY):
             if metric in by_metric.index:
                 row[f"{metric}_mean"] = by_metric.loc[metric, "mean"]
                 row[f"{metric}_std"] = by_metric.loc[metric, "std"]
@@ -60,21 +62,27 @@ def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping) -> 
     return in_study_order(pd.DataFrame(rows), study)
 
 
-def _efficiency_cell(row, metric: str, scale: float, digits) -> str:
+def _size_cell(row, metric: str) -> str:
+    """A size column (trainable %, stored MB; 'nan' when absent), dividing by 1 / scale as Table 1 always has:
+    x / 1e6 and x * 1e-6 can differ in the last bit, and so in the third digit shown."""
+    return f"{row.get(f'{metric}_mean', math.nan) / (1 / catalogue.scale(metric)):{catalogue.entry(metric).spec}}"
+
+
+def _efficiency_cell(row, metric: str) -> str:
     mean = row.get(f"{metric}_mean", math.nan)
     if is_nan(mean):
         return "n/m"
-    spec = ".3g" if digits is None else f".{digits}f"
-    return f"{mean * scale:{spec}}"
+    return f"{mean * catalogue.scale(metric):{catalogue.entry(metric).spec}}"
 
 
 def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
     dataset = study["report"]["table1_dataset"]
     settings = study["statistics"]
-    baseline = METHOD_LABELS.get(settings["baseline_method"], settings["baseline_method"])
+    baseline = registered_label(settings["baseline_method"])
     correction = {"holm": "Holm", "fdr_bh": "Benjamini--Hochberg"}[settings["correction"]]
     currency = study.get("costs", {}).get("price_sheet", {}).get("currency", "")
-    headers = [h if m != "training_cost" else f"Cost ({currency})" for m, h, *_ in TABLE1_EFFICIENCY]
+    headers = [catalogue.heading(metric, currency) for metric in TABLE1_EFFICIENCY]
+    sizes = [catalogue.heading(metric) for metric in TABLE1_SIZE]
     lines = [
         r"\begin{table}[ht]", r"\centering", r"\small",
         rf"\caption{{Methods compared on \texttt{{{latex_escape(dataset)}}}: mean $\pm$ sample standard deviation over $n$ seeds;"
@@ -86,8 +94,7 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{llrllrr" + "r" * len(TABLE1_EFFICIENCY) + "}", r"\toprule",
         r"Model & Method & $n$ & " + " & ".join(header for _, header in quality_columns(study))
-        + r" & Trainable (\%) & Stored (MB) & "
-        + " & ".join(latex_escape(h) for h in headers) + r" \\",
+        + " & " + " & ".join(latex_escape(h) for h in (*sizes, *headers)) + r" \\",
         r"\midrule",
     ]
     previous_model = None
@@ -103,9 +110,8 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
             method_label(study, row["method"], row["rank"]),
             str(row["n"]),
             *quality,
-            f"{row.get('trainable_percent_mean', math.nan):.3g}",
-            f"{row.get('stored_bytes_mean', math.nan) / 1e6:.3g}",
-            *(_efficiency_cell(row, m, scale, digits) for m, _, scale, digits in TABLE1_EFFICIENCY),
+            *(_size_cell(row, metric) for metric in TABLE1_SIZE),
+            *(_efficiency_cell(row, metric) for metric in TABLE1_EFFICIENCY),
         ]) + r" \\")
         previous_model = row["model"]
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
@@ -183,8 +189,3 @@ def significance_latex(comparisons: pd.DataFrame, study: Mapping) -> str:
         previous = row["model"]
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
     return "\n".join(lines)
-
-
-# Table 1's efficiency columns: (metric, header, scale to the header's unit, digits).
-TABLE1_EFFICIENCY = (("train_time_s", "Train time (s)", 1, 1), ("train_peak_memory_bytes", "Peak memory (MB)", 1e-6, 0),
-                     ("train_energy_kwh", "Energy (kWh)", 1, 4), ("training_cost", "Cost", 1, None))

@@ -1,19 +1,16 @@
-"""Which way is better for each metric: the rank study needs it to find the best rank and the knee."""
+"""Which way is better for each metric: the rank study needs it to find the best rank and the knee.
+
+The directions are the metric catalogue's (peftstudy.metrics.catalogue): names and fnmatch patterns, in its order.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 from typing import Mapping
 
-HIGHER_IS_BETTER: dict[str, bool] = {
-    # quality: higher is better
-    "bleu4": True, "rouge1": True, "rouge2": True, "rouge_l": True, "rouge_lsum": True, "meteor": True,
-    "bertscore_*": True, "accuracy": True, "macro_f1": True, "exact_match": True, "squad_f1": True,
-    # costs: lower is better
-    "perplexity": False, "train_time_s": False, "*_peak_memory_bytes": False, "*_energy_kwh": False,
-    "training_cost": False, "training_energy_cost": False, "storage_cost_per_month": False,
-    "inference_cost_per_1000": False, "tco[[]*": False,  # fnmatch: "[[]" is a literal "["
-}
+from peftstudy.metrics import catalogue
+
+HIGHER_IS_BETTER: dict[str, bool] = catalogue.directions()
 
 
 def higher_is_better(metric: str, directions: Mapping[str, bool] | None = None) -> bool | None:

@@ -4,6 +4,10 @@ A study config is checked twice at start-up: structurally by the JSON schema in
 ``study.schema.yaml`` (package data, beside this module) (unknown keys rejected) and semantically
 here (every name a matrix block uses must be declared). Errors name the file and
 the key path, so a typo stops the workflow before anything is written.
+
+What a method kind accepts and where it can run is the method's to say (``peftstudy.methods``:
+``Method.options``, ``required_options``, ``trains_heads``, ``not_applicable``): the schema's method
+entries are completed from the registry when it is loaded, and the checks here read the registry.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import yaml
 
 from peftstudy.data.prepare import dataset_task
 from peftstudy.execution.cluster import validate_resources
+from peftstudy.methods import METHODS, get_method
 from peftstudy.modeling import heads
 from peftstudy.study.claims import validate_claims
 from peftstudy.study.matrix import is_excluded
-from peftstudy.study.settings import method_options, training_settings
+from peftstudy.study.settings import cell_head, method_options, training_settings
 
 SCHEMA_PATH = Path(__file__).with_name("study.schema.yaml")  # package data: a clone or an installed wheel alike
 
@@ -35,30 +40,6 @@ STATISTICS_DEFAULTS = {
     "power": 0.8,
 }
 
-# Which method-entry keys each kind reads (besides kind, description, training); anything else is an error.
-LORA_OPTIONS = {"ranks", "alpha", "dropout", "target_modules", "decoder_rank"}
-METHOD_OPTIONS = {
-    "full": set(),
-    "lora": LORA_OPTIONS,
-    "dora": LORA_OPTIONS,
-    "adalora": {"ranks", "alpha", "dropout", "target_modules", "init_rank", "orth_reg_weight"},
-    "vera": {"ranks", "dropout", "target_modules"},
-    "ia3": {"target_modules"},
-    "qlora": LORA_OPTIONS | {"bits", "quant_type", "double_quant", "compute_dtype", "gradient_checkpointing"},
-    "prefix": {"num_virtual_tokens", "prefix_projection"},
-    "prompt": {"num_virtual_tokens", "prompt_init", "prompt_init_text"},
-    "bitfit": set(),
-    "ft_top_k": {"top_k"},
-    "adapter": {"ranks", "style", "non_linearity"},
-    "mam": {"ranks", "prefix_length"},
-    "unipelt": {"ranks", "prefix_length"},
-    "lora_prefix": {"ranks", "alpha", "dropout", "prefix_length"},
-}
-# Cells that cannot run at all: they must be declared as exclusions, never attempted or silently dropped.
-NOT_APPLICABLE = {
-    ("bitfit", "t5"): "T5 has no bias parameters: BitFit would train nothing",
-    ("bitfit", "llama"): "LLaMA has no bias parameters: BitFit would train nothing",
-}
 
 
 class StudyConfigError(ValueError):
@@ -70,8 +51,28 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
+    """The study schema: the file, its method entries completed from the method registry (add_method_options)."""
     with open(schema_path, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=YAML_LOADER)
+        return add_method_options(yaml.load(handle, Loader=YAML_LOADER))
+
+
+def add_method_options(schema: dict) -> dict:
+    """Put each registered method in the schema's method entries: its kind, its options' JSON-schema fragments
+    (a key every kind that accepts it declares alike; which kind accepts which key is _check_references'),
+    and the options it requires."""
+    entry = schema["properties"]["methods"]["additionalProperties"]
+    entry["properties"]["kind"] = {"enum": list(METHODS)}
+    for method in METHODS.values():
+        for name, fragment in method.options.items():
+            entry["properties"].setdefault(name, copy.deepcopy(dict(fragment)))
+    requiring: dict[tuple[str, ...], list[str]] = {}
+    for kind, method in METHODS.items():
+        if method.required_options:
+            requiring.setdefault(tuple(method.required_options), []).append(kind)
+    entry.setdefault("allOf", []).extend(
+        {"if": {"properties": {"kind": {"enum": kinds}}}, "then": {"required": list(required)}}
+        for required, kinds in requiring.items())
+    return schema
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -174,11 +175,12 @@ def _check_references(study: dict, source: str | Path) -> None:
                 fail(f"overrides[{index}].{axis}", f"unknown {axis} {value!r}")
         for method in [override["method"]] if "method" in override else list(study["methods"]):
             kind = study["methods"][method]["kind"]
-            extra = sorted(set(override.get("options", {})) - METHOD_OPTIONS[kind] - {"kind"} | (
+            accepted = set(get_method(kind).options)
+            extra = sorted(set(override.get("options", {})) - accepted - {"kind"} | (
                 {"ranks"} & set(override.get("options", {}))))
             if extra:
                 fail(f"overrides[{index}].options.{extra[0]}", f"not a per-cell option of method {method!r} (kind "
-                     f"{kind!r}; its options: {', '.join(sorted(METHOD_OPTIONS[kind] - {'ranks'})) or 'none'})")
+                     f"{kind!r}; its options: {', '.join(sorted(accepted - {'ranks'})) or 'none'})")
     for name, spec in study["datasets"].items():
         try:
             task = dataset_task(spec)
@@ -189,9 +191,10 @@ def _check_references(study: dict, source: str | Path) -> None:
         if "labels" in spec and task != "classification":
             fail(f"datasets.{name}.labels", f"a label set only applies to classification (this dataset's task: {task})")
     for name, spec in study["methods"].items():
-        extra = sorted(set(spec) - {"kind", "description", "training"} - METHOD_OPTIONS[spec["kind"]])
+        accepted = set(get_method(spec["kind"]).options)
+        extra = sorted(set(spec) - {"kind", "description", "training"} - accepted)
         if extra:
-            allowed = ", ".join(sorted(METHOD_OPTIONS[spec["kind"]])) or "none"
+            allowed = ", ".join(sorted(accepted)) or "none"
             fail(f"methods.{name}.{extra[0]}", f"not an option of method kind {spec['kind']!r} (its options: {allowed})")
     for index, block in enumerate(study["matrix"]):
         for dataset in block["datasets"]:
@@ -201,9 +204,9 @@ def _check_references(study: dict, source: str | Path) -> None:
                     if is_excluded(study, dataset, model, method) is not None:
                         continue
                     try:
-                        heads.head_spec(study["models"][model], study["datasets"][dataset], task,
-                                        training_settings(study, method, model, dataset),
-                                        method_options(study, method, model, dataset)["kind"])
+                        cell_head(study["models"][model], study["datasets"][dataset], task,
+                                  training_settings(study, method, model, dataset),
+                                  method_options(study, method, model, dataset)["kind"])
                     except heads.HeadError as error:
                         fail(f"matrix[{index}]", f"cell ({dataset}, {model}, {method}): {error}")
         if "ranks" in block:
@@ -214,7 +217,7 @@ def _check_references(study: dict, source: str | Path) -> None:
         for model in block["models"]:
             family = study["models"][model]["family"]
             for method in block["methods"]:
-                reason = NOT_APPLICABLE.get((study["methods"][method]["kind"], family))
+                reason = get_method(study["methods"][method]["kind"]).not_applicable.get(family)
                 if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
                     fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
                                              f" declare it under 'exclusions' with that reason")

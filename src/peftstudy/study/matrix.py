@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 VARIANT_PATTERN = re.compile(r"^(?P<method>[a-z][a-z0-9_]*)(?:-r(?P<rank>[1-9][0-9]*))?$")
+SEED_PATTERN = re.compile(r"^[0-9]+$")  # a run's seed in its path (seed{seed}): the schema's non-negative integers
 
 
 @dataclass(frozen=True, order=True)
@@ -75,3 +76,19 @@ def expand_runs(study: Mapping) -> list[Run]:
                         for seed in block.get("seeds", study["seeds"]):
                             runs.add(Run(study["study"], dataset, model, variant, seed))
     return sorted(runs)
+
+
+def unanchored(pattern: str | re.Pattern) -> str:
+    """A full-match regex (``^...$``, maybe with named groups) as a Snakemake wildcard constraint: unanchored (Snakemake
+    anchors it) and without named groups (Snakemake names the wildcard's group itself)."""
+    text = getattr(pattern, "pattern", pattern)
+    return re.sub(r"\(\?P<\w+>", "(?:", text.removeprefix("^").removesuffix("$"))
+
+
+def path_patterns(schema: Mapping) -> dict[str, str]:
+    """What each name in an output path may be (the workflow's wildcard constraints), from where the names are
+    defined: a study's and a dataset's, corpus's or model's name by the study schema (load_schema()), a method
+    variant and a seed as a Run writes them."""
+    name = unanchored(schema["$defs"]["name"]["pattern"])
+    return {"study": unanchored(schema["properties"]["study"]["pattern"]), "dataset": name, "corpus": name,
+            "model": name, "variant": unanchored(VARIANT_PATTERN), "seed": unanchored(SEED_PATTERN)}

@@ -14,16 +14,66 @@ single process's, whatever the number of ranks.
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import threading
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from peftstudy import io
 
 CHECKPOINT_FILE = "checkpoint.pt"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@dataclass
+class LoopState:
+    """Where a fine-tuning run is and what it has recorded: with the model, optimizer and scheduler, all an
+    interrupted run needs to go on as if it had never stopped. The loop changes it in place, step by step.
+
+    A checkpoint stores it whole (``to_checkpoint``: the data-order generator's state and a ``loop`` dict of the
+    other fields, the format of checkpoints written before this class existed)."""
+
+    epoch: int = 1  # the epoch being trained (1-based)
+    order: list[int] | None = None  # that epoch's data order, once drawn
+    next_group: int = 0  # the epoch's next micro-batch: where its next optimizer step starts
+    step: int = 0  # optimizer steps done
+    tokens_seen: int = 0
+    step_losses: list[float] = field(default_factory=list)
+    step_penalties: list[float] = field(default_factory=list)
+    validation_losses: list[float] = field(default_factory=list)
+    best_loss: float = math.inf  # early stopping: the best validation loss, its epoch and its trainable weights
+    best_epoch: int = 0
+    best_state: dict | None = None
+    epochs_without_gain: int = 0
+    elapsed_s: float = 0.0  # training time of the run's earlier sessions (all of it, once the loop has ended)
+    resumed_from_step: list[int] = field(default_factory=list)
+    random_states: list | None = None  # each rank's torch random state, of a data-parallel run when saved
+    order_rng: Any = None  # the generator of the data order (torch.Generator): nothing else draws from it
+
+    @classmethod
+    def start(cls, seed: int) -> "LoopState":
+        """A run's first state: nothing done, the data order drawn from a generator of its own seeded with the
+        run's seed (so the order never depends on how many random numbers the model drew)."""
+        import torch
+
+        return cls(order_rng=torch.Generator().manual_seed(seed))
+
+    def to_checkpoint(self) -> dict:
+        """The checkpoint's ``order_rng`` and ``loop`` entries."""
+        loop = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "order_rng"}
+        return {"order_rng": self.order_rng.get_state(), "loop": loop}
+
+    @classmethod
+    def from_checkpoint(cls, payload: Mapping) -> "LoopState":
+        """The state ``to_checkpoint`` wrote, its generator continuing where the saved one stopped."""
+        import torch
+
+        order_rng = torch.Generator()
+        order_rng.set_state(payload["order_rng"])
+        return cls(**payload["loop"], order_rng=order_rng)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -67,11 +117,10 @@ def _saved_state(model) -> dict:
     return {name: tensor for name, tensor in model.state_dict().items() if name in trainable | buffers}
 
 
-def save(directory: str | Path, fingerprint: str, model, optimizer, scheduler, order_generator,
-         loop: Mapping) -> Path | None:
+def save(directory: str | Path, fingerprint: str, model, optimizer, scheduler, state: LoopState) -> Path | None:
     """Write the checkpoint (rank 0 of a data-parallel run; the other ranks return None).
 
-    Of a model sharded by FSDP, the model's, the optimizer's and the loop's best_state tensors are gathered:
+    Of a model sharded by FSDP, the model's, the optimizer's and the state's best_state tensors are gathered:
     every rank calls this then. Other ranks may call it or not."""
     import torch
 
@@ -79,9 +128,10 @@ def save(directory: str | Path, fingerprint: str, model, optimizer, scheduler, o
 
     model_state = fsdp.gather(_saved_state(model))
     optimizer_state = fsdp.gather_optimizer_state(optimizer)
-    best_state = fsdp.gather(loop.get("best_state"))
+    best_state = fsdp.gather(state.best_state)
     if model_state is None:  # not rank 0
         return None
+    saved_state = state.to_checkpoint()
     payload = {
         "fingerprint": fingerprint,
         # Gathered shards are compact copies already; a plain state dict's tensors may be views into more.
@@ -90,8 +140,8 @@ def save(directory: str | Path, fingerprint: str, model, optimizer, scheduler, o
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "order_rng": order_generator.get_state(),
-        "loop": {**loop, "best_state": best_state},
+        "order_rng": saved_state["order_rng"],
+        "loop": {**saved_state["loop"], "best_state": best_state},
     }
     path = Path(directory) / CHECKPOINT_FILE
     with io.atomic_path(path) as tmp:
@@ -112,8 +162,9 @@ def load(directory: str | Path | None, fingerprint: str) -> dict | None:
     return payload
 
 
-def restore(payload: Mapping, model, optimizer, scheduler, order_generator) -> dict:
-    """Put the saved state back (each rank its shards, of a sharded model); returns the loop state."""
+def restore(payload: Mapping, model, optimizer, scheduler) -> LoopState:
+    """Put the saved model, optimizer, scheduler and global random state back (each rank its shards, of a sharded
+    model); returns the loop's state. A data-parallel run's ranks then restore their own random states."""
     import torch
 
     from peftstudy.training import fsdp
@@ -126,10 +177,9 @@ def restore(payload: Mapping, model, optimizer, scheduler, order_generator) -> d
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
-    order_generator.set_state(payload["order_rng"])
-    loop = dict(payload["loop"])
-    loop["best_state"] = fsdp.shard_like(loop.get("best_state"), dict(model.named_parameters()))
-    return loop
+    state = LoopState.from_checkpoint(payload)
+    state.best_state = fsdp.shard_like(state.best_state, dict(model.named_parameters()))
+    return state
 
 
 def remove(directory: str | Path | None) -> None:

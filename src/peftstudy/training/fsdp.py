@@ -23,26 +23,25 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-# Methods tested to train under FSDP with a single process's numbers and weights (tests/unit/training/test_distributed.py).
-SUPPORTED_METHODS = ("full", "lora", "dora", "vera", "ia3", "prefix", "prompt", "bitfit", "ft_top_k", "adapter", "mam",
-                     "unipelt", "lora_prefix")
-# Why the others cannot (or are not known to) train sharded.
-UNSUPPORTED_REASONS = {
-    "adalora": "AdaLoRA's orthogonality penalty and rank reallocation compute with whole parameters outside the "
-               "forward pass, where FSDP holds only shards",
-    "qlora": "QLoRA's quantized base (bitsandbytes, on CUDA) is loaded onto the device whole and FSDP does not "
-             "shard its quantized weights here",
-}
+from peftstudy.methods import METHODS
+
+
+def supported_methods() -> tuple[str, ...]:
+    """The kinds that train under FSDP with a single process's numbers and weights (Method.shardable; each is
+    tested so in tests/unit/training/test_distributed.py), in registry order."""
+    return tuple(kind for kind, method in METHODS.items() if method.shardable)
 
 
 def check_method(kind: str) -> None:
     """A clear error for a method that cannot train under FSDP: no silent fallback to DDP."""
-    if kind in SUPPORTED_METHODS:
+    method = METHODS.get(kind)
+    if method is not None and method.shardable:
         return
-    reason = UNSUPPORTED_REASONS.get(kind, "it has not been tested sharded")
+    # Why not: the method's own reason (AdaLoRA, QLoRA), or that nobody has tested it sharded.
+    reason = method.not_shardable_reason if method is not None else "it has not been tested sharded"
     raise ValueError(
         f"method {kind!r} cannot train with training.data_parallel: fsdp ({reason}); FSDP supports "
-        f"{', '.join(SUPPORTED_METHODS)}. Set data_parallel: ddp in this method's training settings (its model "
+        f"{', '.join(supported_methods())}. Set data_parallel: ddp in this method's training settings (its model "
         "must then fit one device)")
 
 

@@ -5,45 +5,32 @@ the data order comes from a dedicated seeded generator and nothing else draws
 from it. Under torchrun the run is data-parallel, with the numbers of a single
 process up to float rounding (see distributed.py); with ``training.data_parallel:
 fsdp`` the model is sharded over the processes (see fsdp.py).
+
+A run reads top to bottom in ``_train``: ``setup_run`` builds what stays fixed (model, data, optimizer,
+schedule: a ``Setup``), ``start_state`` begins or resumes the ``LoopState`` that changes, ``fit`` trains it
+epoch by epoch, and ``record`` describes the finished run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from peftstudy import io, provenance
 from peftstudy.methods import get_method
+from peftstudy.methods.base import Method
 from peftstudy.metrics.efficiency import PhaseMonitor
 from peftstudy.modeling import heads
 from peftstudy.modeling.batching import collate
 from peftstudy.modeling.loading import count_parameters, pick_device
 from peftstudy.training import checkpoint, fsdp
+from peftstudy.training.checkpoint import LoopState
 from peftstudy.training.distributed import Ranks
-
-
-def seed_everything(seed: int) -> None:
-    import numpy
-    import torch
-
-    random.seed(seed)
-    numpy.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def make_optimizer(model, learning_rate: float, weight_decay: float):
-    """AdamW with weight decay on matrices only (not on biases and norms), as is standard."""
-    import torch
-
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate)
+from peftstudy.training.optimizer import make_optimizer, seed_everything
 
 
 def autocast_context(precision: str, device: str):
@@ -99,6 +86,68 @@ def directory_size_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+@dataclass
+class TrainingData:
+    """A run's encoded splits, and how a micro-batch of training examples becomes a summed loss."""
+
+    goal: heads.Objective  # the model's task head decides what an example is and how its loss is taken
+    train: list[dict]
+    validation: list[dict]
+    # Per training example: its targets (tokens, or 1) and all its tokens, so every rank knows a step's totals.
+    target_tokens: list[int]
+    input_tokens: list[int]
+    pad_token_id: int
+    precision: str
+    device: str
+
+    @classmethod
+    def read(cls, goal: heads.Objective, data_dir: Path, pad_token_id: int, precision: str,
+             device: str) -> "TrainingData":
+        train = encode_split(goal, data_dir / "train.jsonl")
+        validation = encode_split(goal, data_dir / "validation.jsonl")
+        if not train:
+            raise ValueError(f"{data_dir}: the train split is empty")
+        return cls(goal, train, validation, [goal.targets(example) for example in train],
+                   [len(example["input_ids"]) for example in train], pad_token_id, precision, device)
+
+    def loss(self, network, indices):
+        """The objective summed over these training examples (divided by the step's targets by the caller)."""
+        batch = collate([self.train[i] for i in indices], self.pad_token_id)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with autocast_context(self.precision, self.device):
+            return self.goal.loss(network, batch)[0]
+
+
+@dataclass
+class Setup:
+    """What a run trains with and never replaces: built once by setup_run, read by every later stage."""
+
+    settings: Mapping
+    base_dir: Path
+    data_dir: Path
+    checkpoint_dir: str | Path | None
+    fingerprint: str  # what a checkpoint must match to be resumed
+    ranks: Ranks
+    device: str
+    method: Method
+    model: Any  # what methods and checkpoints see
+    network: Any  # what forward and backward go through: the DDP wrapper, or the model itself
+    tokenizer: Any
+    base_manifest: dict
+    data: TrainingData
+    total_steps: int
+    optimizer: Any
+    scheduler: Any
+    trainable: list  # (name, parameter) of the trainable parameters, as the optimizer holds them
+    trainable_parameters: int
+    total_parameters: int
+    method_extras: dict  # method-specific facts worth keeping (e.g. QLoRA's quantized weight bytes)
+
+    @property
+    def training(self) -> Mapping:
+        return self.settings["training"]
+
+
 def train_run(
     settings: Mapping,
     base_dir: str | Path,
@@ -130,207 +179,236 @@ def train_run(
 
 def _train(settings, base_dir, data_dir, weights_dir, record_path, *, code, threads, checkpoint_dir, ranks,
            device) -> dict:
+    """One process's run, stage by stage; every rank goes through the same stages (their collectives pair up)."""
+    setup = setup_run(settings, base_dir, data_dir, threads=threads, checkpoint_dir=checkpoint_dir, ranks=ranks,
+                      device=device)
+    state = start_state(setup)
+    with PhaseMonitor(device) as monitor:  # peak memory, energy and GPU samples of the training loop
+        state = fit(setup, state)
+    efficiency = ranks.efficiency(monitor.record())
+    keep_best_weights(setup, state)
+    save_weights(setup, weights_dir)
+    run_record = record(setup, state, efficiency, weights_dir, code=code)
+    if ranks.main:
+        io.write_json(record_path, run_record)
+    return run_record
+
+
+def planned_steps(training: Mapping, examples: int) -> int:
+    """Optimizer steps of the whole run: every epoch's, up to training.max_steps."""
+    steps_per_epoch = math.ceil(examples / (training["batch_size"] * training["gradient_accumulation_steps"]))
+    total_steps = steps_per_epoch * training["epochs"]
+    return min(total_steps, training["max_steps"]) if training.get("max_steps") else total_steps
+
+
+def setup_run(settings: Mapping, base_dir: Path, data_dir: Path, *, threads: int, checkpoint_dir, ranks: Ranks,
+              device: str) -> Setup:
+    """Model, data, optimizer and schedule, built in a fixed order after seeding: what the method's weights
+    draw from the global generator is then the same in every run of these settings."""
     import torch
     from transformers import get_scheduler
 
     torch.set_num_threads(threads)
-    seed = settings["seed"]
-    training = settings["training"]
-    family = settings["family"]
+    seed, training, spec, family = settings["seed"], settings["training"], settings["method_spec"], settings["family"]
     seed_everything(seed)
-
-    method = get_method(settings["method_spec"]["kind"])
+    method = get_method(spec["kind"])
     # A model to be sharded is built on the CPU: sharding moves each rank's part to its device.
-    model, tokenizer, base_manifest = method.load_base_for_training(base_dir, settings["method_spec"],
-                                                                    ranks.load_device)
-
-    # The model's task head decides what an example is (a text pair, a labelled input, a context window).
-    goal = heads.objective(settings["method_spec"].get("head"), tokenizer, family, training)
-    train_examples = encode_split(goal, data_dir / "train.jsonl")
-    validation_examples = encode_split(goal, data_dir / "validation.jsonl")
-    if not train_examples:
-        raise ValueError(f"{data_dir}: the train split is empty")
-    # Per example: its targets (tokens, or 1) and all its tokens, so every rank knows the totals of a step.
-    target_tokens = [goal.targets(example) for example in train_examples]
-    input_tokens = [len(example["input_ids"]) for example in train_examples]
-
-    batch_size = training["batch_size"]
-    accumulation = training["gradient_accumulation_steps"]
-    steps_per_epoch = math.ceil(len(train_examples) / (batch_size * accumulation))
-    total_steps = steps_per_epoch * training["epochs"]
-    if training.get("max_steps"):
-        total_steps = min(total_steps, training["max_steps"])
-
-    model = method.prepare(model, family, settings["method_spec"], settings["rank"], total_steps=total_steps)
-    model = model.to(ranks.load_device)
+    model, tokenizer, base_manifest = method.load_base_for_training(base_dir, spec, ranks.load_device)
+    goal = heads.objective(spec.get("head"), tokenizer, family, training)
+    data = TrainingData.read(goal, data_dir, tokenizer.pad_token_id, training["precision"], device)
+    total_steps = planned_steps(training, len(data.train))
+    model = method.prepare(model, family, spec, settings["rank"], total_steps=total_steps).to(ranks.load_device)
     trainable_parameters, total_parameters = count_parameters(model)
-    # Method-specific facts worth keeping (e.g. QLoRA's quantized weight bytes).
-    method_extras = getattr(method, "training_record_extras", lambda _model: {})(model)
-
-    def load(indices):
-        batch = collate([train_examples[i] for i in indices], tokenizer.pad_token_id)
-        return {k: v.to(device) for k, v in batch.items()}
-
-    def token_loss(network, batch):
-        with autocast_context(training["precision"], device):
-            return goal.loss(network, batch)[0]
-
+    method_extras = method.record_extras(model)
     model.train()
-    # Forward and backward go through the DDP wrapper; everything else (methods, checkpoints) sees the model.
-    # FSDP shards the model itself (network is model), replacing its parameters: the optimizer comes after.
-    network = ranks.wrap(model, lambda probed: token_loss(probed, load(range(min(batch_size, len(train_examples))))),
-                         training["precision"])
+    # Everything but forward and backward (methods, checkpoints) sees the model, not a DDP wrapper. FSDP shards
+    # the model itself (network is model), replacing its parameters: the optimizer comes after.
+    probe = range(min(training["batch_size"], len(data.train)))
+    network = ranks.wrap(model, lambda probed: data.loss(probed, probe), training["precision"])
     optimizer = make_optimizer(model, training["learning_rate"], training["weight_decay"])
-    scheduler = get_scheduler(
-        training["lr_scheduler"],
-        optimizer,
-        num_warmup_steps=math.ceil(training["warmup_ratio"] * total_steps),
-        num_training_steps=total_steps,
-    )
-    order_generator = torch.Generator().manual_seed(seed)
-    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    patience = training.get("early_stopping_patience")
+    scheduler = get_scheduler(training["lr_scheduler"], optimizer, num_training_steps=total_steps,
+                              num_warmup_steps=math.ceil(training["warmup_ratio"] * total_steps))
     if ranks.distributed:  # the same weights everywhere, but each rank its own dropout masks
         torch.manual_seed(seed + ranks.rank)
+    return Setup(settings, base_dir, data_dir, checkpoint_dir,
+                 checkpoint.fingerprint(settings, io.sha256_file(data_dir / "manifest.json")), ranks, device,
+                 method, model, network, tokenizer, base_manifest, data, total_steps, optimizer, scheduler,
+                 [(name, p) for name, p in model.named_parameters() if p.requires_grad], trainable_parameters,
+                 total_parameters, method_extras)
 
-    loop = {"epoch": 1, "order": None, "next_group": 0, "step": 0, "tokens_seen": 0, "step_losses": [],
-            "step_penalties": [], "validation_losses": [], "best_loss": math.inf, "best_epoch": 0, "best_state": None,
-            "epochs_without_gain": 0, "elapsed_s": 0.0, "resumed_from_step": []}
-    fingerprint = checkpoint.fingerprint(settings, io.sha256_file(data_dir / "manifest.json"))
-    with ranks.main_first():
-        saved = checkpoint.load(checkpoint_dir, fingerprint) if getattr(method, "resumable", True) else None
-    if saved is not None:
-        loop = checkpoint.restore(saved, model, optimizer, scheduler, order_generator)
-        ranks.restore_random_state(loop.get("random_states"))
-        loop["resumed_from_step"] = [*loop["resumed_from_step"], loop["step"]]
-    every = training.get("checkpoint_every_steps")
-    step, tokens_seen = loop["step"], loop["tokens_seen"]
-    step_losses, step_penalties, validation_losses = loop["step_losses"], loop["step_penalties"], loop["validation_losses"]
-    best_loss, best_epoch, best_state = loop["best_loss"], loop["best_epoch"], loop["best_state"]
-    epochs_without_gain = loop["epochs_without_gain"]
 
-    # Peak memory, energy and GPU samples of the training loop.
-    with PhaseMonitor(device) as monitor, checkpoint.StopRequest() as stop:
+def start_state(setup: Setup) -> LoopState:
+    """A fresh state, or the checkpoint's (model, optimizer, scheduler and random states restored with it)."""
+    with setup.ranks.main_first():  # loading may remove a stale checkpoint: one rank at a time
+        saved = checkpoint.load(setup.checkpoint_dir, setup.fingerprint) if setup.method.resumable else None
+    if saved is None:
+        return LoopState.start(setup.settings["seed"])
+    state = checkpoint.restore(saved, setup.model, setup.optimizer, setup.scheduler)
+    setup.ranks.restore_random_state(state.random_states)
+    state.resumed_from_step = [*state.resumed_from_step, state.step]
+    return state
+
+
+def fit(setup: Setup, state: LoopState) -> LoopState:
+    """Train epoch by epoch, each followed by its validation, until the planned steps are done or early stopping
+    ends the run; the state's elapsed_s then holds the training time of all the run's sessions."""
+    with checkpoint.StopRequest() as stop:
         started = time.perf_counter()
-        for epoch in range(loop["epoch"], training["epochs"] + 1):
-            if loop["order"] is None:
-                order = torch.randperm(len(train_examples), generator=order_generator).tolist()
-            else:  # resuming inside this epoch: its data order as it was drawn
-                order, loop["order"] = loop["order"], None
-            batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-            start_group, loop["next_group"] = loop["next_group"], 0
-            for first in range(start_group, len(batches), accumulation):
-                if step >= total_steps:  # resumed from the run's last step: only the epoch's validation is left
-                    break
-                group = batches[first : first + accumulation]
-                # Normalise by the tokens of the whole accumulated step on all ranks: equal to one big batch.
-                group_tokens = sum(target_tokens[i] for indices in group for i in indices)
-                share = ranks.share(group)
-                passes = ranks.passes(len(group))
-                group_loss = group_penalty = 0.0
-                for position in range(passes):
-                    with ranks.accumulating(network, last=position == passes - 1):
-                        if position >= len(share):
-                            # This rank's share is spent (an epoch's short last step) but DDP's gradient exchange,
-                            # or FSDP's every pass, needs it: a pass that adds nothing.
-                            (token_loss(network, load(group[0])) * 0.0).backward()
-                            continue
-                        indices = share[position]
-                        loss_sum = token_loss(network, load(indices))
-                        objective = loss_sum / group_tokens
-                        penalty = method.regularization_loss(model)
-                        if penalty is not None:  # once per optimizer step, spread over its micro-batches
-                            objective = objective + penalty / len(group)
-                            group_penalty += penalty.item() / len(group)
-                        if ranks.distributed:  # DDP averages the ranks' gradients; the step needs their sum
-                            objective = objective * ranks.world_size
-                        objective.backward()
-                    group_loss += loss_sum.item()
-                # Of sharded gradients (DTensors) the norm is the whole gradient's.
-                torch.nn.utils.clip_grad_norm_([p for _, p in trainable], training["max_grad_norm"])
-                optimizer.step()
-                method.after_optimizer_step(model, step)
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                tokens_seen += sum(input_tokens[i] for indices in group for i in indices)
-                group_loss, group_penalty = ranks.sum([group_loss, group_penalty])
-                step_losses.append(group_loss / group_tokens)
-                step_penalties.append(group_penalty)
-                # A signal may reach one rank only: all stop at the same step, or the others would wait forever.
-                (stop_signal,) = ranks.max([stop.signal or 0])
-                if checkpoint_dir is not None and (stop_signal or (every and step % every == 0)):
-                    random_states = ranks.random_states()
-                    # Every rank: a sharded model's tensors are gathered on rank 0, which writes.
-                    checkpoint.save(checkpoint_dir, fingerprint, model, optimizer, scheduler, order_generator, {
-                        "epoch": epoch, "order": order, "next_group": first + accumulation, "step": step,
-                        "tokens_seen": tokens_seen, "step_losses": step_losses, "step_penalties": step_penalties,
-                        "validation_losses": validation_losses, "best_loss": best_loss, "best_epoch": best_epoch,
-                        "best_state": best_state, "epochs_without_gain": epochs_without_gain,
-                        "elapsed_s": loop["elapsed_s"] + time.perf_counter() - started,
-                        "resumed_from_step": loop["resumed_from_step"], "random_states": random_states})
-                    ranks.barrier()  # torchrun ends every rank once one exits: not before the checkpoint is whole
-                    if stop_signal:
-                        raise checkpoint.TrainingInterrupted(
-                            f"stopped by signal {int(stop_signal)} at step {step}; state saved in {checkpoint_dir}: "
-                            "rerun to resume")
-                if step >= total_steps:
-                    break
-            validation_loss = evaluate_loss(model, validation_examples, goal, tokenizer.pad_token_id, batch_size,
-                                            device, ranks=ranks)
-            validation_losses.append(validation_loss)
-            if validation_loss < best_loss:
-                best_loss, best_epoch, epochs_without_gain = validation_loss, epoch, 0
-                best_state = {name: p.detach().clone() for name, p in trainable}
-            else:
-                epochs_without_gain += 1
-            if step >= total_steps or (patience and epochs_without_gain >= patience):
+        while state.epoch <= setup.training["epochs"]:
+            train_epoch(setup, state, stop, started)
+            if validate(setup, state):
                 break
-        train_time_s = loop["elapsed_s"] + time.perf_counter() - started
-    efficiency = ranks.efficiency(monitor.record())
-    if best_state is not None and best_epoch != len(validation_losses):
+            state.epoch, state.order, state.next_group = state.epoch + 1, None, 0
+        state.elapsed_s += time.perf_counter() - started
+    return state
+
+
+def train_epoch(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, started: float) -> None:
+    """The epoch's optimizer steps from where the state is: its start, or inside it when resumed (with the data
+    order as it was drawn), or past its last step when resumed there (only its validation is left)."""
+    import torch
+
+    batch_size, accumulation = setup.training["batch_size"], setup.training["gradient_accumulation_steps"]
+    if state.order is None:
+        state.order = torch.randperm(len(setup.data.train), generator=state.order_rng).tolist()
+    batches = [state.order[i : i + batch_size] for i in range(0, len(state.order), batch_size)]
+    for first in range(state.next_group, len(batches), accumulation):
+        if state.step >= setup.total_steps:
+            break
+        group = batches[first : first + accumulation]
+        step_loss, step_penalty = optimizer_step(setup, group, state.step)
+        state.step += 1
+        state.next_group = first + accumulation
+        state.tokens_seen += sum(setup.data.input_tokens[i] for indices in group for i in indices)
+        state.step_losses.append(step_loss)
+        state.step_penalties.append(step_penalty)
+        checkpoint_if_due(setup, state, stop, started)
+
+
+def optimizer_step(setup: Setup, group: list[list[int]], step: int) -> tuple[float, float]:
+    """One optimizer step over a group of micro-batches; returns its token loss and regularization (all ranks').
+
+    The loss is normalised by the targets of the whole group on all ranks: equal to one big batch."""
+    import torch
+
+    ranks, network, method = setup.ranks, setup.network, setup.method
+    group_tokens = sum(setup.data.target_tokens[i] for indices in group for i in indices)
+    share = ranks.share(group)
+    passes = ranks.passes(len(group))
+    group_loss = group_penalty = 0.0
+    for position in range(passes):
+        with ranks.accumulating(network, last=position == passes - 1):
+            if position >= len(share):
+                # This rank's share is spent (an epoch's short last step) but DDP's gradient exchange, or FSDP's
+                # every pass, needs it: a pass that adds nothing.
+                (setup.data.loss(network, group[0]) * 0.0).backward()
+                continue
+            loss_sum = setup.data.loss(network, share[position])
+            objective = loss_sum / group_tokens
+            penalty = method.regularization_loss(setup.model)
+            if penalty is not None:  # once per optimizer step, spread over its micro-batches
+                objective = objective + penalty / len(group)
+                group_penalty += penalty.item() / len(group)
+            if ranks.distributed:  # DDP averages the ranks' gradients; the step needs their sum
+                objective = objective * ranks.world_size
+            objective.backward()
+        group_loss += loss_sum.item()
+    # Of sharded gradients (DTensors) the norm is the whole gradient's.
+    torch.nn.utils.clip_grad_norm_([p for _, p in setup.trainable], setup.training["max_grad_norm"])
+    setup.optimizer.step()
+    method.after_optimizer_step(setup.model, step)
+    setup.scheduler.step()
+    setup.optimizer.zero_grad(set_to_none=True)
+    group_loss, group_penalty = ranks.sum([group_loss, group_penalty])
+    return group_loss / group_tokens, group_penalty
+
+
+def checkpoint_if_due(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, started: float) -> None:
+    """Save the state every checkpoint_every_steps steps, and on a stop signal (then raise TrainingInterrupted)."""
+    ranks, every = setup.ranks, setup.training.get("checkpoint_every_steps")
+    # A signal may reach one rank only: all stop at the same step, or the others would wait forever.
+    (stop_signal,) = ranks.max([stop.signal or 0])
+    if setup.checkpoint_dir is None or not (stop_signal or (every and state.step % every == 0)):
+        return
+    saved = dataclasses.replace(state, elapsed_s=state.elapsed_s + time.perf_counter() - started,
+                                random_states=ranks.random_states())
+    # Every rank: a sharded model's tensors are gathered on rank 0, which writes.
+    checkpoint.save(setup.checkpoint_dir, setup.fingerprint, setup.model, setup.optimizer, setup.scheduler, saved)
+    ranks.barrier()  # torchrun ends every rank once one exits: not before the checkpoint is whole
+    if stop_signal:
+        raise checkpoint.TrainingInterrupted(f"stopped by signal {int(stop_signal)} at step {state.step}; state saved "
+                                             f"in {setup.checkpoint_dir}: rerun to resume")
+
+
+def validate(setup: Setup, state: LoopState) -> bool:
+    """The epoch's validation loss, kept with its weights when it is the best so far; whether training ends."""
+    loss = evaluate_loss(setup.model, setup.data.validation, setup.data.goal, setup.tokenizer.pad_token_id,
+                         setup.training["batch_size"], setup.device, ranks=setup.ranks)
+    state.validation_losses.append(loss)
+    if loss < state.best_loss:
+        state.best_loss, state.best_epoch, state.epochs_without_gain = loss, state.epoch, 0
+        state.best_state = {name: p.detach().clone() for name, p in setup.trainable}
+    else:
+        state.epochs_without_gain += 1
+    patience = setup.training.get("early_stopping_patience")
+    return state.step >= setup.total_steps or bool(patience and state.epochs_without_gain >= patience)
+
+
+def keep_best_weights(setup: Setup, state: LoopState) -> None:
+    """Early stopping ends with the trainable weights of the best validation epoch, when it was not the last."""
+    import torch
+
+    if state.best_state is not None and state.best_epoch != len(state.validation_losses):
         with torch.no_grad():
-            for name, parameter in trainable:
-                parameter.copy_(best_state[name])
+            for name, parameter in setup.trainable:
+                parameter.copy_(state.best_state[name])
+
+
+def save_weights(setup: Setup, weights_dir: str | Path) -> None:
+    """The method saves a model with whole tensors: of a sharded one, a copy gathered on rank 0. The checkpoint
+    goes then: nothing is left to resume."""
+    settings = setup.settings
 
     def build_unsharded():  # the method's model, on the CPU, to load the gathered weights into
-        base = method.load_base_for_training(base_dir, settings["method_spec"], "cpu")[0]
-        return method.prepare(base, family, settings["method_spec"], settings["rank"], total_steps=total_steps)
+        base = setup.method.load_base_for_training(setup.base_dir, settings["method_spec"], "cpu")[0]
+        return setup.method.prepare(base, settings["family"], settings["method_spec"], settings["rank"],
+                                    total_steps=setup.total_steps)
 
-    # The method saves a model with whole tensors: of a sharded one, a copy gathered on rank 0.
-    whole = fsdp.unsharded(model, build_unsharded)
-    if ranks.main:
+    whole = fsdp.unsharded(setup.model, build_unsharded)
+    if setup.ranks.main:
         with io.atomic_directory(weights_dir) as tmp_dir:
-            method.save(whole, tokenizer, tmp_dir)
-        checkpoint.remove(checkpoint_dir)  # the weights are complete: nothing left to resume
-    ranks.barrier()
-    record = {
+            setup.method.save(whole, setup.tokenizer, tmp_dir)
+        checkpoint.remove(setup.checkpoint_dir)
+    setup.ranks.barrier()
+
+
+def record(setup: Setup, state: LoopState, efficiency: dict, weights_dir: str | Path, *, code: str | None) -> dict:
+    """The run's train.json: what was trained, its losses, time and throughput, and where it came from."""
+    settings, manifest, train_time_s = setup.settings, setup.base_manifest, state.elapsed_s
+    return {
         "settings": dict(settings),
-        "base": {k: base_manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
-        "trainable_parameters": trainable_parameters,
-        "total_parameters": total_parameters,
+        "base": {k: manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
+        "trainable_parameters": setup.trainable_parameters,
+        "total_parameters": setup.total_parameters,
         "stored_bytes": directory_size_bytes(Path(weights_dir)),
-        "steps": step,
-        "epochs_run": len(validation_losses),
-        "best_epoch": best_epoch,
-        "step_losses": step_losses,  # token cross-entropy only, comparable across methods
-        "step_regularization": step_penalties if any(step_penalties) else None,
-        "validation_losses": validation_losses,
-        "best_validation_loss": best_loss,
+        "steps": state.step,
+        "epochs_run": len(state.validation_losses),
+        "best_epoch": state.best_epoch,
+        "step_losses": state.step_losses,  # token cross-entropy only, comparable across methods
+        "step_regularization": state.step_penalties if any(state.step_penalties) else None,
+        "validation_losses": state.validation_losses,
+        "best_validation_loss": state.best_loss,
         "train_time_s": train_time_s,
         # Steps at which an interrupted run was resumed (its numbers equal an uninterrupted run's on CPU).
-        "resumed_from_step": loop["resumed_from_step"] or None,
-        "time_per_step_s": train_time_s / max(step, 1),
-        "tokens_seen": tokens_seen,
-        "tokens_per_s": tokens_seen / train_time_s if train_time_s > 0 else None,
-        "train_examples": len(train_examples),
+        "resumed_from_step": state.resumed_from_step or None,
+        "time_per_step_s": train_time_s / max(state.step, 1),
+        "tokens_seen": state.tokens_seen,
+        "tokens_per_s": state.tokens_seen / train_time_s if train_time_s > 0 else None,
+        "train_examples": len(setup.data.train),
         "optimizer": "torch.optim.AdamW",
-        "method_extras": method_extras,
+        "method_extras": setup.method_extras,
         "efficiency": efficiency,
-        "distributed": ranks.record(),
-        "data_manifest_sha256": io.sha256_file(data_dir / "manifest.json"),
-        "provenance": provenance.record("train", settings, code=code, device=device),
+        "distributed": setup.ranks.record(),
+        "data_manifest_sha256": io.sha256_file(setup.data_dir / "manifest.json"),
+        "provenance": provenance.record("train", settings, code=code, device=setup.device),
     }
-    if ranks.main:
-        io.write_json(record_path, record)
-    return record

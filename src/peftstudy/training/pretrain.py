@@ -21,7 +21,7 @@ from peftstudy.modeling.loading import (
     pick_device,
     train_tokenizer,
 )
-from peftstudy.training.loop import make_optimizer, seed_everything
+from peftstudy.training.optimizer import make_optimizer, seed_everything
 
 PRETRAINING_DEFAULTS = {"batch_size": 32, "sequence_tokens": 64, "learning_rate": 1e-3, "seed": 0}
 

@@ -142,3 +142,34 @@ def test_a_module_that_is_gone_changes_the_fingerprint(fake_package):
     before = script_fingerprint(script, root)
     (root / "d.py").rename(root / "d_moved.py")
     assert "pkg/d.py" not in import_closure(script, root) and script_fingerprint(script, root) != before
+
+
+def test_data_files_beside_the_closure_count(fake_package):
+    """A template or schema the package ships is code too: editing it redoes the rules whose modules sit beside it,
+    and only those; a subpackage's files, caches and hidden folders do not count."""
+    script, root = fake_package / "script.py", fake_package / "pkg"
+    (root / "sub" / "templates").mkdir()
+    (root / "sub" / "templates" / "paper.tex").write_text("\\VAR{title}\n")
+    (root / "schema.yaml").write_text("type: object\n")
+    (root / "other").mkdir()
+    (root / "other" / "__init__.py").write_text("")
+    (root / "other" / "notes.txt").write_text("not reached\n")
+    (root / ".ruff_cache").mkdir()
+    (root / ".ruff_cache" / "state").write_text("1\n")
+    assert snakefile.package_data(import_closure(script, root), root) == (
+        "pkg/schema.yaml", "pkg/sub/templates/paper.tex")
+    before = script_fingerprint(script, root)
+    (root / ".ruff_cache" / "state").write_text("2\n")
+    (root / "other" / "notes.txt").write_text("still not reached\n")
+    assert script_fingerprint(script, root) == before
+    (root / "sub" / "templates" / "paper.tex").write_text("\\VAR{title}!\n")
+    assert script_fingerprint(script, root) != before
+
+
+def test_the_shipped_template_and_schema_are_in_the_fingerprints_that_read_them():
+    assert "peftstudy/report/templates/paper.tex" in snakefile.package_data(tuple(closure("paper_tex.py")), PACKAGE)
+    assert not snakefile.package_data(tuple(closure("stats_summary.py")), PACKAGE)
+
+
+def test_default_package_root_is_the_package():
+    assert import_closure(SCRIPTS / "score.py") == import_closure(SCRIPTS / "score.py", PACKAGE)

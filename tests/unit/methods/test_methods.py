@@ -73,3 +73,188 @@ def test_unknown_method_is_a_clear_error():
 def test_lora_needs_a_positive_rank():
     with pytest.raises(ValueError, match="positive rank"):
         get_method("lora").prepare(gpt2_medium(), "gpt2", {}, 0)
+
+
+# -- a method describes itself ------------------------------------------------------------------------------------
+# The tables these facts lived in before (study/config.py, modeling/heads.py, training/fsdp.py, report/labels.py,
+# the study schema), written out: the methods' own declarations must reproduce them exactly.
+OLD_LORA_OPTIONS = {"ranks", "alpha", "dropout", "target_modules", "decoder_rank"}
+OLD_METHOD_OPTIONS = {
+    "full": set(),
+    "lora": OLD_LORA_OPTIONS,
+    "dora": OLD_LORA_OPTIONS,
+    "adalora": {"ranks", "alpha", "dropout", "target_modules", "init_rank", "orth_reg_weight"},
+    "vera": {"ranks", "dropout", "target_modules"},
+    "ia3": {"target_modules"},
+    "qlora": OLD_LORA_OPTIONS | {"bits", "quant_type", "double_quant", "compute_dtype", "gradient_checkpointing"},
+    "prefix": {"num_virtual_tokens", "prefix_projection"},
+    "prompt": {"num_virtual_tokens", "prompt_init", "prompt_init_text"},
+    "bitfit": set(),
+    "ft_top_k": {"top_k"},
+    "adapter": {"ranks", "style", "non_linearity"},
+    "mam": {"ranks", "prefix_length"},
+    "unipelt": {"ranks", "prefix_length"},
+    "lora_prefix": {"ranks", "alpha", "dropout", "prefix_length"},
+}
+OLD_RANKS_REQUIRED = {"lora", "dora", "adalora", "vera", "qlora", "adapter", "lora_prefix"}
+OLD_NOT_APPLICABLE = {
+    ("bitfit", "t5"): "T5 has no bias parameters: BitFit would train nothing",
+    ("bitfit", "llama"): "LLaMA has no bias parameters: BitFit would train nothing",
+}
+OLD_HEAD_METHODS = {"full", "lora", "dora", "adalora", "vera", "ia3", "qlora"}
+OLD_FSDP_SUPPORTED = ("full", "lora", "dora", "vera", "ia3", "prefix", "prompt", "bitfit", "ft_top_k", "adapter", "mam",
+                      "unipelt", "lora_prefix")
+OLD_FSDP_REASONS = {
+    "adalora": "AdaLoRA's orthogonality penalty and rank reallocation compute with whole parameters outside the "
+               "forward pass, where FSDP holds only shards",
+    "qlora": "QLoRA's quantized base (bitsandbytes, on CUDA) is loaded onto the device whole and FSDP does not "
+             "shard its quantized weights here",
+}
+OLD_METHOD_LABELS = {
+    "full": "Full fine-tuning", "lora": "LoRA", "dora": "DoRA", "adalora": "AdaLoRA", "vera": "VeRA",
+    "ia3": "(IA)$^3$", "qlora": "QLoRA", "prefix": "Prefix tuning", "prompt": "Prompt tuning", "bitfit": "BitFit",
+    "ft_top_k": "FT top-$k$", "adapter": "Bottleneck adapter", "mam": "MAM adapter", "unipelt": "UniPELT",
+    "lora_prefix": "LoRA + prefix",
+}
+OLD_BOTTLENECK_KINDS = {"adapter", "mam", "unipelt"}
+FAMILIES = {"gpt2", "t5", "llama", "bert", "bert2bert"}
+
+
+def test_every_method_declares_every_attribute():
+    import jsonschema
+
+    from peftstudy.methods import METHODS, Method
+
+    assert set(METHODS) == set(OLD_METHOD_OPTIONS)
+    for kind, method in METHODS.items():
+        assert isinstance(method, Method) and method.kind == kind
+        assert isinstance(method.options, dict) and all(isinstance(name, str) for name in method.options), kind
+        for fragment in method.options.values():
+            jsonschema.Draft202012Validator.check_schema(fragment)
+        assert isinstance(method.required_options, tuple) and set(method.required_options) <= set(method.options)
+        assert isinstance(method.label, str) and method.label, kind
+        assert method.size_symbol in ("r", "b"), kind
+        assert isinstance(method.trains_heads, bool) and isinstance(method.shardable, bool), kind
+        assert isinstance(method.not_shardable_reason, str) and method.not_shardable_reason, kind
+        assert isinstance(method.not_applicable, dict) and set(method.not_applicable) <= FAMILIES, kind
+        assert all(isinstance(reason, str) and reason for reason in method.not_applicable.values()), kind
+        assert isinstance(method.resumable, bool), kind
+        if kind != "qlora":  # QLoRA's extras read a quantized model
+            assert method.record_extras(object()) == {}, kind
+    assert type(METHODS["qlora"]).record_extras is not Method.record_extras
+
+
+def test_the_methods_reproduce_the_tables_they_replace():
+    from peftstudy.methods import METHODS
+    from peftstudy.report.labels import method_label
+    from peftstudy.training import fsdp
+
+    assert {kind: set(method.options) for kind, method in METHODS.items()} == OLD_METHOD_OPTIONS
+    assert {kind for kind, method in METHODS.items() if "ranks" in method.required_options} == OLD_RANKS_REQUIRED
+    assert all(method.required_options in ((), ("ranks",)) for method in METHODS.values())
+    assert {(kind, family): reason for kind, method in METHODS.items()
+            for family, reason in method.not_applicable.items()} == OLD_NOT_APPLICABLE
+    assert {kind for kind, method in METHODS.items() if method.trains_heads} == OLD_HEAD_METHODS
+    assert fsdp.supported_methods() == OLD_FSDP_SUPPORTED
+    assert {kind: method.not_shardable_reason for kind, method in METHODS.items() if not method.shardable} == \
+        OLD_FSDP_REASONS
+    assert {kind: method.label for kind, method in METHODS.items()} == OLD_METHOD_LABELS
+    assert {kind for kind, method in METHODS.items() if method.size_symbol == "b"} == OLD_BOTTLENECK_KINDS
+    study = {"methods": {"adapter_houlsby": {"kind": "adapter"}, "lora": {"kind": "lora"}, "ia3": {"kind": "ia3"}}}
+    assert method_label(study, "adapter_houlsby", 64) == r"Bottleneck adapter {\footnotesize(adapter\_houlsby)} $b=64$"
+    assert method_label(study, "lora", 8) == "LoRA $r=8$"
+    assert method_label(study, "ia3", None) == "(IA)$^3$"
+
+
+def test_the_study_schema_takes_method_entries_from_the_registry():
+    """The schema file lists no method: each kind's options (types included) and required options come from it."""
+    import yaml
+
+    from peftstudy.methods import METHODS
+    from peftstudy.study.config import SCHEMA_PATH, load_schema
+
+    raw = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["methods"]["additionalProperties"]
+    assert set(raw["properties"]) == {"kind", "description", "training"} and "allOf" not in raw
+    entry = load_schema()["properties"]["methods"]["additionalProperties"]
+    assert entry["properties"]["kind"] == {"enum": list(METHODS)}
+    assert set(entry["properties"]) == {"kind", "description", "training"} | set().union(*OLD_METHOD_OPTIONS.values())
+    assert entry["properties"]["bits"] == {"enum": [4, 8]} and entry["properties"]["alpha"] == \
+        {"type": "number", "exclusiveMinimum": 0}
+    ranked = [kind for kind in METHODS if kind in OLD_RANKS_REQUIRED]
+    assert entry["allOf"] == [{"if": {"properties": {"kind": {"enum": ranked}}}, "then": {"required": ["ranks"]}}]
+
+
+def test_an_option_key_means_one_thing_for_every_kind(monkeypatch):
+    from peftstudy import methods
+    from peftstudy.methods.base import Method
+
+    class Clash(Method):
+        kind = "clash"
+        options = {"alpha": {"type": "string"}}
+
+    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))
+    with pytest.raises(ValueError, match="kind 'clash' declares option 'alpha' unlike kind 'lora'"):
+        methods.register(Clash())
+    with pytest.raises(ValueError, match="method kind 'lora' registered twice"):
+        methods.register(type(methods.METHODS["lora"])())
+
+
+def test_a_new_method_is_picked_up_by_validation_report_and_fsdp(monkeypatch, repository):
+    """A Method subclass in the registry is all a new kind needs: no table elsewhere to edit."""
+    import copy
+
+    import yaml
+
+    from peftstudy import study as studyconfig
+    from peftstudy.methods import METHODS
+    from peftstudy.methods.base import Method, shared_options
+    from peftstudy.report.labels import method_label
+    from peftstudy.training import fsdp
+
+    class Toy(Method):
+        kind = "toy"
+        options = shared_options("ranks", width={"type": "integer", "minimum": 1})
+        required_options = ("ranks",)
+        label = "Toy method"
+        size_symbol = "b"
+        trains_heads = False
+        shardable = True
+        not_applicable = {"t5": "a toy has no T5 version"}
+
+    demo = yaml.safe_load((repository / "config" / "demo.yaml").read_text())
+    demo["methods"]["toy"] = {"kind": "toy", "ranks": [2, 4], "width": 3}
+    demo["matrix"].append({"datasets": ["debian-products"], "models": ["gpt2-tiny", "t5-tiny"], "methods": ["toy"]})
+    demo["exclusions"].append({"model": "t5-tiny", "method": "toy", "reason": "no T5 toy"})
+
+    def validate(mutate=lambda study: None):
+        study = copy.deepcopy(demo)
+        mutate(study)
+        return studyconfig.validate_study(study, "toy.yaml")
+
+    with pytest.raises(studyconfig.StudyConfigError, match=r"toy.yaml: methods.toy.kind: 'toy' is not one of"):
+        validate()
+    monkeypatch.setitem(METHODS, "toy", Toy())
+    study = validate()
+    assert {(r.model, r.rank) for r in studyconfig.expand_runs(study) if r.method == "toy"} == \
+        {("gpt2-tiny", 2), ("gpt2-tiny", 4)}
+    assert method_label(study, "toy", 4) == "Toy method $b=4$"
+    fsdp.check_method("toy")
+    assert fsdp.supported_methods()[-1] == "toy"
+    failures = {
+        "methods.toy.width: 0 is less than the minimum of 1": lambda s: s["methods"]["toy"].update(width=0),
+        "methods.toy.ranks: required key is missing": lambda s: s["methods"]["toy"].pop("ranks"),
+        "methods.toy.alpha: not an option of method kind 'toy' (its options: ranks, width)":
+            lambda s: s["methods"]["toy"].update(alpha=8),
+        "methods.full.width: not an option of method kind 'full'": lambda s: s["methods"]["full"].update(width=2),
+        "overrides[0].options.alpha: not a per-cell option of method 'toy' (kind 'toy'; its options: width)":
+            lambda s: s["overrides"].insert(0, {"method": "toy", "options": {"alpha": 8}}),
+        "method 'toy' cannot run on model 't5-tiny' (a toy has no T5 version)":
+            lambda s: s["exclusions"].pop(),
+        "cell (debian-sections, gpt2-tiny, toy): method kind 'toy' cannot train a classifier head":
+            lambda s: s["models"]["gpt2-tiny"].update(heads={"classification": "classifier"})
+            or s["matrix"][-1].update(datasets=["debian-sections"], models=["gpt2-tiny"]),
+    }
+    for message, mutate in failures.items():
+        with pytest.raises(studyconfig.StudyConfigError) as error:
+            validate(mutate)
+        assert message in str(error.value), (message, str(error.value))

@@ -179,11 +179,11 @@ def test_adapter_sits_on_quantized_layers_and_reloads_exactly(tiny_workspace, tm
     assert torch.allclose(logits(loaded), expected, rtol=0, atol=1e-6)
 
 
-def test_training_record_extras(tiny_workspace):
+def test_record_extras(tiny_workspace):
     method = get_method("qlora")
     model, _, _ = method.load_base_for_training(tiny_workspace / "base-gpt2", {}, "cpu")
     model = method.prepare(model, "gpt2", {}, 4)
-    extras = method.training_record_extras(model)
+    extras = method.record_extras(model)
     assert extras["base_weight_bytes"] == sum(four_bit_bytes(i * o) for i, o in QUANTIZED["gpt2"].values())
     assert extras["base_weight_bytes_unquantized"] == 4 * 24576
     assert extras["quantization"] == {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bf16",
@@ -208,7 +208,7 @@ def test_gradient_checkpointing_changes_memory_not_gradients(tiny_workspace, fam
         spec = {"gradient_checkpointing": checkpointing, "dropout": 0.0, "compute_dtype": "fp32"}  # bf16 rounds
         base, tokenizer, _ = method.load_base_for_training(tiny_workspace / f"base-{family}", spec, "cpu")
         model = method.prepare(base, family, spec, 4)
-        assert method.training_record_extras(model)["gradient_checkpointing"] is checkpointing
+        assert method.record_extras(model)["gradient_checkpointing"] is checkpointing
         assert model.base_model.model.is_gradient_checkpointing is checkpointing
         with torch.no_grad():  # LoRA B starts at zero; give it values so that A gets gradients too
             for name, parameter in model.named_parameters():

@@ -189,12 +189,13 @@ def test_head_choice_and_its_errors():
     assert heads.head_kind({"family": "gpt2", "heads": {"classification": "classifier"}}, "classification") == "classifier"
     with pytest.raises(heads.HeadError, match="bert has no generation head"):
         heads.head_kind(bert, "generation")
-    with pytest.raises(heads.HeadError, match="method kind 'prefix' cannot train a classifier head"):
-        heads.head_spec(bert, {"labels": LABELS}, "classification", TRAINING, "prefix")
-    span = heads.head_spec(bert, {"windowing": {"max_length": 384, "stride": 128}}, "extractive_qa", TRAINING, "lora")
+    # Whether the cell's method can train the head is the study's check (tests/unit/study/test_config.py).
+    assert heads.head_spec(bert, {"labels": LABELS}, "classification", TRAINING) == \
+        {"kind": "classifier", "labels": LABELS, "module": "classifier"}
+    span = heads.head_spec(bert, {"windowing": {"max_length": 384, "stride": 128}}, "extractive_qa", TRAINING)
     assert span == {"kind": "span", "module": "qa_outputs", "max_length": 384, "stride": 128, "max_answer_tokens": 30}
-    assert heads.head_spec(bert, {}, "extractive_qa", TRAINING, "full")["max_length"] == TRAINING["max_source_tokens"]
-    assert heads.head_spec(gpt2, {"labels": LABELS}, "classification", TRAINING, "prefix") == {"kind": "lm"}
+    assert heads.head_spec(bert, {}, "extractive_qa", TRAINING)["max_length"] == TRAINING["max_source_tokens"]
+    assert heads.head_spec(gpt2, {"labels": LABELS}, "classification", TRAINING) == {"kind": "lm"}
 
 
 @pytest.mark.parametrize("family", ["gpt2", "t5"])

@@ -1,11 +1,13 @@
 import math
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from peftstudy import stats
 from peftstudy.claims import verdicts
+from peftstudy.data import card as card_columns
 from peftstudy.provenance import canonical_hash
 from peftstudy.report import (
     data_card,
@@ -103,7 +105,7 @@ def test_paper_compiles_to_pdf(tmp_path):
               "rank_study": stats.rank_study(frame, "lora", bootstrap_resamples=200)}
     for name in stats_tables.STATS_TABLES:
         (tmp_path / "tables" / f"{name}.tex").write_text(stats_tables.build(name, inputs, study)[1])
-    card_row = dict.fromkeys(data_card.COLUMNS, "")
+    card_row = dict.fromkeys(card_columns.COLUMNS, "")
     card = [{**card_row, "dataset": "d", "split": "train", "rows": 8, "labels": "a 50%; b 50%"},
             {**card_row, "dataset": "d", "split": "train", "model": "m_1", "rows": 8, "input_tokens_mean": 12.5}]
     (tmp_path / "tables" / "data_card.tex").write_text(data_card.data_card_latex(card))
@@ -123,6 +125,59 @@ def test_paper_compiles_to_pdf(tmp_path):
     assert r"\subsection{Per-run provenance}" in (tmp_path / "paper.tex").read_text()
     paper.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
     assert (tmp_path / "paper.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+GOLDEN = Path(__file__).with_name("golden")
+
+
+def paper_inputs(full: bool = True):
+    """A study and a paper context that reach every part of paper.tex (full), or its optional parts left out."""
+    study = {**STUDY, "description": "A 50% description_", "report": {**STUDY["report"], "authors": "A & B"},
+             "exclusions": [{"dataset": "d", "method": "lora", "rank": 4, "reason": "too_slow & big"}]}
+    context = {
+        "config_hash": "0123456789abcdef" * 4, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
+        "data_checksums": {"d": "f" * 64, "c_1": "a" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
+        "methods_used": ["full", "lora"], "code_versions": ["abc", "d_e"], "packages": {"torch": "2.13.0", "x": "", "a&b": "1"},
+        "hardware": {"device": "cpu", "cpu": "x86 & co", "python": "3.11", "torch_threads": 2}, "run_count": 9,
+        "runs_per_dataset": {"d": 9}, "limitations": "\\item tiny\n\\item few", "metric_signatures": {"bleu4": "nrefs:1|tok:13a", "x": ""},
+        "hyperparameter_rows": [["lora", "lora", "all", "0.001", 1, "2x1", "ranks=[4, 8], alpha=16"]],
+        "quantization_rows": [["m_1", "qlora r=8", "4-bit NF4, double", "0.014", "0.098", "85.9"]],
+        **paper.provenance_tables([(_run(seed), _stages(seed, threads=seed)) for seed in (1, 2)]),
+    }
+    if not full:
+        study = {**STUDY, "exclusions": []}
+        context.update(quantization_rows=[], metric_signatures={}, provenance_rows=[], hardware={})
+    return study, context
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "bare"])
+def test_paper_template_renders_what_the_f_string_wrote(full):
+    """paper.tex byte for byte as paper_latex wrote it before its LaTeX moved to report/templates/paper.tex: the golden
+    files were written by that code. A deliberate change to the paper's text: rewrite them and review the diff."""
+    study, context = paper_inputs(full)
+    expected = (GOLDEN / f"paper_{'full' if full else 'bare'}.tex").read_bytes().decode()
+    assert paper.paper_latex(study, context) == expected
+
+
+def test_paper_template_refuses_a_missing_value():
+    import jinja2
+
+    study, context = paper_inputs()
+    values = paper.paper_values(study, context)
+    del values["title"]
+    with pytest.raises(jinja2.UndefinedError, match="title"):
+        paper.render("paper.tex", values)
+
+
+def test_paper_template_is_package_data():
+    import tomllib
+
+    import peftstudy
+
+    root = Path(__file__).resolve().parents[3]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["peftstudy"]
+    assert "report/templates/*.tex" in declared
+    assert (Path(peftstudy.__file__).parent / "report" / "templates" / "paper.tex").is_file()
 
 
 def _run(seed):

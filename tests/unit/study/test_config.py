@@ -134,3 +134,24 @@ def test_matrix_block_ranks_pick_variants_of_ranked_methods_only(demo):
     study = studyconfig.validate_study(demo, "config/demo.yaml")
     tasks = {(r.dataset, r.method, r.rank) for r in studyconfig.expand_runs(study) if r.dataset != "debian-products"}
     assert tasks == {(d, m, r) for d in ("debian-sections", "debian-package-qa") for m, r in (("full", None), ("lora", 8))}
+
+
+def test_a_head_the_cells_method_cannot_train_is_refused(demo):
+    """Which methods train classifier/span heads is the method's to say (Method.trains_heads); the study checks it."""
+    from peftstudy.modeling import heads
+    from peftstudy.study.settings import cell_head
+
+    bert, training = {"family": "bert"}, {"max_source_tokens": 64}
+    with pytest.raises(heads.HeadError, match=r"^method kind 'prefix' cannot train a classifier head yet \(supported: "
+                                              r"adalora, dora, full, ia3, lora, qlora, vera\); give the model a "
+                                              r"text-to-text head \(heads: lm\)$"):
+        cell_head(bert, {"labels": ["a", "b"]}, "classification", training, "prefix")
+    assert cell_head(bert, {"labels": ["a", "b"]}, "classification", training, "lora") == \
+        {"kind": "classifier", "labels": ["a", "b"], "module": "classifier"}
+    assert cell_head({"family": "gpt2"}, {"labels": ["a", "b"]}, "classification", training, "prefix") == {"kind": "lm"}
+    study = copy.deepcopy(demo)
+    study["models"]["gpt2-tiny"]["heads"] = {"classification": "classifier"}
+    study["matrix"][3]["methods"].append("prefix")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[3\]: cell \(debian-sections, gpt2-tiny, prefix\): "
+                                                           r"method kind 'prefix' cannot train a classifier head"):
+        studyconfig.validate_study(study, "demo.yaml")

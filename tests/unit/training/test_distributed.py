@@ -35,7 +35,7 @@ FSDP = {**TRAINING, "data_parallel": "fsdp"}
 # The other methods FSDP supports train in short runs (3 steps, the first at learning rate 0 in warm-up).
 SHORT = {**TRAINING, "epochs": 1, "max_steps": 3}
 SHORT_STEPS = 3
-OTHER_FSDP_METHODS = [kind for kind in fsdp.SUPPORTED_METHODS if kind not in ("full", "lora")]
+OTHER_FSDP_METHODS = [kind for kind in fsdp.supported_methods() if kind not in ("full", "lora")]
 RANKED = {"dora", "vera", "adapter", "mam", "unipelt", "lora_prefix"}
 # The resumed FSDP case is stopped mid-epoch 2: its checkpoint holds a best_state (sharded, then gathered) too.
 FSDP_STOP_AT = 5

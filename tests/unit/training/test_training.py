@@ -52,8 +52,8 @@ def test_training_lowers_loss_and_reload_generates_identically(workspace, family
     settings_gen = dict(GENERATION)
     run_a = generate_run({"kind": kind}, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
                          out / "a.jsonl", out / "a.json", settings_gen, 24)
-    run_b = generate_run({"kind": kind}, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
-                         out / "b.jsonl", out / "b.json", settings_gen, 24)
+    generate_run({"kind": kind}, family, workspace / f"base-{family}", out / "weights", workspace / "data/test.jsonl",
+                 out / "b.jsonl", out / "b.json", settings_gen, 24)
     assert run_a["examples"] == 16
     assert (out / "a.jsonl").read_bytes() == (out / "b.jsonl").read_bytes()
 
@@ -170,3 +170,72 @@ def test_periodic_checkpoints_and_a_checkpoint_of_other_settings_is_not_resumed(
     assert record["resumed_from_step"] is None and not (out / "checkpoint").exists()
     _, reference = train(workspace, "gpt2", "lora", 4, seed=3, name="uninterrupted")
     assert record["step_losses"] == reference["step_losses"]  # saving checkpoints changes nothing
+
+
+def _same_state(a, b) -> bool:
+    """LoopStates are equal field by field: tensors by value, the data-order generator by its state."""
+    import dataclasses
+
+    def same(x, y):
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            return isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and torch.equal(x, y)
+        if isinstance(x, torch.Generator):
+            return isinstance(y, torch.Generator) and torch.equal(x.get_state(), y.get_state())
+        if isinstance(x, dict):
+            return isinstance(y, dict) and x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        if isinstance(x, (list, tuple)):
+            return isinstance(y, (list, tuple)) and len(x) == len(y) and all(map(same, x, y))
+        return type(x) is type(y) and x == y
+
+    return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+
+
+def test_loop_state_round_trips_through_a_checkpoint(tmp_path):
+    """Every field of the loop's state comes back from a checkpoint as it was saved, in the checkpoint format of
+    runs written before LoopState existed; so do the weights and the global random state."""
+    from transformers import get_scheduler
+
+    from peftstudy.training import checkpoint
+    from peftstudy.training.checkpoint import LoopState
+    from peftstudy.training.optimizer import make_optimizer
+
+    def built():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+        optimizer = make_optimizer(model, 0.1, 0.01)
+        return model, optimizer, get_scheduler("cosine", optimizer, num_warmup_steps=1, num_training_steps=10)
+
+    model, optimizer, scheduler = built()
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    state = LoopState.start(seed=11)
+    state.order = torch.randperm(20, generator=state.order_rng).tolist()
+    state.epoch, state.next_group, state.step, state.tokens_seen = 2, 4, 7, 1234
+    state.step_losses, state.step_penalties, state.validation_losses = [3.5, 2.25], [0.0, 0.125], [2.5]
+    state.best_loss, state.best_epoch, state.epochs_without_gain = 2.5, 1, 1
+    state.best_state = {name: p.detach().clone() + 1 for name, p in model.named_parameters()}
+    state.elapsed_s, state.resumed_from_step = 12.5, [3]
+    state.random_states = [[torch.get_rng_state(), None]]
+    torch.manual_seed(5)
+    global_random = torch.get_rng_state()
+
+    assert checkpoint.save(tmp_path, "fingerprint", model, optimizer, scheduler, state) == tmp_path / "checkpoint.pt"
+    payload = checkpoint.load(tmp_path, "fingerprint")
+    assert set(payload) == {"fingerprint", "model", "optimizer", "scheduler", "torch_rng", "cuda_rng", "order_rng",
+                            "loop"}
+    assert set(payload["loop"]) == {"epoch", "order", "next_group", "step", "tokens_seen", "step_losses",
+                                    "step_penalties", "validation_losses", "best_loss", "best_epoch", "best_state",
+                                    "epochs_without_gain", "elapsed_s", "resumed_from_step", "random_states"}
+    torch.rand(3)  # moves the global generator on: restore must set it back
+    fresh_model, fresh_optimizer, fresh_scheduler = built()
+    restored = checkpoint.restore(payload, fresh_model, fresh_optimizer, fresh_scheduler)
+
+    assert _same_state(restored, state) and not _same_state(restored, LoopState.start(seed=11))
+    assert torch.equal(torch.get_rng_state(), global_random)
+    assert torch.equal(torch.randperm(20, generator=restored.order_rng), torch.randperm(20, generator=state.order_rng))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(fresh_model.state_dict()[name], tensor), name
+    for index, moments in optimizer.state_dict()["state"].items():
+        assert all(torch.equal(fresh_optimizer.state_dict()["state"][index][k], v) for k, v in moments.items())
+    assert fresh_scheduler.state_dict() == scheduler.state_dict()
