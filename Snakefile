@@ -52,7 +52,7 @@ for _study in STUDIES:
 
 
 # A failed job: Snakemake's own error, then one block per failed job (cell, one-line cause, log, and the command
-# that reruns only that cell). The job's full traceback is in its log (workflow_support.logged).
+# that reruns only that cell). The job's full traceback is in its log (execution.jobs.logged).
 onerror:
     from peftstudy.execution.snakefile import report_failed_jobs
 

@@ -62,3 +62,16 @@ def job_stats():
     from support.workflow_runner import parse_job_stats
 
     return parse_job_stats
+
+
+@pytest.fixture(scope="module")
+def fixed_batch(tiny_workspace, tmp_path_factory):
+    """A data directory whose training and validation splits are the same 16 rows: one batch, every step."""
+    from peftstudy import io
+
+    root = tmp_path_factory.mktemp("fixed-batch")
+    rows = io.read_jsonl(tiny_workspace / "data/train.jsonl")[:16]
+    io.write_jsonl(root / "train.jsonl", rows)
+    io.write_jsonl(root / "validation.jsonl", rows)
+    io.write_json(root / "manifest.json", {"counts": {}})
+    return root

@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from peftstudy import __version__
+
 PACKAGES = (
     "peftstudy", "torch", "transformers", "peft", "tokenizers", "safetensors", "bitsandbytes", "adapters",
     "datasets", "sacrebleu", "rouge-score", "scipy", "statsmodels", "numpy", "pandas", "snakemake",
@@ -45,8 +47,6 @@ def code_version() -> str:
         ).stdout.strip()
         return commit + ("+dirty" if status else "")
     except (OSError, subprocess.SubprocessError):
-        from peftstudy import __version__
-
         return f"peftstudy-{__version__}"
 
 

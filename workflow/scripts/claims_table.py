@@ -1,5 +1,6 @@
 from peftstudy import io, stats
 from peftstudy.claims import verdicts
+from peftstudy.claims.table import claims_latex
 from peftstudy.execution.jobs import logged
 
 with logged(snakemake):
@@ -10,4 +11,4 @@ with logged(snakemake):
                                    confidence=settings["confidence"], seed=settings["rank_study"]["seed"],
                                    resamples=settings["rank_study"]["resamples"])
     io.write_csv_frame(snakemake.output.csv, table)
-    io.write_text(snakemake.output.tex, verdicts.claims_latex(table, study))
+    io.write_text(snakemake.output.tex, claims_latex(table, study))

@@ -55,8 +55,16 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from peftstudy.metrics import catalogue
-from peftstudy.report.latex import tex_text
+from peftstudy.claims.wording import (
+    and_list,
+    cell_label,
+    describe_check,
+    expected_text,
+    format_number,
+    interval_text,
+    plain_text,
+    rank_method,
+)
 from peftstudy.stats.describe import confidence_interval
 from peftstudy.study.claims import (
     NUMERIC_KINDS,
@@ -90,84 +98,6 @@ COLUMNS = [
     "confidence", "n", "interval", "bootstrap_resamples", "bootstrap_seed", "measured_text", "verdict",
     "reason", "claim_verdict",
 ]
-
-
-# -- the claim spec -------------------------------------------------------------------------------------------
-
-
-# -- formatting -----------------------------------------------------------------------------------------------
-
-def metric_name(metric: str) -> str:
-    """How a check's description names the metric: the catalogue's phrase ('exact match'), else its name."""
-    return catalogue.phrase(metric)
-
-
-def cell_label(cell: Mapping, fields: Sequence[str] = ()) -> str:
-    label = cell["method"] + (f" r{cell['rank']}" if cell["rank"] != "" else "")
-    extra = [str(cell[field]) for field in fields]
-    return label + (f" ({', '.join(extra)})" if extra else "")
-
-
-def _where(cells: Sequence[Mapping]) -> tuple[list[str], str]:
-    """(fields that differ between the cells, 'on dataset, model' of the shared ones)."""
-    differ = [axis for axis in ("dataset", "model") if len({c[axis] for c in cells}) > 1]
-    shared = [str(cells[0][axis]) for axis in ("dataset", "model") if axis not in differ]
-    return differ, (" on " + ", ".join(shared) if shared else "")
-
-
-def describe_check(check: Mapping, study: Mapping | None = None) -> str:
-    """The check in plain words, e.g. 'ROUGE-L of lora r16 / full on products, gpt2'."""
-    kind, metric = check["kind"], metric_name(check["metric"])
-    unit = f" ({check['unit']})" if check.get("unit") else ""
-    if kind in RANK_KINDS:
-        method = check.get("method") or _rank_method(study)
-        what = "best" if kind == "best_rank" else "knee"
-        return f"{what} {method} rank by {metric} on {check['dataset']}, {check['model']}"
-    cells = check_cells(check)
-    differ, where = _where(cells)
-    labels = [cell_label(cell, differ) for cell in cells]
-    if kind == "ratio":
-        return f"{metric} of {labels[0]} / {labels[1]}{where}"
-    if kind == "difference":
-        return f"{metric}{unit} of {labels[0]} - {labels[1]}{where}"
-    if kind == "relative_change":
-        return f"{metric} of {labels[0]} vs {labels[1]}, relative change{where}"
-    if kind == "value":
-        return f"{metric}{unit} of {labels[0]}{where}"
-    symbol = " > " if check.get("order", "decreasing") == "decreasing" else " < "
-    return f"{metric}: {symbol.join(labels)}{where}"
-
-
-def format_number(value: float, kind: str = "value", digits: int = 3) -> str:
-    """A measured number to `digits` significant digits (relative changes as signed percentages)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "--"
-    if math.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    if kind == "relative_change":
-        return f"{100 * value:+.{digits}g}%"
-    return f"{value:.{digits}g}"
-
-
-def expected_text(check: Mapping) -> str:
-    kind = check["kind"]
-    if kind in RANK_KINDS:
-        return "r = " + " or ".join(str(rank) for rank in check["ranks"])
-    if kind == "ordering":
-        return check.get("order", "decreasing")
-    low, high = expected_interval(check)
-    claimed = lambda value: format_number(value, kind, digits=6)  # noqa: E731 - as typed in the config
-    if math.isinf(high):
-        return f"≥ {claimed(low)}"
-    if math.isinf(low):
-        return f"≤ {claimed(high)}"
-    if low == high:
-        return claimed(low)
-    return f"[{claimed(low)}, {claimed(high)}]"
-
-
-def _interval_text(low: float, high: float, kind: str = "value") -> str:
-    return f"[{format_number(low, kind)}, {format_number(high, kind)}]"
 
 
 # -- statistics -----------------------------------------------------------------------------------------------
@@ -236,22 +166,6 @@ def combine_verdicts(verdicts: Iterable[str]) -> str:
     return NOT_TESTABLE
 
 
-def _and(items: Sequence[str]) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _text(value) -> str:
-    """A text cell of a CSV ('' for a missing one, which pandas reads as NaN)."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-
-def _rank_method(study: Mapping | None) -> str:
-    if study is None:
-        return "lora"
-    return study.get("statistics", {}).get("rank_study", {}).get("method", "lora")
-
-
 # -- evaluation -----------------------------------------------------------------------------------------------
 
 class _Evaluator:
@@ -290,7 +204,7 @@ class _Evaluator:
             these = [name for kind, name in missing if kind == axis]
             if these:
                 names.append(f"{axis}{'s' if len(these) > 1 else ''} {', '.join(these)}")
-        return f"{_and(names)} {'is' if len(missing) == 1 else 'are'} not in this study"
+        return f"{and_list(names)} {'is' if len(missing) == 1 else 'are'} not in this study"
 
     def cell_problem(self, cell: Mapping) -> str | None:
         """Why this cell has no results in this study (names already known to exist), or None."""
@@ -371,7 +285,7 @@ class _Evaluator:
         low, high = expected_interval(check)
         verdict, relation = numeric_verdict(row["ci_low"], row["ci_high"], low, high)
         kind = check["kind"]
-        ci = _interval_text(row["ci_low"], row["ci_high"], kind)
+        ci = interval_text(row["ci_low"], row["ci_high"], kind)
         if verdict == NOT_TESTABLE:
             reason = why
         else:
@@ -463,7 +377,7 @@ class _Evaluator:
             else:
                 verdicts.append(NOT_TESTABLE)
             pairs.append(f"{cell_label(cells[high_side])} - {cell_label(cells[low_side])}:"
-                         f" {difference:+.3g} {_interval_text(low, high)} ({'paired' if paired else 'independent'})")
+                         f" {difference:+.3g} {interval_text(low, high)} ({'paired' if paired else 'independent'})")
         if all(v == SUPPORTED for v in verdicts):
             verdict, head = SUPPORTED, "every adjacent difference's CI is on the claimed side of 0"
         elif NOT_SUPPORTED in verdicts:
@@ -476,7 +390,7 @@ class _Evaluator:
 
     def rank_check(self, check: Mapping) -> dict:
         kind = check["kind"]
-        method = check.get("method") or _rank_method(self.study)
+        method = check.get("method") or rank_method(self.study)
         claimed = [int(rank) for rank in check["ranks"]]
         cell = {"dataset": check["dataset"], "model": check["model"], "method": method, "rank": ""}
 
@@ -519,7 +433,7 @@ class _Evaluator:
         if kind == "knee_rank":
             knee = first["knee_rank"]
             if pd.isna(knee):
-                why = _text(first.get("knee_reason")) or "kneed found none"
+                why = plain_text(first.get("knee_reason")) or "kneed found none"
                 return untestable(f"no knee: {why}" + (f"; {absent_text}" if absent_text else ""), **out)
             knee = int(float(knee))
             out.update(measured=float(knee), measured_text=f"knee r = {knee}")
@@ -530,14 +444,14 @@ class _Evaluator:
             return {**out, "verdict": NOT_SUPPORTED, "reason": f"the knee is r = {knee}, not a claimed rank"}
         best = first["best_rank"]
         if pd.isna(best):
-            return untestable(f"no best rank: {_text(first.get('best_reason')) or 'undefined'}", **out)
+            return untestable(f"no best rank: {plain_text(first.get('best_reason')) or 'undefined'}", **out)
         best = int(float(best))
         fractions = dict(zip(family["rank_value"], family["bootstrap_choice_fraction"].astype(float)))
         resamples = first.get("bootstrap_resamples")
         out.update(measured=float(best), bootstrap_resamples=resamples, bootstrap_seed=first.get("bootstrap_seed"),
                    measured_text=f"r = {best} (chosen in {fractions.get(best, math.nan):.0%} of resamples)")
         shares = ", ".join(f"r = {rank}: {fractions[rank]:.0%}" for rank in ranks)
-        rule = _text(first.get("best_rule")) or "the rank study's rule"
+        rule = plain_text(first.get("best_rule")) or "the rank study's rule"
         if best in claimed:
             return {**out, "verdict": SUPPORTED, "reason": f"best rank r = {best} by {rule}; choice shares {shares}"}
         frequent = [rank for rank in claimed if fractions.get(rank, 0.0) >= MIN_CHOICE_FRACTION]
@@ -587,65 +501,3 @@ def evaluate_claims(study: Mapping, metrics: pd.DataFrame, summary: pd.DataFrame
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-# -- LaTeX ----------------------------------------------------------------------------------------------------
-
-
-VERDICT_LATEX = {SUPPORTED: "supported", NOT_SUPPORTED: "not supported", NOT_TESTABLE: "not testable here"}
-
-
-def claims_latex(table: pd.DataFrame, study: Mapping) -> str:
-    """The claims table (label tab:claims): per claim its text, source, the paper's figure and the combined
-    verdict; under it each check with what it tests, the measured value [CI] (n) and its verdict and reason.
-    A longtable (it runs over pages: the preamble needs \\usepackage{longtable} and \\usepackage{array});
-    the note under it prints the verdict rule, the interval method and the range of n."""
-    name = tex_text(study.get("study", ""))
-    header = (r"Claim / check & Source & Reported (tested) & Measured [CI], $n$ & Verdict \\")
-    # Ragged-right paragraph columns (the array package's >{...}): long reasons wrap without stretched spaces.
-    spec = "@{}" + "".join(r">{\raggedright\arraybackslash}p{" + f"{width}" + r"\linewidth}"
-                           for width in (0.36, 0.08, 0.17, 0.2, 0.09)) + "@{}"
-    confidence = table["confidence"].dropna()
-    level = f"{float(confidence.iloc[0]):.0%}" if len(confidence) else "95%"
-    resamples = table["bootstrap_resamples"].dropna()
-    seeds = table["bootstrap_seed"].dropna()
-    ns = sorted({int(part) for text in table["n"].astype(str) for part in text.split("/") if part.isdigit()})
-    n_text = (f"$n$ = seeds per cell, {ns[0]}" + (f"--{ns[-1]}" if ns[-1] != ns[0] else "") + " here"
-              if ns else "no cell of this study has results for these claims")
-    note = (f"{tex_text(VERDICT_RULE)} CIs: {tex_text(level)} percentile bootstrap over seeds"
-            + (f" ({int(resamples.iloc[0])} resamples, seed {int(seeds.iloc[0])})" if len(resamples) and len(seeds) else "")
-            + r", paired when both cells share dataset, model and seeds, else independent;"
-            r" a single value: the $t$ interval of its mean. " + n_text + ".")
-    lines = [
-        r"\begingroup\scriptsize\setlength{\LTcapwidth}{\linewidth}",
-        rf"\begin{{longtable}}{{{spec}}}",
-        rf"\caption{{Claims of the reproduced papers beside what study \texttt{{{name}}} measured."
-        r" Every measured value, interval and verdict is computed from the results.}\label{tab:claims}\\",
-        r"\toprule", header, r"\midrule", r"\endfirsthead",
-        r"\toprule", header, r"\midrule", r"\endhead",
-        r"\midrule", r"\multicolumn{5}{r}{\emph{continued}}\\", r"\endfoot",
-        r"\bottomrule", rf"\multicolumn{{5}}{{@{{}}p{{0.95\linewidth}}@{{}}}}{{{note}}}\\", r"\endlastfoot",
-    ]
-    if table.empty:
-        lines.append(r"\multicolumn{5}{l}{\emph{This study lists no claims.}}\\")
-    first = True
-    for claim_id, rows in table.groupby("claim_id", sort=False):
-        head = rows.iloc[0]
-        if not first:
-            lines.append(r"\midrule")
-        first = False
-        lines.append(" & ".join([
-            r"\textbf{" + tex_text(head["claim_text"]) + "}", tex_text(head["source"]), tex_text(head["reported"]), "",
-            r"\textbf{" + VERDICT_LATEX[head["claim_verdict"]] + "}",
-        ]) + r" \\*")
-        for _, row in rows.iterrows():
-            tested = tex_text(row["expected"])
-            if row["check_reported"]:
-                tested = tex_text(row["check_reported"]) + r"\newline(tested: " + tested + ")"
-            measured = tex_text(row["measured_text"])
-            if row["n"]:
-                measured += r"\newline $n$ = " + tex_text(row["n"])
-            lines.append(" & ".join([
-                r"\hspace*{1em}" + tex_text(row["description"]) + r"\newline{\itshape " + tex_text(row["reason"]) + "}",
-                "", tested, measured, VERDICT_LATEX[row["verdict"]],
-            ]) + r" \\")
-    lines += [r"\end{longtable}", r"\endgroup", ""]
-    return "\n".join(lines)

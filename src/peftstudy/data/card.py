@@ -12,6 +12,7 @@ from typing import Mapping
 
 from peftstudy import io
 from peftstudy.data.prepare import length_stats
+from peftstudy.modeling.loading import base_location
 
 COLUMNS = ["dataset", "split", "model", "rows", "input_words_mean", "input_words_p95", "reference_words_mean",
            "reference_words_p95", "input_tokens_mean", "input_tokens_p95", "reference_tokens_mean",
@@ -43,7 +44,6 @@ def data_card_rows(data_dirs: Mapping[str, str | Path], bases: Mapping[str, str 
     token_limits: per (dataset, model) trained, its max_source_tokens and max_target_tokens."""
     from transformers import AutoTokenizer
 
-    from peftstudy.modeling.loading import base_location
 
     tokenizers = {}
     rows = []

@@ -1,7 +1,7 @@
 """What the Snakefile itself runs, never a job: the code fingerprints of its rules (at parse time) and the
 summary of failed jobs (its onerror handler).
 
-Kept apart from workflow_support, which every job script imports: a rule's fingerprint covers the modules its
+Kept apart from execution.jobs, which every job script imports: a rule's fingerprint covers the modules its
 script imports, so editing this module redoes no job.
 """
 

@@ -246,6 +246,7 @@ class BottleneckAdapter(AdapterHubMethod):
     kind = "adapter"
     options = shared_options("ranks", style={"enum": list(STYLES)},
                              non_linearity={"enum": list(NON_LINEARITIES)})
+    defaults = {"style": "houlsby", "non_linearity": "relu"}
     required_options = ("ranks",)
     label = "Bottleneck adapter"
     size_symbol = "b"  # the swept size is the bottleneck's
@@ -253,10 +254,10 @@ class BottleneckAdapter(AdapterHubMethod):
     def adapter_config(self, hidden_size, family, spec, rank):
         import adapters
 
-        style = spec.get("style", "houlsby")
+        style = self.option(spec, "style")
         if style not in STYLES:
             raise ValueError(f"adapter: style must be one of {', '.join(STYLES)}, got {style!r}")
-        non_linearity = spec.get("non_linearity", "relu")
+        non_linearity = self.option(spec, "non_linearity")
         if non_linearity not in NON_LINEARITIES:
             raise ValueError(f"adapter: non_linearity must be one of {', '.join(NON_LINEARITIES)}, got {non_linearity!r}")
         if rank is None:
@@ -272,6 +273,7 @@ class BottleneckAdapter(AdapterHubMethod):
 class MixAndMatch(AdapterHubMethod):
     kind = "mam"
     options = shared_options("ranks", prefix_length=PREFIX_LENGTH)
+    defaults = {"prefix_length": 30}
     label = "MAM adapter"
     size_symbol = "b"
     uses_prefix = True
@@ -280,7 +282,7 @@ class MixAndMatch(AdapterHubMethod):
         import adapters
 
         prefix = adapters.PrefixTuningConfig(
-            prefix_length=_positive(spec.get("prefix_length", 30), "mam: prefix_length"),
+            prefix_length=_positive(self.option(spec, "prefix_length"), "mam: prefix_length"),
             bottleneck_size=MAM_PREFIX_BOTTLENECK,
         )
         parallel = adapters.ParBnConfig() if rank is None else adapters.ParBnConfig(
@@ -291,6 +293,7 @@ class MixAndMatch(AdapterHubMethod):
 class UniPELT(AdapterHubMethod):
     kind = "unipelt"
     options = shared_options("ranks", prefix_length=PREFIX_LENGTH)
+    defaults = {"prefix_length": 10}
     label = "UniPELT"
     size_symbol = "b"
     uses_prefix = True
@@ -298,7 +301,7 @@ class UniPELT(AdapterHubMethod):
     def adapter_config(self, hidden_size, family, spec, rank):
         import adapters
 
-        prefix = adapters.PrefixTuningConfig(prefix_length=_positive(spec.get("prefix_length", 10), "unipelt: prefix_length"))
+        prefix = adapters.PrefixTuningConfig(prefix_length=_positive(self.option(spec, "prefix_length"), "unipelt: prefix_length"))
         sequential = adapters.SeqBnConfig(reduction_factor=16 if rank is None else reduction_factor(hidden_size, rank))
         return adapters.UniPELTConfig(prefix, sequential, adapters.LoRAConfig(**UNIPELT_LORA))
 
@@ -306,6 +309,7 @@ class UniPELT(AdapterHubMethod):
 class LoRAPrefix(AdapterHubMethod):
     kind = "lora_prefix"
     options = shared_options("ranks", "alpha", "dropout", prefix_length=PREFIX_LENGTH)
+    defaults = {"alpha": 16, "dropout": 0.05, "prefix_length": 30}
     required_options = ("ranks",)
     label = "LoRA + prefix"  # the swept size is LoRA's rank
     uses_prefix = True
@@ -315,8 +319,8 @@ class LoRAPrefix(AdapterHubMethod):
 
         if rank is None or rank < 1:
             raise ValueError(f"lora_prefix needs a positive LoRA rank, got {rank!r}")
-        lora = adapters.LoRAConfig(r=rank, alpha=spec.get("alpha", 16), dropout=spec.get("dropout", 0.05))
-        prefix = adapters.PrefixTuningConfig(prefix_length=_positive(spec.get("prefix_length", 30), "lora_prefix: prefix_length"))
+        lora = adapters.LoRAConfig(r=rank, alpha=self.option(spec, "alpha"), dropout=self.option(spec, "dropout"))
+        prefix = adapters.PrefixTuningConfig(prefix_length=_positive(self.option(spec, "prefix_length"), "lora_prefix: prefix_length"))
         return adapters.ConfigUnion(lora, prefix)
 
     def expected_bottleneck(self, rank):

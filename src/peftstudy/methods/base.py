@@ -64,6 +64,10 @@ class Method:
     schema (load_schema), FSDP (training/fsdp.py) and the report's labels (report/labels.py) read them from the
     registry (peftstudy.methods.METHODS) and keep no table of their own. A new method is a subclass that sets
     them, its entry in the registry, and tests.
+
+    An option's default is declared once, in ``defaults``, and read with :meth:`option`; it is not part of the
+    option's schema fragment, which must be the same for every kind that takes the option while defaults may
+    differ (LoRA's dropout 0.05, VeRA's 0.0).
     """
 
     # Name of the method in a study file (a method entry's ``kind``) and in the registry.
@@ -72,6 +76,11 @@ class Method:
     # override's options may set, ranks excepted), each with the JSON-schema fragment its value must match:
     # study.config.load_schema adds them to the study schema; any other key is an error.
     options: Mapping[str, Mapping] = {}
+    # Default value of each option a study entry may leave out (option name -> value; every name is one of
+    # ``options``), read through :meth:`option`. Options without an entry here have no fixed default: they are
+    # required, absent means "not used" (decoder_rank), or the default is computed from the rank (AdaLoRA's
+    # init_rank) where the option is read.
+    defaults: Mapping[str, object] = {}
     # Options an entry of this kind must give (ranked kinds: the swept ranks).
     required_options: tuple[str, ...] = ()
     # The method's name in every report table (LaTeX); empty: the kind, escaped.
@@ -89,6 +98,17 @@ class Method:
     not_applicable: Mapping[str, str] = {}
     # Whether an interrupted run can resume from a checkpoint with the numbers of an uninterrupted one.
     resumable: bool = True
+
+    def option(self, spec: Mapping, name: str):
+        """The value of option ``name``: the spec's when it gives one, else the method's default (``defaults``)."""
+        if name in spec:
+            return spec[name]
+        try:
+            return self.defaults[name]
+        except KeyError:
+            declared = "an option" if name in self.options else "not an option"
+            raise KeyError(f"method kind {self.kind!r}: option {name!r} ({declared} of this kind) is not given and "
+                           "has no default") from None
 
     def record_extras(self, model) -> dict:
         """Fields the method adds to the training record of the trained model (QLoRA: its quantization); none."""
@@ -243,6 +263,8 @@ class LoRA(PeftMethod):
 
     kind = "lora"
     options = LORA_OPTIONS
+    # No decoder_rank default: without it the decoder has the swept rank.
+    defaults = {"alpha": 16, "dropout": 0.05, "target_modules": "attention"}
     required_options = ("ranks",)
     label = "LoRA"
     trains_heads = True
@@ -258,9 +280,9 @@ class LoRA(PeftMethod):
             task_type=task_type(family, spec),
             modules_to_save=head_modules(spec),
             r=rank,
-            lora_alpha=spec.get("alpha", 16),
-            lora_dropout=spec.get("dropout", 0.05),
-            target_modules=lora_targets(family, spec.get("target_modules", "attention")),
+            lora_alpha=self.option(spec, "alpha"),
+            lora_dropout=self.option(spec, "dropout"),
+            target_modules=lora_targets(family, self.option(spec, "target_modules")),
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
             bias="none",
             rank_pattern=decoder_rank_pattern(family, spec),

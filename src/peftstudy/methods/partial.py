@@ -149,12 +149,13 @@ class FineTuneTopK(PartialFineTuning):
 
     kind = "ft_top_k"
     options = {"top_k": {"type": "integer", "minimum": 1, "description": "FT-top-k: number of final blocks fine-tuned"}}
+    defaults = {"top_k": 2}
     label = "FT top-$k$"
     trains_heads = False
     shardable = True
 
     def trainable_names(self, model, family, spec):
-        top_k = spec.get("top_k", 2)
+        top_k = self.option(spec, "top_k")
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"FT-top-k: top_k must be a positive integer, got {top_k!r}")
         names = []

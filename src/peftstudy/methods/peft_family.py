@@ -67,6 +67,8 @@ class AdaLoRA(PeftMethod):
         orth_reg_weight={"type": "number", "minimum": 0,
                          "description": "AdaLoRA: weight of the orthogonality penalty on P and Q (default 0.5)"},
     )
+    # init_rank has no fixed default: ceil(1.5 x rank), computed in peft_config.
+    defaults = {"alpha": 16, "dropout": 0.05, "target_modules": "attention", "orth_reg_weight": 0.5}
     required_options = ("ranks",)
     label = "AdaLoRA"
     trains_heads = True
@@ -91,6 +93,7 @@ class AdaLoRA(PeftMethod):
                 "AdaLoRA schedules its rank budget over the planned number of optimizer steps: "
                 f"prepare() needs total_steps (got {total_steps!r})"
             )
+        # Default computed from the swept rank (not in ``defaults``): 1.5 x the target budget, rounded up.
         init_rank = spec.get("init_rank", math.ceil(1.5 * rank))
         if init_rank < rank:
             raise ValueError(f"AdaLoRA: init_rank ({init_rank}) must be at least the target rank ({rank})")
@@ -99,12 +102,12 @@ class AdaLoRA(PeftMethod):
             modules_to_save=head_modules(spec),
             target_r=rank,
             init_r=init_rank,
-            lora_alpha=spec.get("alpha", 16),
-            lora_dropout=spec.get("dropout", 0.05),
-            target_modules=lora_targets(family, spec.get("target_modules", "attention")),
+            lora_alpha=self.option(spec, "alpha"),
+            lora_dropout=self.option(spec, "dropout"),
+            target_modules=lora_targets(family, self.option(spec, "target_modules")),
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
             total_step=total_steps,
-            orth_reg_weight=spec.get("orth_reg_weight", 0.5),
+            orth_reg_weight=self.option(spec, "orth_reg_weight"),
             beta1=0.85,
             beta2=0.85,
             **self.schedule(total_steps),
@@ -176,6 +179,7 @@ class VeRA(PeftMethod):
 
     kind = "vera"
     options = shared_options("ranks", "dropout", "target_modules")
+    defaults = {"dropout": 0.0, "target_modules": "attention"}
     required_options = ("ranks",)
     label = "VeRA"
     trains_heads = True
@@ -188,8 +192,8 @@ class VeRA(PeftMethod):
             task_type=task_type(family, spec),
             modules_to_save=head_modules(spec),
             r=positive_rank("VeRA", rank),
-            vera_dropout=spec.get("dropout", 0.0),
-            target_modules=lora_targets(family, spec.get("target_modules", "attention")),
+            vera_dropout=self.option(spec, "dropout"),
+            target_modules=lora_targets(family, self.option(spec, "target_modules")),
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
             save_projection=True,
         )
@@ -242,6 +246,8 @@ class IA3(PeftMethod):
 
     kind = "ia3"
     options = shared_options("target_modules")
+    # Keys, values and the feed-forward output (the paper's choice): see ia3_targets.
+    defaults = {"target_modules": "attention+mlp"}
     label = "(IA)$^3$"
     trains_heads = True
     shardable = True
@@ -249,7 +255,7 @@ class IA3(PeftMethod):
     def peft_config(self, family, spec, rank):
         from peft import IA3Config
 
-        targets, feedforward = ia3_targets(family, spec.get("target_modules"))
+        targets, feedforward = ia3_targets(family, self.option(spec, "target_modules"))
         return IA3Config(
             task_type=task_type(family, spec),
             modules_to_save=head_modules(spec),
@@ -275,6 +281,7 @@ class PrefixTuning(PeftMethod):
 
     kind = "prefix"
     options = shared_options(num_virtual_tokens=NUM_VIRTUAL_TOKENS, prefix_projection={"type": "boolean"})
+    defaults = {"num_virtual_tokens": 20, "prefix_projection": False}
     label = "Prefix tuning"
     trains_heads = False
     shardable = True
@@ -284,8 +291,8 @@ class PrefixTuning(PeftMethod):
 
         return PrefixTuningConfig(
             task_type=task_type(family),
-            num_virtual_tokens=spec.get("num_virtual_tokens", 20),
-            prefix_projection=spec.get("prefix_projection", False),
+            num_virtual_tokens=self.option(spec, "num_virtual_tokens"),
+            prefix_projection=self.option(spec, "prefix_projection"),
         )
 
     def prepare(self, model, family, spec, rank, total_steps=None):
@@ -354,6 +361,7 @@ class PromptTuning(PeftMethod):
     trains_heads = False
     shardable = True
     DEFAULT_INIT_TEXT = "Describe the input in one sentence:"
+    defaults = {"num_virtual_tokens": 20, "prompt_init": "random", "prompt_init_text": DEFAULT_INIT_TEXT}
 
     def __init__(self):
         self._tokenizers = weakref.WeakKeyDictionary()
@@ -366,12 +374,12 @@ class PromptTuning(PeftMethod):
     def peft_config(self, family, spec, rank):
         from peft import PromptTuningConfig, PromptTuningInit
 
-        init = spec.get("prompt_init", "random")
+        init = self.option(spec, "prompt_init")
         if init not in ("random", "text"):
             raise ValueError(f"prompt tuning: prompt_init must be 'random' or 'text', got {init!r}")
         return PromptTuningConfig(
             task_type=task_type(family),
-            num_virtual_tokens=spec.get("num_virtual_tokens", 20),
+            num_virtual_tokens=self.option(spec, "num_virtual_tokens"),
             num_transformer_submodules=1,
             # Text initialisation is done in prepare() with the local tokenizer.
             prompt_tuning_init=PromptTuningInit.RANDOM,
@@ -397,10 +405,10 @@ class PromptTuning(PeftMethod):
         import torch
         from peft import PromptTuningInit, get_peft_model
 
-        tokenizer = self._tokenizer_for(model) if spec.get("prompt_init", "random") == "text" else None
+        tokenizer = self._tokenizer_for(model) if self.option(spec, "prompt_init") == "text" else None
         peft_model = get_peft_model(model, self.peft_config(family, spec, rank))
         if tokenizer is not None:
-            text = spec.get("prompt_init_text", self.DEFAULT_INIT_TEXT)
+            text = self.option(spec, "prompt_init_text")
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             if not ids:
                 raise ValueError(f"prompt tuning: prompt_init_text {text!r} has no tokens")

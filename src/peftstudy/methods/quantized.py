@@ -54,7 +54,8 @@ from peftstudy.methods.base import LORA_OPTIONS, LoRA, Method, head_modules
 
 QUANTIZED_CLASS_NAMES = {4: "Linear4bit", 8: "Linear8bitLt"}
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-DEFAULTS = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bf16"}
+# The options that say how the base is quantized (their defaults: QLoRA.defaults), in the order they are recorded.
+QUANTIZATION_OPTIONS = ("bits", "quant_type", "double_quant", "compute_dtype")
 FOUR_BIT_ONLY = ("quant_type", "double_quant", "compute_dtype")
 # The training loop's optimizer (peftstudy.training.optimizer.make_optimizer); recorded, never claimed to be paged.
 TRAINING_LOOP_OPTIMIZER = "torch.optim.AdamW"
@@ -67,7 +68,8 @@ class QuantizationUnavailableError(RuntimeError):
 
 def quantization_settings(spec: Mapping) -> dict:
     """The spec's quantization options with defaults filled in, checked."""
-    settings = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
+    qlora = QLoRA()
+    settings = {key: qlora.option(spec, key) for key in QUANTIZATION_OPTIONS}
     if settings["bits"] not in (4, 8):
         raise ValueError(f"qlora: bits must be 4 or 8, got {settings['bits']!r}")
     if settings["bits"] == 8:
@@ -269,6 +271,9 @@ class QLoRA(Method):
         "gradient_checkpointing": {"type": "boolean", "description": "QLoRA: recompute activations in the backward "
                                    "pass (default true, the QLoRA recipe; saves memory, same gradients)"},
     }
+    # LoRA's defaults (peft_config builds LoRA's config) and the QLoRA paper's quantization recipe.
+    defaults = {**LoRA.defaults, "bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bf16",
+                "gradient_checkpointing": True}
     required_options = ("ranks",)
     label = "QLoRA"
     trains_heads = True
@@ -293,7 +298,7 @@ class QLoRA(Method):
                 "qlora.prepare got a model without bitsandbytes-quantized layers (load it with"
                 " QLoRA.load_base_for_training); refusing to train unquantized LoRA instead"
             )
-        checkpointing = bool(spec.get("gradient_checkpointing", True))
+        checkpointing = bool(self.option(spec, "gradient_checkpointing"))
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
         )

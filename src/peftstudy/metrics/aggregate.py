@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from peftstudy import io
 from peftstudy.metrics.scoring import tidy_rows, write_metrics_table
+from peftstudy.study.matrix import Run
 
 
 def aggregate_metrics(metrics_paths, out_path) -> int:
     """Collect every run's metrics.json into the study's tidy metrics.csv; return the row count."""
-    from peftstudy.study.matrix import Run
-
     rows = []
     for path in metrics_paths:
         scored = io.read_json(path)

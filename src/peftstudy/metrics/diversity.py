@@ -10,6 +10,8 @@ import collections
 import re
 from typing import Iterable, Sequence
 
+from peftstudy.metrics.quality import resolve_model
+
 WORD = re.compile(r"\w+(?:'\w+)*")
 
 
@@ -82,7 +84,6 @@ def embed(texts: Sequence[str], model_name: str, batch_size: int = 64, revision:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from peftstudy.metrics.quality import resolve_model
 
     model = SentenceTransformer(resolve_model(model_name, revision), device="cuda" if torch.cuda.is_available() else "cpu")
     vectors = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)

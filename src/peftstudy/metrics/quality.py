@@ -14,6 +14,8 @@ import string
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from peftstudy.execution.zygote import english_wordnet
+
 ROUGE_TYPES = {"rouge1": "rouge1", "rouge2": "rouge2", "rouge_l": "rougeL", "rouge_lsum": "rougeLsum"}
 
 
@@ -59,7 +61,6 @@ def wordnet_reader(nltk_data: str | Path):
     missing = [name for name in ("lexnames", "data.noun", "index.sense") if not (database / name).exists()]
     if missing:
         raise FileNotFoundError(f"{database}: not a WordNet 3.0 database for nltk (missing {', '.join(missing)})")
-    from peftstudy.execution.zygote import english_wordnet
 
     return english_wordnet(root)
 

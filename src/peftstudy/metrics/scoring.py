@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from peftstudy import io, provenance
+from peftstudy.metrics import cost, diversity, quality
 
 SCORING_THREADS = 1  # see score_run_files: thread counts change the last bits of a reduction
 # Defaults of the study config's `metrics` section (see the schema).
@@ -96,8 +97,6 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
               settings: Mapping | None = None, costs: Mapping | None = None, wordnet_dir=None,
               train_references: Sequence[str] | None = None, task: str = "generation") -> dict:
     """The run's metrics: the task's quality metrics, then size, efficiency and cost (every task)."""
-    from peftstudy.metrics import cost
-
     settings = metric_settings(settings)
     rows = io.read_jsonl(generations_path)
     if not rows:
@@ -178,8 +177,6 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
 
 def _score_generation(put, signatures, rows, settings, wordnet_dir, train_references) -> list[int]:
     """Quality against the references and diversity of the outputs; returns the outputs' cluster labels."""
-    from peftstudy.metrics import diversity, quality
-
     predictions = [row["prediction"] for row in rows]
     references = [row["reference"] for row in rows]
     score, extra = quality.bleu4(predictions, references)
@@ -226,8 +223,6 @@ def _score_generation(put, signatures, rows, settings, wordnet_dir, train_refere
 
 def _score_classification(put, signatures, rows, train_labels, decoding: str) -> None:
     """Accuracy, macro-F1 and per-class P/R/F1 (%) of the generated labels over the training label set."""
-    from peftstudy.metrics import quality
-
     classes = sorted({quality.normalize_label(label) for label in train_labels})
     values = quality.classification([quality.normalize_label(row["prediction"]) for row in rows],
                                     [quality.normalize_label(row["reference"]) for row in rows], classes)
@@ -239,8 +234,6 @@ def _score_classification(put, signatures, rows, train_labels, decoding: str) ->
 
 def _score_extractive_qa(put, signatures, rows, generations_path) -> None:
     """SQuAD v1.1 exact match and F1 (official normalisation), best over each example's gold answers."""
-    from peftstudy.metrics import quality
-
     missing = [row["id"] for row in rows if not row.get("answers")]
     if missing:
         raise ValueError(f"{generations_path}: extractive-QA rows without 'answers' (e.g. id {missing[0]!r})")

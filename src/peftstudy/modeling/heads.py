@@ -21,7 +21,7 @@ from peftstudy.modeling.batching import (
     encode_pairs,
     summed_token_loss,
 )
-from peftstudy.modeling.families import generation_class
+from peftstudy.modeling.families import generation_class, is_decoder_only
 
 HEAD_KINDS = ("lm", "classifier", "span")
 # The head a task uses when the model entry does not choose one: text-to-text, except where the family
@@ -173,8 +173,6 @@ class SpanObjective(Objective):
     """
 
     def __init__(self, tokenizer, family: str, head: Mapping):
-        from peftstudy.modeling.families import is_decoder_only
-
         if not getattr(tokenizer, "is_fast", False):
             raise HeadError("span windows need a fast tokenizer (character offsets of every token)")
         self.tokenizer, self.head = tokenizer, head

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from peftstudy import io
+from peftstudy.modeling import heads
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -185,8 +186,6 @@ def load_base(base_dir: str | Path, device: str | None = None, head: Mapping | N
 
     ``head`` (heads.head_spec) picks the model class: the generation head by default, or a classifier or
     span head, newly initialised from the torch seed when the base has none."""
-    from peftstudy.modeling import heads
-
     manifest, location, revision = base_location(base_dir)
     family = manifest["family"]
     # trust_remote_code stays off and only safetensors are accepted: a checkpoint cannot run code.

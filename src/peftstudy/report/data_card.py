@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from peftstudy.report.latex import latex_escape
+
 
 def data_card_latex(rows: list[dict]) -> str:
     """Two tables: the splits (words, labels, leakage), then each model's token view of the training split."""
-    from peftstudy.report.latex import latex_escape
-
     def cell(value):
         return latex_escape("" if value is None or value == "" else str(value))
 

@@ -7,6 +7,9 @@ from typing import Mapping, Sequence
 
 from peftstudy import io
 from peftstudy.metrics import catalogue
+from peftstudy.metrics.diversity import embed
+from peftstudy.report.labels import in_study_order
+from peftstudy.stats.direction import higher_is_better as direction
 
 
 def _save(figure, out_path) -> None:
@@ -32,7 +35,6 @@ def output_clusters(panels: Sequence[Mapping], embedding_model: str, out_path) -
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from peftstudy.metrics.diversity import embed
 
     if not panels:  # a study of classifiers and QA only: no free-text outputs to cluster
         figure, axis = plt.subplots(figsize=(6.5, 1.5))
@@ -154,8 +156,6 @@ def _models(study: Mapping, frame, dataset) -> list[str]:
 
 def _variants(frame, study: Mapping) -> list[tuple[str, str]]:
     """(method, rank) pairs of the frame's rows, methods in the order the study declares them, then by rank."""
-    from peftstudy.report.labels import in_study_order
-
     if frame.empty:
         return []
     keys = frame[["method", "rank"]].drop_duplicates().assign(model="")
@@ -349,7 +349,6 @@ def quality_vs_parameters(summary, study: Mapping, out_path, metric: str = "roug
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
-    from peftstudy.stats.direction import higher_is_better as direction
 
     dataset = _dataset(study, dataset)
     higher = direction(metric)

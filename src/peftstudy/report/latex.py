@@ -39,7 +39,5 @@ UNICODE_LATEX = {"±": r"$\pm$", "×": r"$\times$", "−": "-", "–": "--", "�
 
 
 def tex_text(text: Any) -> str:
-    from peftstudy.report.latex import latex_escape
-
     escaped = latex_escape("" if text is None or (isinstance(text, float) and math.isnan(text)) else text)
     return "".join(UNICODE_LATEX.get(char, char) for char in escaped)

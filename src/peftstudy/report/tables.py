@@ -7,6 +7,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from peftstudy.data.prepare import dataset_task
 from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label, registered_label
 from peftstudy.report.latex import is_nan, latex_escape, mean_std
@@ -21,8 +22,6 @@ TABLE1_EFFICIENCY = ("train_time_s", "train_peak_memory_bytes", "train_energy_kw
 
 def quality_columns(study: Mapping) -> tuple:
     """(metric, LaTeX header) of Table 1's quality columns."""
-    from peftstudy.data.prepare import dataset_task
-
     metrics = QUALITY_METRICS_BY_TASK[dataset_task(study["datasets"][study["report"]["table1_dataset"]])]
     return tuple((metric, latex_escape(catalogue.heading(metric))) for metric in metrics)
 

@@ -19,9 +19,11 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from peftstudy.data.prepare import dataset_task
+from peftstudy.data.registry import resolve_datasets
 from peftstudy.execution.cluster import validate_resources
 from peftstudy.methods import METHODS, get_method
 from peftstudy.modeling import heads
+from peftstudy.modeling.registry import ModelRegistryError, resolve
 from peftstudy.study.claims import validate_claims
 from peftstudy.study.matrix import is_excluded
 from peftstudy.study.settings import cell_head, method_options, training_settings
@@ -123,8 +125,6 @@ def validate_study(raw: Any, source: str | Path) -> dict:
         best = max(errors, key=lambda e: len(e.absolute_path))
         raise StudyConfigError(f"{source}: {_schema_message(best)}")
     study = copy.deepcopy(raw)
-    from peftstudy.data.registry import resolve_datasets
-    from peftstudy.modeling.registry import ModelRegistryError, resolve
 
     try:
         study["datasets"] = resolve_datasets(study["datasets"])

@@ -6,12 +6,18 @@ from pathlib import Path
 from typing import Mapping
 
 from peftstudy import io, provenance
+from peftstudy.modeling.loading import (
+    build_warm_start,
+    fetch_hub_base,
+    fetch_hub_snapshot,
+    package_model_path,
+)
+from peftstudy.modeling.registry import check_access, is_pinned
+from peftstudy.training.pretrain import pretrain_base
 
 
 def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | Path, *, threads: int = 1) -> dict:
     if spec["source"] == "scratch":
-        from peftstudy.training.pretrain import pretrain_base
-
         if corpus_path is None:
             raise ValueError(f"model {spec.get('name')!r}: a scratch model needs its pretraining corpus")
         return pretrain_base(spec, corpus_path, out_dir, threads=threads)
@@ -19,8 +25,6 @@ def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | P
         return record_package_base(spec, out_dir)
     if spec["source"] == "warm_start":
         return warm_start_base(spec, out_dir)
-    from peftstudy.modeling.loading import fetch_hub_base
-    from peftstudy.modeling.registry import check_access, is_pinned
 
     check_access(spec, spec.get("name"))
     resolved = fetch_hub_base(spec, Path(out_dir))
@@ -43,8 +47,6 @@ def prepare_base(spec: Mapping, corpus_path: str | Path | None, out_dir: str | P
 
 def record_package_base(spec: Mapping, out_dir: str | Path) -> dict:
     """A model a Python package ships (offline): recorded by its weights' checksum, which loading checks."""
-    from peftstudy.modeling.loading import package_model_path
-
     path = package_model_path(spec["package"])
     manifest = {
         "model": spec.get("name"),
@@ -64,13 +66,6 @@ def record_package_base(spec: Mapping, out_dir: str | Path) -> dict:
 
 def warm_start_base(spec: Mapping, out_dir: str | Path) -> dict:
     """An encoder-decoder built from a BERT checkpoint (a packaged one, or the hub's at a revision)."""
-    from peftstudy.modeling.loading import (
-        build_warm_start,
-        fetch_hub_snapshot,
-        package_model_path,
-    )
-    from peftstudy.modeling.registry import check_access, is_pinned
-
     if spec.get("package"):
         location, origin = package_model_path(spec["package"]), {"package": spec["package"]}
     else:

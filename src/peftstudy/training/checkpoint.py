@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from peftstudy import io
+from peftstudy.training import fsdp
 
 CHECKPOINT_FILE = "checkpoint.pt"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -124,7 +125,6 @@ def save(directory: str | Path, fingerprint: str, model, optimizer, scheduler, s
     every rank calls this then. Other ranks may call it or not."""
     import torch
 
-    from peftstudy.training import fsdp
 
     model_state = fsdp.gather(_saved_state(model))
     optimizer_state = fsdp.gather_optimizer_state(optimizer)
@@ -167,7 +167,6 @@ def restore(payload: Mapping, model, optimizer, scheduler) -> LoopState:
     model); returns the loop's state. A data-parallel run's ranks then restore their own random states."""
     import torch
 
-    from peftstudy.training import fsdp
 
     missing, unexpected = model.load_state_dict(fsdp.shard_like(payload["model"], model.state_dict()), strict=False)
     if unexpected:

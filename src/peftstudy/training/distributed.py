@@ -31,6 +31,9 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from peftstudy import io
+from peftstudy.training import checkpoint, fsdp
+
 TAIL_LINES = 60
 # Signals torchrun passes on to its processes: SIGUSR1 (checkpoint and stop, see checkpoint.py) is not among
 # its defaults, and would kill torchrun alone. It then gives them SHUTDOWN_S to save (not its default 30 s).
@@ -149,8 +152,6 @@ class Ranks:
 
         cuda = self.device.startswith("cuda")
         if self.sharded:
-            from peftstudy.training import fsdp
-
             dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
             return fsdp.shard(model, self.device, dtypes.get(precision) if cuda else None)
         from torch.nn.parallel import DistributedDataParallel
@@ -258,8 +259,6 @@ def launch(function: str, nproc: int, *args, **kwargs) -> Any:
     The arguments travel as JSON (paths as strings). The processes' output goes to this process's stdout (the
     job's log), and a failure raises with its last lines. SIGTERM/SIGUSR1 are passed on: the ranks save a
     checkpoint together and this raises TrainingInterrupted, as train_run does in a single process."""
-    from peftstudy.training import checkpoint
-
     if nproc < 1:
         raise ValueError(f"nproc must be at least 1, got {nproc}")
     with tempfile.TemporaryDirectory(prefix="peftstudy-torchrun-") as tmp:
@@ -304,8 +303,6 @@ def main(request_path: str) -> None:
 
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    from peftstudy import io
-    from peftstudy.training import checkpoint
 
     request = json.loads(Path(request_path).read_text())
     module_name, function_name = request["function"].split(":")

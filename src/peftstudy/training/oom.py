@@ -12,6 +12,7 @@ import gc
 from typing import Callable, Mapping
 
 from peftstudy import io
+from peftstudy.training import loop
 
 DEFAULT_MAX_HALVINGS = 3
 
@@ -81,7 +82,5 @@ def train_with_oom_retry(train: Callable, settings: Mapping, *args, max_halvings
 
 def train_run(settings: Mapping, *args, max_halvings: int = DEFAULT_MAX_HALVINGS, record_path, **kwargs) -> dict:
     """peftstudy.training.loop.train_run with the out-of-memory retries (what the workflow's train job calls)."""
-    from peftstudy.training import loop
-
     return train_with_oom_retry(loop.train_run, settings, *args, max_halvings=max_halvings, record_path=record_path,
                                 **kwargs)

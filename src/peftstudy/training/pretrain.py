@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 from peftstudy import io, provenance
+from peftstudy.modeling.batching import collate
 from peftstudy.modeling.loading import (
     T5_SENTINELS,
     build_model,
@@ -58,7 +59,6 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
     import torch
     from transformers import get_scheduler
 
-    from peftstudy.modeling.batching import collate
 
     torch.set_num_threads(threads)
     device = pick_device()

@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from peftstudy.claims import verdicts as C
+from peftstudy.claims.table import claims_latex
 from peftstudy.stats import read_metrics, read_table, summarise
 from peftstudy.study.config import (
     StudyConfigError,
@@ -366,7 +367,7 @@ def test_latex_renders_and_escapes():
                          "reported": "3-4× faster, $cheap$", "checks": [ratio_check(expected=[0.95, 0.99]),
                                                                         ratio_check(expected=[0.9, 1], model="gpt2-large")]}])
     table = C.evaluate_claims(study, BASE, None, None)
-    tex = C.claims_latex(table, study)
+    tex = claims_latex(table, study)
     assert r"\label{tab:claims}" in tex and r"\begin{longtable}" in tex and r"\end{longtable}" in tex
     assert r"\toprule" in tex and r"\bottomrule" in tex
     assert r"LoRA\_r \& 98\% $\pm$ 1 of full" in tex and r"\S{}5.1" in tex and r"3-4$\times$ faster, \$cheap\$" in tex
@@ -384,7 +385,7 @@ def test_latex_compiles(tmp_path):
     table = C.evaluate_claims(study, BASE, None, None)
     (tmp_path / "t.tex").write_text("\n".join([
         r"\documentclass{article}", r"\usepackage[margin=2cm,landscape]{geometry}", r"\usepackage{booktabs}",
-        r"\usepackage{array}", r"\usepackage{longtable}", r"\begin{document}", C.claims_latex(table, study),
+        r"\usepackage{array}", r"\usepackage{longtable}", r"\begin{document}", claims_latex(table, study),
         r"\end{document}"]))
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
@@ -463,5 +464,5 @@ def test_shipped_claims_on_the_demo_results(repository, config):
     else:
         # The paper study's names are not the demo's: nothing of the demo's results is read for it.
         assert (table["verdict"] == C.NOT_TESTABLE).all()
-    tex = C.claims_latex(table, study)
+    tex = claims_latex(table, study)
     assert r"\label{tab:claims}" in tex

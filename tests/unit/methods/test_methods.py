@@ -258,3 +258,112 @@ def test_a_new_method_is_picked_up_by_validation_report_and_fsdp(monkeypatch, re
         with pytest.raises(studyconfig.StudyConfigError) as error:
             validate(mutate)
         assert message in str(error.value), (message, str(error.value))
+
+
+# -- option defaults, declared once per method ----------------------------------------------------------------------
+# The literals the methods' code read their options with before (spec.get("alpha", 16), ...; quantized.DEFAULTS),
+# per kind. IA3's target_modules was read without one (None = keys, values and feed-forward output, which is what
+# 'attention+mlp' selects); decoder_rank (absent = the swept rank) and AdaLoRA's init_rank (ceil(1.5 x rank)) have
+# no fixed default, and ranks is required.
+OLD_LORA_DEFAULTS = {"alpha": 16, "dropout": 0.05, "target_modules": "attention"}
+OLD_DEFAULTS = {
+    "full": {},
+    "lora": OLD_LORA_DEFAULTS,
+    "dora": OLD_LORA_DEFAULTS,
+    "adalora": {**OLD_LORA_DEFAULTS, "orth_reg_weight": 0.5},
+    "vera": {"dropout": 0.0, "target_modules": "attention"},
+    "ia3": {"target_modules": "attention+mlp"},
+    "qlora": {**OLD_LORA_DEFAULTS, "bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bf16",
+              "gradient_checkpointing": True},
+    "prefix": {"num_virtual_tokens": 20, "prefix_projection": False},
+    "prompt": {"num_virtual_tokens": 20, "prompt_init": "random",
+               "prompt_init_text": "Describe the input in one sentence:"},
+    "bitfit": {},
+    "ft_top_k": {"top_k": 2},
+    "adapter": {"style": "houlsby", "non_linearity": "relu"},
+    "mam": {"prefix_length": 30},
+    "unipelt": {"prefix_length": 10},
+    "lora_prefix": {"alpha": 16, "dropout": 0.05, "prefix_length": 30},
+}
+# Options without a default in ``defaults``: required, absent = unused, or computed from the rank where read.
+OLD_NO_DEFAULT = {"ranks", "decoder_rank", "init_rank"}
+
+
+def test_every_default_names_a_declared_option_of_its_method():
+    from peftstudy.methods import METHODS
+
+    for kind, method in METHODS.items():
+        assert isinstance(method.defaults, dict), kind
+        assert set(method.defaults) <= set(method.options), (kind, set(method.defaults) - set(method.options))
+        assert not set(method.defaults) & set(method.required_options), kind
+        # Every other option has a default, unless it is one of the few whose absence means something else.
+        assert set(method.options) - set(method.defaults) <= OLD_NO_DEFAULT, kind
+
+
+def test_the_defaults_are_the_literals_the_code_read_options_with():
+    from peftstudy.methods import METHODS
+
+    assert {kind: dict(method.defaults) for kind, method in METHODS.items()} == OLD_DEFAULTS
+    # Same values and types (0.0 stays a float, True a bool): the configs built from them are unchanged.
+    for kind, method in METHODS.items():
+        assert {name: type(value) for name, value in method.defaults.items()} == \
+            {name: type(value) for name, value in OLD_DEFAULTS[kind].items()}, kind
+
+
+def test_defaults_stay_out_of_the_shared_schema_fragments():
+    """Kinds disagree on some defaults (dropout, prefix_length): a default in a fragment would clash at register()."""
+    from peftstudy.methods import METHODS
+
+    for method in METHODS.values():
+        assert all("default" not in fragment for fragment in method.options.values()), method.kind
+    assert METHODS["lora"].defaults["dropout"] != METHODS["vera"].defaults["dropout"]
+    assert METHODS["lora"].options["dropout"] == METHODS["vera"].options["dropout"]
+    assert METHODS["mam"].options["prefix_length"] == METHODS["unipelt"].options["prefix_length"]
+
+
+def test_option_prefers_the_given_value_over_the_default():
+    from peftstudy.methods import get_method
+
+    lora, vera = get_method("lora"), get_method("vera")
+    assert lora.option({}, "alpha") == 16 and lora.option({"alpha": 32}, "alpha") == 32
+    assert lora.option({}, "dropout") == 0.05 and vera.option({}, "dropout") == 0.0
+    assert vera.option({"dropout": 0.1}, "dropout") == 0.1
+    # A given value wins even when it is falsy.
+    assert get_method("prefix").option({"num_virtual_tokens": 0}, "num_virtual_tokens") == 0
+    assert get_method("qlora").option({"double_quant": False}, "double_quant") is False
+    assert get_method("unipelt").option({}, "prefix_length") == 10 and get_method("mam").option({}, "prefix_length") == 30
+
+
+def test_option_without_a_default_must_be_given():
+    from peftstudy.methods import get_method
+
+    lora = get_method("lora")
+    assert lora.option({"decoder_rank": 4}, "decoder_rank") == 4
+    with pytest.raises(KeyError, match="method kind 'lora': option 'decoder_rank' \\(an option of this kind\\) is not "
+                                       "given and has no default"):
+        lora.option({}, "decoder_rank")
+    with pytest.raises(KeyError, match="method kind 'full': option 'alpha' \\(not an option of this kind\\)"):
+        get_method("full").option({}, "alpha")
+
+
+def test_the_configs_read_the_declared_defaults():
+    """The options reach the built configurations: defaults when left out, given values otherwise."""
+    from peftstudy.methods import get_method
+    from peftstudy.methods.peft_family import IA3_TARGETS, ia3_targets
+    from peftstudy.methods.quantized import quantization_settings
+
+    lora = get_method("lora").peft_config("gpt2", {}, 8)
+    assert (lora.lora_alpha, lora.lora_dropout) == (16, 0.05)
+    assert get_method("lora").peft_config("gpt2", {"alpha": 32, "dropout": 0.1}, 8).lora_alpha == 32
+    adalora = get_method("adalora").peft_config("gpt2", {}, 8, total_steps=100)
+    assert (adalora.lora_alpha, adalora.lora_dropout, adalora.orth_reg_weight, adalora.init_r) == (16, 0.05, 0.5, 12)
+    assert get_method("vera").peft_config("gpt2", {}, 8).vera_dropout == 0.0
+    prefix = get_method("prefix").peft_config("gpt2", {}, None)
+    assert (prefix.num_virtual_tokens, prefix.prefix_projection) == (20, False)
+    assert get_method("prompt").peft_config("gpt2", {}, None).num_virtual_tokens == 20
+    ia3 = get_method("ia3").peft_config("gpt2", {}, None)
+    assert (ia3.target_modules, ia3.feedforward_modules) == (IA3_TARGETS["gpt2"][0], IA3_TARGETS["gpt2"][1])
+    assert ia3_targets("gpt2", None) == ia3_targets("gpt2", "attention+mlp")  # what IA3 read before
+    assert quantization_settings({}) == {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bf16"}
+    assert list(quantization_settings({})) == ["bits", "quant_type", "double_quant", "compute_dtype"]
+    assert quantization_settings({"bits": 8}) == {"bits": 8}

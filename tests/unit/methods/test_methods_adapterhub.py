@@ -318,16 +318,6 @@ GENERATION = {"batch_size": 8, "max_new_tokens": 12, "num_beams": 1, "no_repeat_
 TRAIN_CASES = [case for case in CASES if case[1].get("style") in (None, "houlsby")]
 
 
-@pytest.fixture(scope="module")
-def fixed_batch(tiny_workspace, tmp_path_factory):
-    root = tmp_path_factory.mktemp("fixed-batch-adapterhub")
-    rows = io.read_jsonl(tiny_workspace / "data/train.jsonl")[:16]
-    io.write_jsonl(root / "train.jsonl", rows)
-    io.write_jsonl(root / "validation.jsonl", rows)
-    io.write_json(root / "manifest.json", {"counts": {}})
-    return root
-
-
 @pytest.mark.parametrize("kind, spec, rank", TRAIN_CASES, ids=[k for k, _, _ in TRAIN_CASES])
 @pytest.mark.parametrize("family", ["gpt2", "t5"])
 def test_training_lowers_loss_and_reloaded_generation_is_deterministic(tiny_workspace, fixed_batch, tmp_path,

@@ -107,16 +107,6 @@ TRAINING = dict(epochs=6, max_steps=6, batch_size=16, gradient_accumulation_step
 GENERATION = {"batch_size": 8, "max_new_tokens": 12, "num_beams": 1, "no_repeat_ngram_size": 0}
 
 
-@pytest.fixture(scope="module")
-def fixed_batch(tiny_workspace, tmp_path_factory):
-    root = tmp_path_factory.mktemp("fixed-batch-qlora")
-    rows = io.read_jsonl(tiny_workspace / "data/train.jsonl")[:16]
-    io.write_jsonl(root / "train.jsonl", rows)
-    io.write_jsonl(root / "validation.jsonl", rows)
-    io.write_json(root / "manifest.json", {"counts": {}})
-    return root
-
-
 def settings(family, spec, rank=8):
     return {"dataset": "d", "model": family, "family": family, "method": "qlora", "rank": rank,
             "method_spec": {"kind": "qlora", "alpha": 32, "dropout": 0.0, **spec}, "training": TRAINING, "seed": 5}

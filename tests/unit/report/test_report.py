@@ -7,6 +7,7 @@ import pytest
 
 from peftstudy import stats
 from peftstudy.claims import verdicts
+from peftstudy.claims.table import claims_latex
 from peftstudy.data import card as card_columns
 from peftstudy.provenance import canonical_hash
 from peftstudy.report import (
@@ -110,7 +111,7 @@ def test_paper_compiles_to_pdf(tmp_path):
             {**card_row, "dataset": "d", "split": "train", "model": "m_1", "rows": 8, "input_tokens_mean": 12.5}]
     (tmp_path / "tables" / "data_card.tex").write_text(data_card.data_card_latex(card))
     checks = verdicts.evaluate_claims(study, frame, summary, inputs["rank_study"])  # no claims: an empty table
-    (tmp_path / "tables" / "claims_check.tex").write_text(verdicts.claims_latex(checks, study))
+    (tmp_path / "tables" / "claims_check.tex").write_text(claims_latex(checks, study))
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
