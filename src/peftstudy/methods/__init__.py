@@ -12,6 +12,9 @@ model families it cannot run on (``not_applicable``), and extra training-record 
 (``record_extras``). The study's validation and schema, FSDP and the report read these from
 :data:`METHODS`; no other module lists the methods, so a new method needs no edit elsewhere
 (not even the study schema).
+
+Model code (peftstudy.modeling, peft, transformers, adapters) is imported inside the methods that use it, on
+purpose: the study validation and the report read a method's declared facts without loading any of it.
 """
 
 from peftstudy.methods.base import (
