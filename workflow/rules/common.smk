@@ -37,8 +37,8 @@ wildcard_constraints:
     split="|".join(SPLITS),
 
 
-def _load_studies():
-    """config.yaml (or the single --configfile) is the main study; config/*.yaml are the others."""
+def _main_study_file():
+    """config.yaml, or the one --configfile; --config overrides are refused (a study is one self-contained file)."""
     if workflow.config_settings.config:
         raise WorkflowError(
             "--config overrides are not supported: put the change in a study file (config/<study>.yaml)"
@@ -46,26 +46,14 @@ def _load_studies():
     given = [Path(p) for p in workflow.overwrite_configfiles or []]
     if len(given) > 1:
         raise WorkflowError("give at most one --configfile: each study is one self-contained file")
-    main_file = given[0] if given else Path("config.yaml")
-    files = [main_file] + sorted(p for p in Path("config").glob("*.yaml") if p.resolve() != main_file.resolve())
-    studies, sources = {}, {}
-    for path in files:
-        study = studyconfig.load_study(path)
-        name = study["study"]
-        if name in studies:
-            raise WorkflowError(f"{path}: study name {name!r} is already used by {sources[name]}")
-        studies[name], sources[name] = study, path
-    problems = studyconfig.shared_definitions_conflicts(studies)
-    if problems:
-        raise WorkflowError("\n".join(problems))
-    main_name = next(iter(studies))  # the main file is loaded first
-    return studies, sources, main_name
+    return given[0] if given else Path("config.yaml")
 
 
 try:
-    STUDIES, STUDY_FILES, MAIN_STUDY = _load_studies()
+    STUDIES, STUDY_FILES = studyconfig.load_studies(_main_study_file(), "config")
 except studyconfig.StudyConfigError as error:
     raise WorkflowError(f"invalid study config: {error}") from None
+MAIN_STUDY = next(iter(STUDIES))  # the main file is loaded first
 RUNS = {study: studyconfig.expand_runs(spec) for study, spec in STUDIES.items()}
 RUN_INDEX = {(r.study, r.dataset, r.model, r.variant, int(r.seed)): r for runs in RUNS.values() for r in runs}
 DATASETS = {name: spec for s in STUDIES.values() for name, spec in s["datasets"].items()}

@@ -7,6 +7,7 @@ from peftstudy.study.config import (
     STATISTICS_DEFAULTS,
     StudyConfigError,
     load_schema,
+    load_studies,
     load_study,
     read_yaml,
     shared_definitions_conflicts,
@@ -23,7 +24,7 @@ from peftstudy.study.matrix import (
 from peftstudy.study.settings import method_options, run_settings, training_settings
 
 __all__ = [
-    "STATISTICS_DEFAULTS", "StudyConfigError", "load_schema", "load_study", "read_yaml", "shared_definitions_conflicts",
+    "STATISTICS_DEFAULTS", "StudyConfigError", "load_schema", "load_study", "load_studies", "read_yaml", "shared_definitions_conflicts",
     "validate_study", "Run", "expand_runs", "is_excluded", "method_variants", "parse_variant", "variant_name",
     "method_options", "run_settings", "training_settings",
 ]

@@ -242,6 +242,25 @@ def load_study(path: str | Path) -> dict:
     return validate_study(read_yaml(path), path)
 
 
+def load_studies(main_file: str | Path, others_dir: str | Path) -> tuple[dict[str, dict], dict[str, Path]]:
+    """Every study of a checkout: `main_file` first (config.yaml, or the one --configfile), then each
+    `others_dir`/*.yaml in name order. Returns study name -> study and study name -> its file; names are unique and
+    the artifacts studies share by name (datasets, corpora, models) must be defined alike."""
+    main_file = Path(main_file)
+    files = [main_file] + sorted(p for p in Path(others_dir).glob("*.yaml") if p.resolve() != main_file.resolve())
+    studies, sources = {}, {}
+    for path in files:
+        study = load_study(path)
+        name = study["study"]
+        if name in studies:
+            raise StudyConfigError(f"{path}: study name {name!r} is already used by {sources[name]}")
+        studies[name], sources[name] = study, path
+    problems = shared_definitions_conflicts(studies)
+    if problems:
+        raise StudyConfigError("\n".join(problems))
+    return studies, sources
+
+
 def shared_definitions_conflicts(studies: Mapping[str, Mapping]) -> list[str]:
     """Datasets, corpora and models are cached by name across studies; one name must mean one thing."""
     problems = []

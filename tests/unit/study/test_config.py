@@ -155,3 +155,26 @@ def test_a_head_the_cells_method_cannot_train_is_refused(demo):
     with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[3\]: cell \(debian-sections, gpt2-tiny, prefix\): "
                                                            r"method kind 'prefix' cannot train a classifier head"):
         studyconfig.validate_study(study, "demo.yaml")
+
+
+def test_load_studies_main_first_then_the_others_by_name(repository):
+    studies, files = studyconfig.load_studies(repository / "config.yaml", repository / "config")
+    names = list(studies)
+    assert files[names[0]] == repository / "config.yaml"
+    assert [files[name].name for name in names[1:]] == sorted(p.name for p in (repository / "config").glob("*.yaml"))
+
+
+def test_load_studies_refuses_a_name_used_twice_and_a_shared_name_defined_differently(repository, tmp_path):
+    demo = (repository / "config" / "demo.yaml").read_text()
+    (tmp_path / "others").mkdir()
+    (tmp_path / "others" / "copy.yaml").write_text(demo)
+    with pytest.raises(studyconfig.StudyConfigError, match=r"copy.yaml: study name 'demo' is already used by .*main.yaml"):
+        (tmp_path / "main.yaml").write_text(demo)
+        studyconfig.load_studies(tmp_path / "main.yaml", tmp_path / "others")
+    raw = studyconfig.read_yaml(repository / "config" / "demo.yaml")
+    raw["study"] = "demo_copy"
+    dataset = next(iter(raw["datasets"]))
+    raw["datasets"][dataset]["seed"] = raw["datasets"][dataset].get("seed", 0) + 1
+    (tmp_path / "others" / "copy.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(studyconfig.StudyConfigError, match=rf"datasets\.{dataset} is defined differently"):
+        studyconfig.load_studies(tmp_path / "main.yaml", tmp_path / "others")
