@@ -123,16 +123,17 @@ def cluster_resources(job):
             for name in cluster.SLURM_RESOURCE_NAMES}
 
 
-def statistics_settings(*keys):
-    """An input function giving a stats rule only the study's statistics settings it reads."""
-    return lambda wildcards: {key: study_of(wildcards)["statistics"][key] for key in keys}
-
-
 def study_part(*paths):
-    """An input function giving a report rule only the keys of its study that its script reads ("methods",
+    """An input function giving a rule only the keys of its study that its script reads ("methods",
     "statistics.alpha", ...; see study.settings.study_part): editing any other key of the study reruns none of its
     jobs, and a script reading a key left out fails naming it."""
     return lambda wildcards: study_settings.study_part(study_of(wildcards), paths)
+
+
+def statistics_settings(*keys):
+    """A stats rule's statistics settings: the part of the study's `statistics` section its script reads."""
+    part = study_part(*(f"statistics.{key}" for key in keys))
+    return lambda wildcards: part(wildcards)["statistics"]
 
 
 def generation_settings(wildcards):

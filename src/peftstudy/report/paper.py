@@ -1,8 +1,5 @@
-"""LaTeX tables and the paper, rendered from the tidy statistics (the report only formats).
-
-Every table is written twice: a CSV at full precision (the machine-readable
-twin) and the booktabs ``.tex`` rendered from it.
-"""
+"""The paper: its values computed from the study and the recorded runs, placed by templates/paper.tex, and
+built into a PDF. The tables it includes are rendered elsewhere in report/, each its own workflow target."""
 
 from __future__ import annotations
 
