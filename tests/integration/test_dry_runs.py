@@ -106,3 +106,22 @@ def test_a_study_named_like_a_rule_is_refused(snakemake_runner, repository, tmp_
                                tmp_path / "config" / "clash.yaml", "-n"], check=False)
     assert result.returncode != 0
     assert "study name 'figure_stats' is reserved (it names a rule)" in result.stdout + result.stderr
+
+
+def test_model_jobs_get_as_many_threads_as_the_cpus_they_ask_for(snakemake_runner):
+    """A job's threads (which its script gives torch) are the CPUs SLURM grants it, so none sits idle: in the
+    paper study training asks for 8, generation for 4 (config.yaml's resources)."""
+    import re
+
+    result = snakemake_runner(["-n", "--cores", "64", "all"])
+    seen = {}
+    for block in re.split(r"\n(?=rule \w+:)", result.stdout + result.stderr):
+        rule = re.match(r"rule (\w+):", block)
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.MULTILINE)
+        cpus = re.search(r"cpus_per_task=(\d+)", block)
+        if rule and rule.group(1) in ("train", "generate", "prepare_base"):
+            assert cpus, block
+            # Snakemake prints no threads line for a one-thread job.
+            seen.setdefault(rule.group(1), set()).add((int(threads.group(1)) if threads else 1, int(cpus.group(1))))
+    assert {pair for pairs in seen.values() for pair in pairs if pair[0] != pair[1]} == set()
+    assert seen["train"] == {(8, 8)} and seen["generate"] == {(4, 4)}, seen

@@ -11,7 +11,7 @@ rule prepare_base:
         code=code_of("prepare_base.py"),
     resources:
         **cluster_resources("pretrain"),
-    threads: 1
+    threads: job_threads("pretrain")
     log:
         "logs/shared/prepare_base/{model}.log",
     benchmark:

@@ -123,6 +123,13 @@ def cluster_resources(job):
             for name in cluster.SLURM_RESOURCE_NAMES}
 
 
+def job_threads(job):
+    """The job's threads, which its script hands to torch: the CPUs the study asks SLURM for (cpus_per_task), so
+    none of them sits idle. A local run caps them at --cores; --set-threads overrides them."""
+    cpus = cluster_resources(job)["cpus_per_task"]
+    return lambda wildcards: cpus(wildcards, 1)
+
+
 def study_part(*paths):
     """An input function giving a rule only the keys of its study that its script reads ("methods",
     "statistics.alpha", ...; see study.settings.study_part): editing any other key of the study reruns none of its

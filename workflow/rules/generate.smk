@@ -15,7 +15,7 @@ rule generate:
         code=code_of("generate.py"),
     resources:
         **cluster_resources("generate"),
-    threads: 1
+    threads: job_threads("generate")
     log:
         "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",
     script:

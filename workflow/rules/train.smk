@@ -16,7 +16,7 @@ rule train:
         checkpoint_dir=lambda w: f"checkpoints/{w.study}/{w.dataset}/{w.model}/{w.variant}/seed{w.seed}",
     resources:
         **cluster_resources("train"),
-    threads: 1
+    threads: job_threads("train")
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",
     script:

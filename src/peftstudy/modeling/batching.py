@@ -65,6 +65,23 @@ def collate(examples: Sequence[Mapping], pad_token_id: int, padding_side: str = 
     return batch
 
 
+def _logits_and_targets(model, batch, family: str):
+    """The logits as (positions, vocabulary) and each position's target token (IGNORE_INDEX where none).
+
+    A decoder-only model predicts the next token: its labels move one position left rather than its logits one
+    right, so the logits stay one contiguous block (cross-entropy over a strided or class-second layout is
+    several times slower on a CPU)."""
+    import torch
+
+    labels = batch["labels"]
+    if is_decoder_only(family):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).logits
+    return logits.reshape(-1, logits.shape[-1]).float(), labels
+
+
 def example_token_losses(model, batch, family: str):
     """Per example: (sum of its target tokens' cross-entropies, number of target tokens), from the logits.
 
@@ -73,14 +90,50 @@ def example_token_losses(model, batch, family: str):
     """
     import torch.nn.functional as F
 
+    logits, labels = _logits_and_targets(model, batch, family)
+    losses = F.cross_entropy(logits, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none")
+    return losses.view(labels.shape).sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1)
+
+
+def batch_token_loss(model, batch, family: str, logits_from: int = 0):
+    """The sum of the batch's target tokens' cross-entropies, as a tensor (what training needs, at the least cost).
+
+    A decoder-only batch whose targets all start after position ``logits_from`` (its shortest prompt) needs no
+    logits before it: the model computes the rest only (transformers' ``logits_to_keep``), which spares the
+    output layer and the softmax over the vocabulary for every prompt token. The loss is the same."""
+    import torch
+    import torch.nn.functional as F
+
+    if not (logits_from > 0 and is_decoder_only(family) and keeps_logits(model)):
+        logits, labels = _logits_and_targets(model, batch, family)
+        return F.cross_entropy(logits, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
     labels = batch["labels"]
-    if is_decoder_only(family):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits, labels = logits[:, :-1, :], labels[:, 1:]
-    else:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).logits
-    losses = F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
-    return losses.sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1)
+    keep = labels.shape[1] - logits_from
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    targets = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)[:, logits_from:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+_KEEPS_LOGITS: dict[type, bool] = {}
+
+
+def keeps_logits(model) -> bool:
+    """Whether the transformers model under any method's wrapper takes ``logits_to_keep``."""
+    import inspect
+
+    underlying = model.get_base_model() if hasattr(model, "get_base_model") else model
+    underlying = getattr(underlying, "module", underlying)  # a DDP wrapper
+    kind = type(underlying)
+    if kind not in _KEEPS_LOGITS:
+        _KEEPS_LOGITS[kind] = "logits_to_keep" in inspect.signature(underlying.forward).parameters
+    return _KEEPS_LOGITS[kind]
+
+
+def first_target(example) -> int:
+    """The position of an encoded decoder-only example's first target token (its prompt's length)."""
+    labels = example["labels"]
+    return next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
 
 
 def summed_token_loss(model, batch, family: str):

@@ -17,8 +17,10 @@ from typing import Mapping, Sequence
 
 from peftstudy.modeling.batching import (
     IGNORE_INDEX,
+    batch_token_loss,
     collate,
     encode_pairs,
+    first_target,
     summed_token_loss,
 )
 from peftstudy.modeling.families import generation_class, is_decoder_only
@@ -112,6 +114,17 @@ class Objective:
         """(summed loss as a tensor, number of targets it sums over)."""
         raise NotImplementedError
 
+    def summed_loss(self, model, batch, logits_from: int = 0):
+        """The summed loss alone: training knows its target counts already, and reading one back from the
+        device would wait for the GPU on every micro-batch. ``logits_from``: no example's targets start before
+        that position (see batching.batch_token_loss)."""
+        return self.loss(model, batch)[0]
+
+    @staticmethod
+    def logits_from(example: Mapping) -> int:
+        """The first position whose output this example's loss needs (0: all of them)."""
+        return 0
+
     @staticmethod
     def targets(example: Mapping) -> int:
         """How many targets an example adds to a step's count (its tokens for lm, 1 otherwise)."""
@@ -127,6 +140,13 @@ class TextObjective(Objective):
 
     def loss(self, model, batch):
         return summed_token_loss(model, batch, self.family)
+
+    def summed_loss(self, model, batch, logits_from: int = 0):
+        return batch_token_loss(model, batch, self.family, logits_from)
+
+    def logits_from(self, example):
+        # The output at the position before a decoder-only example's first target predicts it.
+        return max(first_target(example) - 1, 0) if is_decoder_only(self.family) else 0
 
     @staticmethod
     def targets(example):

@@ -42,6 +42,7 @@ class LoopState:
     next_group: int = 0  # the epoch's next micro-batch: where its next optimizer step starts
     step: int = 0  # optimizer steps done
     tokens_seen: int = 0
+    padded_tokens: int = 0  # input positions of the micro-batches once padded (tokens_seen of them are real)
     step_losses: list[float] = field(default_factory=list)
     step_penalties: list[float] = field(default_factory=list)
     validation_losses: list[float] = field(default_factory=list)

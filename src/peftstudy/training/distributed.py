@@ -189,6 +189,17 @@ class Ranks:
         """The values added up over all ranks (float64), the same on every rank."""
         return self._all_reduce(values, "SUM")
 
+    def sum_tensors(self, tensors: Sequence) -> list:
+        """0-d float64 tensors added up over all ranks, left on the device (no wait for it, unlike ``sum``)."""
+        if not self.distributed:
+            return list(tensors)
+        import torch
+        import torch.distributed as dist
+
+        stacked = torch.stack(list(tensors))
+        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        return list(stacked.unbind())
+
     def max(self, values: Sequence[float]) -> list[float]:
         return self._all_reduce(values, "MAX")
 

@@ -27,10 +27,12 @@ from peftstudy.metrics.efficiency import PhaseMonitor
 from peftstudy.modeling import heads
 from peftstudy.modeling.batching import collate
 from peftstudy.modeling.loading import count_parameters, pick_device
+from peftstudy.progress import Progress
 from peftstudy.training import checkpoint, fsdp
+from peftstudy.training.batches import draw_order, padded_tokens
 from peftstudy.training.checkpoint import LoopState
 from peftstudy.training.distributed import Ranks
-from peftstudy.training.optimizer import make_optimizer, seed_everything
+from peftstudy.training.optimizer import make_optimizer, optimizer_name, seed_everything
 
 
 def autocast_context(precision: str, device: str):
@@ -67,10 +69,10 @@ def evaluate_loss(model, examples, goal: heads.Objective, pad_token_id: int, bat
             batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_token_id).items()}
             loss, count = goal.loss(model, batch)
             if index < len(starts):
-                total += float(loss)
+                total = total + loss.detach().double()  # read back once, after the split
                 tokens += count
     model.train()
-    total, tokens = ranks.sum([total, tokens])
+    total, tokens = ranks.sum([float(total), tokens])
     return total / max(tokens, 1)
 
 
@@ -96,6 +98,7 @@ class TrainingData:
     # Per training example: its targets (tokens, or 1) and all its tokens, so every rank knows a step's totals.
     target_tokens: list[int]
     input_tokens: list[int]
+    logits_from: list[int]  # per example: the first position whose output its loss needs
     pad_token_id: int
     precision: str
     device: str
@@ -108,14 +111,15 @@ class TrainingData:
         if not train:
             raise ValueError(f"{data_dir}: the train split is empty")
         return cls(goal, train, validation, [goal.targets(example) for example in train],
-                   [len(example["input_ids"]) for example in train], pad_token_id, precision, device)
+                   [len(example["input_ids"]) for example in train], [goal.logits_from(example) for example in train],
+                   pad_token_id, precision, device)
 
     def loss(self, network, indices):
         """The objective summed over these training examples (divided by the step's targets by the caller)."""
         batch = collate([self.train[i] for i in indices], self.pad_token_id)
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         with autocast_context(self.precision, self.device):
-            return self.goal.loss(network, batch)[0]
+            return self.goal.summed_loss(network, batch, min(self.logits_from[i] for i in indices))
 
 
 @dataclass
@@ -252,25 +256,62 @@ def start_state(setup: Setup) -> LoopState:
 def fit(setup: Setup, state: LoopState) -> LoopState:
     """Train epoch by epoch, each followed by its validation, until the planned steps are done or early stopping
     ends the run; the state's elapsed_s then holds the training time of all the run's sessions."""
-    with checkpoint.StopRequest() as stop:
+    with checkpoint.StopRequest() as stop, Progress(setup.total_steps, "train", initial=state.step) as progress:
         started = time.perf_counter()
+        session = StepLosses(state, progress, started)
         while state.epoch <= setup.training["epochs"]:
-            train_epoch(setup, state, stop, started)
-            if validate(setup, state):
+            train_epoch(setup, state, stop, session)
+            finished = validate(setup, state)
+            progress.note(f"epoch {state.epoch}: validation loss {state.validation_losses[-1]:.4f}")
+            if finished:
                 break
             state.epoch, state.order, state.next_group = state.epoch + 1, None, 0
         state.elapsed_s += time.perf_counter() - started
     return state
 
 
-def train_epoch(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, started: float) -> None:
+def batching(training: Mapping) -> str:
+    return training.get("batching", "random")
+
+
+class StepLosses:
+    """Step losses as the device computes them, read back into the state in one go (for a progress line, a
+    checkpoint, an epoch's end): reading each step's at once would make the host wait for the GPU every step."""
+
+    def __init__(self, state: LoopState, progress: Progress, started: float):
+        self.state, self.progress, self.started = state, progress, started
+        self.pending: list = []  # (loss, penalty) 0-d tensors of steps not yet in the state
+        self.tokens_at_start = state.tokens_seen
+
+    def add(self, loss, penalty) -> None:
+        self.pending.append((loss, penalty))
+        self.progress.advance()
+        if self.progress.due():
+            self.settle()
+            elapsed = time.perf_counter() - self.started
+            tokens_per_s = (self.state.tokens_seen - self.tokens_at_start) / elapsed if elapsed > 0 else 0.0
+            self.progress.report(epoch=self.state.epoch, loss=self.state.step_losses[-1],
+                                 **{"tokens/s": tokens_per_s})
+
+    def settle(self) -> None:
+        import torch
+
+        if self.pending:
+            values = torch.stack([torch.stack([loss, penalty]) for loss, penalty in self.pending]).tolist()
+            self.state.step_losses += [loss for loss, _ in values]
+            self.state.step_penalties += [penalty for _, penalty in values]
+            self.pending.clear()
+
+
+def train_epoch(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, session: StepLosses) -> None:
     """The epoch's optimizer steps from where the state is: its start, or inside it when resumed (with the data
     order as it was drawn), or past its last step when resumed there (only its validation is left)."""
-    import torch
-
     batch_size, accumulation = setup.training["batch_size"], setup.training["gradient_accumulation_steps"]
+    lengths = setup.data.input_tokens
     if state.order is None:
-        state.order = torch.randperm(len(setup.data.train), generator=state.order_rng).tolist()
+        # Grouped by optimizer step, not micro-batch: halving the micro-batch (out of memory) keeps every step's
+        # examples.
+        state.order = draw_order(lengths, batch_size * accumulation, batching(setup.training), state.order_rng)
     batches = [state.order[i : i + batch_size] for i in range(0, len(state.order), batch_size)]
     for first in range(state.next_group, len(batches), accumulation):
         if state.step >= setup.total_steps:
@@ -279,14 +320,16 @@ def train_epoch(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, st
         step_loss, step_penalty = optimizer_step(setup, group, state.step)
         state.step += 1
         state.next_group = first + accumulation
-        state.tokens_seen += sum(setup.data.input_tokens[i] for indices in group for i in indices)
-        state.step_losses.append(step_loss)
-        state.step_penalties.append(step_penalty)
-        checkpoint_if_due(setup, state, stop, started)
+        state.tokens_seen += sum(lengths[i] for indices in group for i in indices)
+        state.padded_tokens += padded_tokens(group, lengths)
+        session.add(step_loss, step_penalty)
+        checkpoint_if_due(setup, state, stop, session)
+    session.settle()
 
 
-def optimizer_step(setup: Setup, group: list[list[int]], step: int) -> tuple[float, float]:
-    """One optimizer step over a group of micro-batches; returns its token loss and regularization (all ranks').
+def optimizer_step(setup: Setup, group: list[list[int]], step: int):
+    """One optimizer step over a group of micro-batches; returns its token loss and regularization (all ranks'),
+    as 0-d float64 tensors on the device.
 
     The loss is normalised by the targets of the whole group on all ranks: equal to one big batch."""
     import torch
@@ -295,7 +338,8 @@ def optimizer_step(setup: Setup, group: list[list[int]], step: int) -> tuple[flo
     group_tokens = sum(setup.data.target_tokens[i] for indices in group for i in indices)
     share = ranks.share(group)
     passes = ranks.passes(len(group))
-    group_loss = group_penalty = 0.0
+    group_loss = torch.zeros((), dtype=torch.float64, device=setup.device)
+    group_penalty = torch.zeros((), dtype=torch.float64, device=setup.device)
     for position in range(passes):
         with ranks.accumulating(network, last=position == passes - 1):
             if position >= len(share):
@@ -308,29 +352,30 @@ def optimizer_step(setup: Setup, group: list[list[int]], step: int) -> tuple[flo
             penalty = method.regularization_loss(setup.model)
             if penalty is not None:  # once per optimizer step, spread over its micro-batches
                 objective = objective + penalty / len(group)
-                group_penalty += penalty.item() / len(group)
+                group_penalty += penalty.detach().double() / len(group)
             if ranks.distributed:  # DDP averages the ranks' gradients; the step needs their sum
                 objective = objective * ranks.world_size
             objective.backward()
-        group_loss += loss_sum.item()
+        group_loss += loss_sum.detach().double()
     # Of sharded gradients (DTensors) the norm is the whole gradient's.
     torch.nn.utils.clip_grad_norm_([p for _, p in setup.trainable], setup.training["max_grad_norm"])
     setup.optimizer.step()
     method.after_optimizer_step(setup.model, step)
     setup.scheduler.step()
     setup.optimizer.zero_grad(set_to_none=True)
-    group_loss, group_penalty = ranks.sum([group_loss, group_penalty])
+    group_loss, group_penalty = ranks.sum_tensors([group_loss, group_penalty])
     return group_loss / group_tokens, group_penalty
 
 
-def checkpoint_if_due(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, started: float) -> None:
+def checkpoint_if_due(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, session: StepLosses) -> None:
     """Save the state every checkpoint_every_steps steps, and on a stop signal (then raise TrainingInterrupted)."""
     ranks, every = setup.ranks, setup.training.get("checkpoint_every_steps")
     # A signal may reach one rank only: all stop at the same step, or the others would wait forever.
     (stop_signal,) = ranks.max([stop.signal or 0])
     if setup.checkpoint_dir is None or not (stop_signal or (every and state.step % every == 0)):
         return
-    saved = dataclasses.replace(state, elapsed_s=state.elapsed_s + time.perf_counter() - started,
+    session.settle()
+    saved = dataclasses.replace(state, elapsed_s=state.elapsed_s + time.perf_counter() - session.started,
                                 random_states=ranks.random_states())
     # Every rank: a sharded model's tensors are gathered on rank 0, which writes.
     checkpoint.save(setup.checkpoint_dir, setup.fingerprint, setup.model, setup.optimizer, setup.scheduler, saved)
@@ -402,10 +447,13 @@ def record(setup: Setup, state: LoopState, efficiency: dict, weights_dir: str | 
         # Steps at which an interrupted run was resumed (its numbers equal an uninterrupted run's on CPU).
         "resumed_from_step": state.resumed_from_step or None,
         "time_per_step_s": train_time_s / max(state.step, 1),
-        "tokens_seen": state.tokens_seen,
+        "tokens_seen": state.tokens_seen,  # real (non-padding) input tokens of every step
         "tokens_per_s": state.tokens_seen / train_time_s if train_time_s > 0 else None,
+        # How micro-batches were formed, and the share of their input positions that was padding.
+        "batching": {"strategy": batching(setup.training), "micro_batch_size": setup.training["batch_size"],
+                     "padding_fraction": (1 - state.tokens_seen / state.padded_tokens) if state.padded_tokens else None},
         "train_examples": len(setup.data.train),
-        "optimizer": "torch.optim.AdamW",
+        "optimizer": optimizer_name(setup.optimizer),
         "method_extras": setup.method_extras,
         "efficiency": efficiency,
         "distributed": setup.ranks.record(),
