@@ -65,18 +65,24 @@ def collate(examples: Sequence[Mapping], pad_token_id: int, padding_side: str = 
     return batch
 
 
+def next_token_targets(labels):
+    """Each position's target in a decoder-only model: the next token's label (IGNORE_INDEX after the last)."""
+    import torch
+
+    return torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
+
+
 def _logits_and_targets(model, batch, family: str):
     """The logits as (positions, vocabulary) and each position's target token (IGNORE_INDEX where none).
 
     A decoder-only model predicts the next token: its labels move one position left rather than its logits one
     right, so the logits stay one contiguous block (cross-entropy over a strided or class-second layout is
     several times slower on a CPU)."""
-    import torch
 
     labels = batch["labels"]
     if is_decoder_only(family):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
+        labels = next_token_targets(labels)
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).logits
     return logits.reshape(-1, logits.shape[-1]).float(), labels
@@ -101,7 +107,6 @@ def batch_token_loss(model, batch, family: str, logits_from: int = 0):
     A decoder-only batch whose targets all start after position ``logits_from`` (its shortest prompt) needs no
     logits before it: the model computes the rest only (transformers' ``logits_to_keep``), which spares the
     output layer and the softmax over the vocabulary for every prompt token. The loss is the same."""
-    import torch
     import torch.nn.functional as F
 
     if not (logits_from > 0 and is_decoder_only(family) and keeps_logits(model)):
@@ -110,7 +115,7 @@ def batch_token_loss(model, batch, family: str, logits_from: int = 0):
     labels = batch["labels"]
     keep = labels.shape[1] - logits_from
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
-    targets = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)[:, logits_from:]
+    targets = next_token_targets(labels)[:, logits_from:]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
