@@ -29,7 +29,7 @@ include: "workflow/rules/human_eval.smk"
 
 rule all:
     input:
-        study_targets(MAIN_STUDY, with_runs=True),
+        study_target_inputs(MAIN_STUDY),
     default_target: True
     localrule: True
 
@@ -47,8 +47,12 @@ for _study in STUDIES:
         name:
             _study
         input:
-            study_targets(_study, with_runs=True),
+            study_target_inputs(_study),
         localrule: True
+
+
+# Snakemake inspects each input and params function at each of its calls; they keep their signature instead.
+remember_signatures(workflow.rules)
 
 
 # A failed job: Snakemake's own error, then one block per failed job (cell, one-line cause, log, and the command

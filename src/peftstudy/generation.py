@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TextIO
 
 from peftstudy import io, provenance
 from peftstudy.methods import get_method
@@ -16,75 +16,138 @@ from peftstudy.modeling.batching import (
     encode_pairs,
     encode_prompt,
     example_token_losses,
-    summed_token_loss,
 )
 from peftstudy.modeling.families import is_decoder_only
 from peftstudy.modeling.loading import pick_device
+from peftstudy.progress import Progress
 
 
-def generate_predictions(model, tokenizer, family: str, records, settings: Mapping, max_source_tokens: int, device: str):
-    """Greedy or beam decoding in batches; decoder-only prompts are left-padded so outputs line up."""
+def length_order(lengths) -> list[int]:
+    """Indices of the examples, longest first (ties in file order): batches of similar lengths waste little on
+    padding, and the first batch is the largest, so running out of memory shows at once rather than at the end."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def _batches(order: list[int], batch_size: int) -> list[list[int]]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+class NoRepeatNGrams:
+    """transformers' ``NoRepeatNGramLogitsProcessor`` (``no_repeat_ngram_size``) as tensor operations.
+
+    The same bans: a token is banned for a row when the row's last n-1 tokens, followed by it, already occur in the
+    row's ``input_ids`` (for decoder-only models these include the prompt and its padding, as in transformers).
+    transformers finds them with Python dicts over every row's whole sequence at every step: with a batch of 96
+    GPT-2 rows that took half of generation's time (tests/unit/test_generation.py checks the two agree)."""
+
+    def __init__(self, size: int):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"no_repeat_ngram_size must be a positive integer, got {size!r}")
+        self.size = size
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        n, length = self.size, input_ids.shape[1]
+        if length < n:  # no complete n-gram yet
+            return scores
+        windows = input_ids.unfold(1, n, 1)  # (rows, length - n + 1, n): every n-gram so far
+        last = input_ids[:, length - (n - 1):]  # the n-1 tokens an n-gram now would start with
+        seen = (windows[:, :, :-1] == last[:, None, :]).all(dim=-1)  # (no early exit on none: a GPU sync)
+        vocabulary = scores.shape[1]
+        banned = torch.zeros(scores.shape[0], vocabulary + 1, dtype=torch.bool, device=scores.device)
+        banned.scatter_(1, torch.where(seen, windows[:, :, -1], vocabulary), True)  # unseen n-grams: a spare column
+        return scores.masked_fill(banned[:, :vocabulary], -float("inf"))
+
+
+def generate_predictions(model, tokenizer, family: str, records, settings: Mapping, max_source_tokens: int, device: str,
+                         *, progress: TextIO | None = None) -> list[str]:
+    """Greedy or beam decoding in batches of similar prompt lengths (longest first), with the KV cache and
+    vectorised n-gram bans (NoRepeatNGrams); the predictions come back in the records' order.
+
+    Decoder-only prompts are left-padded: generate() derives GPT-2's position ids from the attention mask
+    (cumsum - 1), so a padded prompt sees the positions it would see alone; encoder-decoder inputs are
+    right-padded and masked in the encoder and the cross-attention. Greedy outputs then equal one-at-a-time
+    ``model.generate`` up to float rounding in the padded matrix products (tests/unit/test_generation.py).
+    Progress (batches done / total) goes to ``progress`` (default: stderr, a job's log)."""
     import torch
+    from transformers import LogitsProcessorList
 
     model.eval()
-    predictions = []
     padding_side = "left" if is_decoder_only(family) else "right"
-    batch_size = settings["batch_size"]
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        examples = [{"input_ids": encode_prompt(tokenizer, family, r["input"], max_source_tokens)} for r in chunk]
-        batch = {k: v.to(device) for k, v in collate(examples, tokenizer.pad_token_id, padding_side).items()}
-        with torch.no_grad():
+    prompts = [encode_prompt(tokenizer, family, r["input"], max_source_tokens) for r in records]
+    predictions: list[str | None] = [None] * len(records)
+    batches = _batches(length_order([len(p) for p in prompts]), settings["batch_size"])
+    ngram = settings.get("no_repeat_ngram_size", 0)
+    processors = LogitsProcessorList([NoRepeatNGrams(ngram)] if ngram else [])
+    with Progress(len(batches), "generate", unit="batch", stream=progress) as shown, torch.no_grad():
+        for indices in batches:
+            examples = [{"input_ids": prompts[i]} for i in indices]
+            batch = {k: v.to(device) for k, v in collate(examples, tokenizer.pad_token_id, padding_side).items()}
             output = model.generate(
                 **batch,
                 max_new_tokens=settings["max_new_tokens"],
                 num_beams=settings["num_beams"],
-                no_repeat_ngram_size=settings.get("no_repeat_ngram_size", 0),
+                no_repeat_ngram_size=0,  # the same bans, by the processor above
+                logits_processor=processors,
                 do_sample=False,
+                use_cache=True,  # the default of every supported family, stated: each step feeds one new token
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-        if is_decoder_only(family):
-            output = output[:, batch["input_ids"].shape[1] :]
-        predictions.extend(text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True))
+            if is_decoder_only(family):
+                output = output[:, batch["input_ids"].shape[1] :]
+            for i, text in zip(indices, tokenizer.batch_decode(output, skip_special_tokens=True)):
+                predictions[i] = text.strip()
+            shown.update(1)
     return predictions
 
 
+def _per_example_losses(model, tokenizer, family: str, examples, batch_size: int, device: str, what: str,
+                        progress: TextIO | None) -> tuple[list[float], list[int]]:
+    """(summed token loss, token count) of every example, in the examples' order, batched longest first."""
+    import torch
+
+    model.eval()
+    losses: list[float] = [0.0] * len(examples)
+    counts: list[int] = [0] * len(examples)
+    batches = _batches(length_order([len(e["input_ids"]) for e in examples]), batch_size)
+    with Progress(len(batches), what, unit="batch", stream=progress) as shown, torch.no_grad():
+        for indices in batches:
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices], tokenizer.pad_token_id).items()}
+            batch_losses, batch_counts = example_token_losses(model, batch, family)
+            for i, loss, count in zip(indices, batch_losses.tolist(), batch_counts.tolist()):
+                losses[i], counts[i] = loss, count
+            shown.update(1)
+    return losses, counts
+
+
 def most_likely_labels(model, tokenizer, family: str, records, labels, max_source_tokens: int, max_target_tokens: int,
-                       batch_size: int, device: str) -> list[str]:
+                       batch_size: int, device: str, *, progress: TextIO | None = None) -> list[str]:
     """Classification by the model's likelihood: each record's label is the one whose text (with EOS) has
     the highest total log-probability given the input (rank classification), so every prediction is a
     valid label, as with a classification head, yet the model is the same text-to-text model."""
-    import torch
-
     candidates = [{"input": record["input"], "reference": label} for record in records for label in labels]
     examples = encode_pairs(candidates, tokenizer, family, max_source_tokens, max_target_tokens)
-    model.eval()
-    losses = []
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], tokenizer.pad_token_id).items()}
-            losses.extend(example_token_losses(model, batch, family)[0].tolist())
+    losses, _ = _per_example_losses(model, tokenizer, family, examples, batch_size, device, "label likelihood", progress)
     width = len(labels)
     # min() keeps the first of tied labels: ties resolve in the declared label order, deterministically.
     return [labels[min(range(width), key=lambda j: losses[i * width + j])] for i in range(len(records))]
 
 
 def reference_perplexity(model, tokenizer, family: str, records, max_source_tokens: int, max_target_tokens: int,
-                         batch_size: int, device: str) -> tuple[float, int]:
+                         batch_size: int, device: str, *, progress: TextIO | None = None) -> tuple[float, int]:
     """exp(total NLL / total tokens) of the test references given their inputs, token-weighted over the
-    split, with the same encoding (and truncation) as training; returns it and the token count."""
-    import torch
+    split, with the same encoding (and truncation) as training; returns it and the token count.
 
+    The total is math.fsum of the per-example sums (each a float32 sum over its tokens): exactly rounded, so it
+    depends neither on the batch order nor on the batch size's grouping of the additions. Each example's own sum can
+    still differ in its last bits with the padding of its batch (float32 matrix products of another shape)."""
     examples = encode_pairs(records, tokenizer, family, max_source_tokens, max_target_tokens)
-    model.eval()
-    total_loss, total_tokens = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], tokenizer.pad_token_id).items()}
-            loss_sum, tokens = summed_token_loss(model, batch, family)
-            total_loss += float(loss_sum)
-            total_tokens += int(tokens)
+    losses, counts = _per_example_losses(model, tokenizer, family, examples, batch_size, device, "perplexity", progress)
+    total_loss, total_tokens = math.fsum(losses), sum(counts)
     return (math.exp(total_loss / total_tokens) if total_tokens else float("nan")), total_tokens
 
 

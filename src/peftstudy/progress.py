@@ -28,6 +28,7 @@ class Progress:
     def __init__(self, total: int, what: str, unit: str = "step", *, initial: int = 0, stream: TextIO | None = None,
                  interval_s: float = LOG_INTERVAL_S, bar: bool | None = None):
         self.total, self.what, self.unit = total, what, unit
+        self.units = unit + ("es" if unit.endswith(("s", "sh", "ch", "x", "z")) else "s")  # "batches", "steps"
         self.done = self._started_at = initial
         self.stream = stream if stream is not None else sys.stderr
         self.started = self.last_report = time.perf_counter()
@@ -40,7 +41,7 @@ class Progress:
             self.interval_s = min(interval_s, 2.0)  # a bar's fields may change more often than a log's lines
         else:
             self.interval_s = interval_s
-            self.note(f"{unit} {initial}/{total} to go" if initial else f"{total} {unit}s to go")
+            self.note(f"{unit} {initial}/{total} to go" if initial else f"{total} {self.units} to go")
 
     def __enter__(self) -> "Progress":
         return self
@@ -90,7 +91,7 @@ class Progress:
         if self.total:
             parts[0] += f" ({100 * self.done / self.total:.0f}%)"
         parts += [f"{name} {_format(value)}" for name, value in fields.items()]
-        parts.append(f"{rate:.3g} {self.unit}s/s" if rate else f"0 {self.unit}s/s")
+        parts.append(f"{rate:.3g} {self.units}/s" if rate else f"0 {self.units}/s")
         parts.append(f"elapsed {_clock(elapsed)}")
         if rate and self.done < self.total:
             parts.append(f"ETA {_clock((self.total - self.done) / rate)}")

@@ -25,7 +25,8 @@ def test_lines_come_at_the_interval_and_at_the_end_only():
         for _ in range(1000):
             progress.update(1)
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 2 and lines[1].startswith("generate: batch 1000/1000 (100%)")
+    assert lines[0] == "generate: 1000 batches to go"
+    assert len(lines) == 2 and lines[1].startswith("generate: batch 1000/1000 (100%)") and " batches/s | " in lines[1]
 
 
 def test_a_resumed_run_counts_from_where_it_was():

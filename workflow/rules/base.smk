@@ -10,7 +10,7 @@ rule prepare_base:
         spec=base_spec,
         code=code_of("prepare_base.py"),
     resources:
-        **cluster_resources("pretrain"),
+        **rule_resources("pretrain"),
     threads: job_threads("pretrain")
     log:
         "logs/shared/prepare_base/{model}.log",

@@ -1,5 +1,6 @@
 # Study loading, the run matrix and every input function. Rules stay declarative.
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -16,19 +17,31 @@ from peftstudy import human_eval
 from peftstudy import study as studyconfig
 from peftstudy.data.prepare import SPLITS, dataset_task, snapshot_corpus
 from peftstudy.execution import cluster
-from peftstudy.execution.snakefile import log_scheme_problems, script_fingerprint
+from peftstudy.execution.snakefile import (log_scheme_problems, remember_signature, remember_signatures,
+                                           script_fingerprint, script_fingerprints)
 from peftstudy.report import outputs as paper_report
 from peftstudy.report.panels import output_cluster_panels
 from peftstudy.study import matrix
 from peftstudy.study import settings as study_settings
 
 
+SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
+PACKAGE_ROOT = Path(PACKAGE_SOURCE) / "peftstudy"
+
+
 def code_of(script):
     """The `code` param of a rule running workflow/scripts/<script>: the fingerprint of the package modules the
     script imports (its import closure). Snakemake tracks the script, not the package it calls; with this param a
     change to any module a rule's script imports redoes that rule and what follows, nothing else."""
-    return script_fingerprint(Path(workflow.basedir) / "workflow" / "scripts" / script,
-                              Path(PACKAGE_SOURCE) / "peftstudy")
+    known = _script_fingerprints()
+    return known[script] if script in known else script_fingerprint(SCRIPTS_DIR / script, PACKAGE_ROOT)
+
+
+@functools.cache
+def _script_fingerprints():
+    """Every script's fingerprint, computed together: the package's files are listed once for all."""
+    scripts = sorted(SCRIPTS_DIR.glob("*.py"))
+    return dict(zip((script.name for script in scripts), script_fingerprints(scripts, PACKAGE_ROOT)))
 
 
 # Each name in a path matches what its definition allows (the study schema; a Run's variant and seed; the splits).
@@ -100,27 +113,64 @@ except cluster.ClusterSettingsError as error:
 
 
 def cluster_resources(job):
-    """A rule's SLURM resources, from the study config per (model, method); memory and runtime grow per attempt.
+    """A rule's SLURM resources, from the study config per (model, method); memory and runtime grow per attempt:
+    one function of (wildcards, attempt) per resource (rules take rule_resources).
 
     The local executor ignores them (it schedules by --cores), so they never change a local run.
     """
-
-    def resources(wildcards, attempt):
-        if job in ("train", "generate", "score"):
-            run = run_of(wildcards)
-            return cluster.slurm_resources(study_of(wildcards), job, model=run.model, method=run.method,
-                                           attempt=attempt, site=CLUSTER_SITE)
-        # A shared artifact (a dataset, corpus or base model) takes its resources from the first study declaring it.
-        if job == "pretrain":
-            study, model = study_settings.declaring_study(STUDIES, "models", wildcards.model), wildcards.model
-        else:
-            section, name = (("datasets", wildcards.dataset) if "dataset" in wildcards.keys()
-                             else ("corpora", wildcards.corpus))
-            study, model = study_settings.declaring_study(STUDIES, section, name), None
-        return cluster.slurm_resources(study, job, model=model, attempt=attempt, site=CLUSTER_SITE)
-
-    return {name: (lambda wildcards, attempt, name=name: resources(wildcards, attempt)[name])
+    return {name: remember_signature(lambda wildcards, attempt, name=name: _job_resources(
+                job, *_resource_cell(job, wildcards), attempt)[name])
             for name in cluster.SLURM_RESOURCE_NAMES}
+
+
+def _resource_cell(job, wildcards):
+    """(study, model, method) whose settings give a job its resources."""
+    if job in ("train", "generate", "score"):
+        run = run_of(wildcards)
+        return run.study, run.model, run.method
+    # A shared artifact (a dataset, corpus or base model) takes its resources from the first study declaring it.
+    if job == "pretrain":
+        return _declaring_study("models", wildcards.model), wildcards.model, None
+    if "dataset" in wildcards.keys():
+        return _declaring_study("datasets", wildcards.dataset), None, None
+    return _declaring_study("corpora", wildcards.corpus), None, None
+
+
+def _declaring_study(section, name):
+    return study_settings.declaring_study(STUDIES, section, name)["study"]
+
+
+@functools.lru_cache(maxsize=None)
+def _job_resources(job, study, model, method, attempt):
+    """cluster.slurm_resources, once per cell and attempt: Snakemake asks for each resource of each job apart."""
+    return cluster.slurm_resources(STUDIES[study], job, model=model, method=method, attempt=attempt,
+                                   site=CLUSTER_SITE)
+
+
+# What cluster.slurm_resources grows with each attempt: these stay functions of the attempt.
+ATTEMPT_GROWN_RESOURCES = ("mem_mb", "runtime")
+
+
+def rule_resources(job):
+    """cluster_resources as a rule's `resources:`, where each resource with one value for every job the rule can
+    have (in every loaded study) is given as that value (None included: unset, as before).
+
+    Snakemake evaluates a resource given as a function once per job, at about 0.1 ms of its own bookkeeping a call:
+    nine per model job were a third of `snakemake -n all` (benchmarks/dry_run_overhead.py).
+    """
+    if job in ("train", "generate", "score"):
+        cells = {(run.study, run.model, run.method) for runs in RUNS.values() for run in runs}
+    elif job == "pretrain":
+        cells = {(_declaring_study("models", model), model, None) for model in MODELS}
+    else:
+        cells = {(_declaring_study(section, name), None, None)
+                 for section, names in (("datasets", DATASETS), ("corpora", CORPORA)) for name in names}
+    resources = cluster_resources(job)
+    for name in cluster.SLURM_RESOURCE_NAMES:
+        values = {_job_resources(job, *cell, 1)[name] for cell in cells}
+        if len(values) == 1 and name not in ATTEMPT_GROWN_RESOURCES:
+            resources[name] = values.pop()
+    return resources
 
 
 def job_threads(job):
@@ -235,3 +285,9 @@ def study_targets(study_name, with_runs=False):
         f"reports/{study_name}/figures/{name}.pdf" for name in PAPER_FIGURES] + [
         f"reports/{study_name}/paper.pdf", f"reports/{study_name}/human_eval/rating_sheet.csv"]
     return targets + (run_paths(study_name, "metrics.json") if with_runs else [])
+
+
+def study_target_inputs(study_name):
+    """A study's target rule's input (study_targets with its runs), as a function: Snakemake then lists the files
+    only for the targets asked for, not for every study's at each start (~2,500 files, 0.1 s)."""
+    return lambda wildcards: study_targets(study_name, with_runs=True)

@@ -11,7 +11,7 @@ rule prepare_dataset:
         spec=lambda w: DATASETS[w.dataset],
         code=code_of("prepare_dataset.py"),
     resources:
-        **cluster_resources("prepare"),
+        **rule_resources("prepare"),
     log:
         "logs/shared/prepare_dataset/{dataset}.log",
     script:
@@ -28,7 +28,7 @@ rule prepare_corpus:
         spec=lambda w: CORPORA[w.corpus],
         code=code_of("prepare_corpus.py"),
     resources:
-        **cluster_resources("prepare"),
+        **rule_resources("prepare"),
     log:
         "logs/shared/prepare_corpus/{corpus}.log",
     script:

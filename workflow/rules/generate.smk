@@ -14,7 +14,7 @@ rule generate:
         settings=generation_settings,
         code=code_of("generate.py"),
     resources:
-        **cluster_resources("generate"),
+        **rule_resources("generate"),
     threads: job_threads("generate")
     log:
         "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",

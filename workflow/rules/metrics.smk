@@ -16,7 +16,7 @@ rule score:
         task=lambda w: dataset_task(DATASETS[w.dataset]),
         code=code_of("score.py"),
     resources:
-        **cluster_resources("score"),
+        **rule_resources("score"),
         # Scoring jobs grouped into one SLURM job (the profile's group "scoring") run one after another in it.
         scoring_slot=1,
     log:

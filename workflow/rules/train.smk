@@ -15,7 +15,7 @@ rule train:
         max_oom_halvings=lambda w: cluster.resource_setting(study_of(w), "max_oom_halvings"),
         checkpoint_dir=lambda w: f"checkpoints/{w.study}/{w.dataset}/{w.model}/{w.variant}/seed{w.seed}",
     resources:
-        **cluster_resources("train"),
+        **rule_resources("train"),
     threads: job_threads("train")
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",

@@ -263,7 +263,10 @@ def import_closure(script: str | Path, package_root: str | Path | None = None) -
     relative to the package's parent directory, e.g. "peftstudy/modeling/heads.py"), found by reading the code, not by
     running it. Importing a submodule imports its parent packages' __init__.py too."""
     root = _package_root(package_root)
-    modules = _package_modules(root)
+    return _import_closure(script, root, _package_modules(root))
+
+
+def _import_closure(script: str | Path, root: Path, modules: dict[str, Path]) -> tuple[str, ...]:
     found: set[str] = set()
     pending = [(Path(script).resolve(), None)]
     while pending:
@@ -284,16 +287,25 @@ def package_data(closure: tuple[str, ...], package_root: str | Path | None = Non
     """The non-Python files beside the modules of `closure` (paths as import_closure gives them): files in their
     directories and in data folders below them that are not packages themselves (report/templates/)."""
     root = _package_root(package_root)
-    found = set()
-    for directory in {(root.parent / relative).parent for relative in closure}:
-        for path in directory.rglob("*"):
-            inside = path.relative_to(directory).parts[:-1]
-            if (path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in inside
-                    and not any(part.startswith(".") for part in path.relative_to(directory).parts)
-                    and not any((directory.joinpath(*inside[:depth + 1]) / "__init__.py").exists()
-                                for depth in range(len(inside)))):
-                found.add(path.relative_to(root.parent).as_posix())
-    return tuple(sorted(found))
+    return _package_data(closure, root, lambda directory: _data_files(directory, root))
+
+
+def _package_data(closure, root: Path, data_files) -> tuple[str, ...]:
+    directories = {(root.parent / relative).parent for relative in closure}
+    return tuple(sorted({path for directory in directories for path in data_files(directory)}))
+
+
+def _data_files(directory: Path, root: Path) -> list[str]:
+    """The non-Python files of one module directory and of its data folders (see package_data)."""
+    found = []
+    for path in directory.rglob("*"):
+        inside = path.relative_to(directory).parts[:-1]
+        if (path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in inside
+                and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+                and not any((directory.joinpath(*inside[:depth + 1]) / "__init__.py").exists()
+                            for depth in range(len(inside)))):
+            found.append(path.relative_to(root.parent).as_posix())
+    return found
 
 
 def script_fingerprint(script: str | Path, package_root: str | Path | None = None) -> str:
@@ -304,16 +316,53 @@ def script_fingerprint(script: str | Path, package_root: str | Path | None = Non
     this makes Snakemake redo the rule when any module the script imports changes, and only the rules whose
     scripts import it (and what depends on their outputs).
     """
+    return script_fingerprints([script], package_root)[0]
+
+
+def script_fingerprints(scripts, package_root: str | Path | None = None) -> list[str]:
+    """script_fingerprint of each of `scripts`, the package's modules and data files listed once for all: listing
+    them again for each of the Snakefile's ~25 scripts took ~0.2 s of every Snakemake start."""
     import hashlib
 
     root = _package_root(package_root)
-    digest = hashlib.sha256()
-    closure = import_closure(script, root)
-    for relative in (*closure, *package_data(closure, root)):
-        stat = (root.parent / relative).stat()
-        file_digest = _file_digest(str(root.parent / relative), stat.st_mtime_ns, stat.st_size)
-        digest.update(f"{relative}\0{file_digest}\0".encode())
-    return digest.hexdigest()
+    modules = _package_modules(root)
+    data_files = functools.cache(lambda directory: _data_files(directory, root))
+    fingerprints = []
+    for script in scripts:
+        digest = hashlib.sha256()
+        closure = _import_closure(script, root, modules)
+        for relative in (*closure, *_package_data(closure, root, data_files)):
+            stat = (root.parent / relative).stat()
+            file_digest = _file_digest(str(root.parent / relative), stat.st_mtime_ns, stat.st_size)
+            digest.update(f"{relative}\0{file_digest}\0".encode())
+        fingerprints.append(digest.hexdigest())
+    return fingerprints
+
+
+# ----------------------------------------------------------------------------------------------- rule functions
+
+def remember_signature(function):
+    """`function`, its parameters looked up once for Snakemake, which otherwise inspects them (inspect.signature,
+    ~20 µs) at every call of an input, params or resource function to know which arguments it takes: some 30,000
+    calls in `snakemake -n all`. Snakemake reads them from this attribute where it is set
+    (snakemake.common.get_function_params); without it (another Snakemake) nothing changes."""
+    import inspect
+    import types
+
+    try:
+        from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
+    except ImportError:
+        return function
+    if isinstance(function, types.FunctionType) and not hasattr(function, FUNC_OVERWRITE_PARAMS_ATTR):
+        setattr(function, FUNC_OVERWRITE_PARAMS_ATTR, inspect.signature(function).parameters)
+    return function
+
+
+def remember_signatures(rules) -> None:
+    """remember_signature for every function among the rules' inputs and params."""
+    for rule in rules:
+        for item in (*rule.input, *rule.params):
+            remember_signature(item)
 
 
 # ---------------------------------------------------------------------------------------------------------- logs

@@ -10,7 +10,7 @@ import collections
 import re
 from typing import Iterable, Sequence
 
-from peftstudy.metrics.quality import resolve_model
+from peftstudy.metrics.quality import loaded_model, resolve_model
 
 WORD = re.compile(r"\w+(?:'\w+)*")
 
@@ -79,13 +79,13 @@ def repetition_rate(outputs: Iterable[Sequence[str]], n: int) -> float:
 
 
 def embed(texts: Sequence[str], model_name: str, batch_size: int = 64, revision: str | None = None):
-    """L2-normalised sentence embeddings (sentence-transformers), as a float64 numpy array."""
+    """L2-normalised sentence embeddings (sentence-transformers, batches of ``batch_size`` sorted by length, an
+    order that depends on the texts alone), as a float64 numpy array; the model is loaded once per process."""
     import numpy as np
     import torch
-    from sentence_transformers import SentenceTransformer
 
-
-    model = SentenceTransformer(resolve_model(model_name, revision), device="cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = loaded_model("sentence-transformers", resolve_model(model_name, revision), device)
     vectors = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
     return np.asarray(vectors, dtype=np.float64)
 

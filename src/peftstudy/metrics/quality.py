@@ -80,22 +80,37 @@ def meteor(predictions: Sequence[str], references: Sequence[str], wordnet) -> tu
 def bertscore(predictions: Sequence[str], references: Sequence[str], settings: Mapping) -> tuple[dict, dict]:
     """BERTScore P/R/F1 (bert-score), 0-1; model, layer and rescaling from settings.
 
+    bert-score's own computation (its tokenizer, model truncation, embedding, greedy matching and baseline
+    rescaling), with the sentences' embedding batches formed here: bert-score's ``score`` orders a run's distinct
+    sentences through a set, i.e. by the process's hash seed, so a sentence's batch neighbours and padding - hence
+    its last bits - changed run to run. Here the distinct sentences are sorted by (token count, text): the
+    batches depend on the run's outputs alone, and their padding is minimal. Greedy matching then runs one pair at
+    a time, as bert-score does with batch size 1 (bert-score pads pairs of a batch with masked zeros, which a token
+    whose best cosine is negative would match instead of its real best). The model and tokenizer are loaded once
+    per process (``loaded_model``).
+
     Rescaling uses bert-score's published baseline for the configured model name; a missing baseline
     is an error (bert-score itself would only warn and return unrescaled scores).
     """
-    import bert_score
     import torch
 
     name = settings["model"]  # the configured name, never a machine path, goes into the signature
     location = resolve_model(name, settings.get("revision"))
     rescale = bool(settings.get("rescale_with_baseline", False))
     baseline = baseline_file(name) if rescale else None
-    precision, recall, f1 = bert_score.score(
-        list(predictions), list(references), model_type=location, num_layers=settings["num_layers"],
-        batch_size=settings.get("batch_size", 64), idf=False, lang="en",
-        rescale_with_baseline=rescale, baseline_path=baseline,
-        device="cuda" if torch.cuda.is_available() else "cpu",
-    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer, model = loaded_model("bertscore", location, device, num_layers=settings["num_layers"])
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"bertscore: {len(predictions)} predictions but {len(references)} references")
+    scores = bertscore_pairs(model, tokenizer, predictions, references, settings.get("batch_size", 16), device)
+    if rescale:
+        import pandas as pd
+
+        # As bert-score rescales: the baseline row of the layer, float32, (score - b) / (1 - b).
+        baselines = torch.from_numpy(pd.read_csv(baseline).iloc[settings["num_layers"]].to_numpy().copy())[1:].float()
+        scores = (scores - baselines) / (1 - baselines)
+    precision, recall, f1 = scores[:, 0], scores[:, 1], scores[:, 2]
     # math.fsum: the exactly rounded mean, whatever the order or memory alignment a vectorised sum would use.
     values = {name: math.fsum(scores.tolist()) / len(scores)
               for name, scores in (("bertscore_precision", precision), ("bertscore_recall", recall), ("bertscore_f1", f1))}
@@ -106,6 +121,88 @@ def bertscore(predictions: Sequence[str], references: Sequence[str], settings: M
     signature = (f"bert-score-{version('bert-score')}|{name}{revision}|L{settings['num_layers']}|no-idf|"
                  f"{'rescaled' if rescale else 'raw'}")
     return values, {key: signature for key in values}
+
+
+def bertscore_pairs(model, tokenizer, predictions: Sequence[str], references: Sequence[str], batch_size: int,
+                    device: str):
+    """Raw BERTScore (P, R, F1) of each (prediction, reference) pair, an (n, 3) float32 tensor, no idf: bert-score's
+    ``bert_cos_score_idf`` (its encoding, padding and greedy matching functions), with the embedding batches formed
+    in an order that depends on the sentences alone (see ``bertscore``)."""
+    import contextlib
+    import io
+    import sys
+
+    import torch
+    from bert_score.utils import bert_encode, greedy_cos_idf, padding, sent_encode
+
+    if batch_size < 1:
+        raise ValueError(f"metrics.bertscore.batch_size must be positive, got {batch_size}")
+    # bert-score's idf=False weights: 1 for every word piece, 0 for [CLS] and [SEP].
+    idf_dict = collections.defaultdict(lambda: 1.0)
+    idf_dict[tokenizer.sep_token_id] = 0
+    idf_dict[tokenizer.cls_token_id] = 0
+    # Each distinct sentence once, by (word pieces, text): a total order, so no set's iteration order leaks in.
+    encoded = {sentence: sent_encode(tokenizer, sentence) for sentence in sorted(set(references) | set(predictions))}
+    sentences = sorted(encoded, key=lambda sentence: (len(encoded[sentence]), sentence))
+    stats = {}
+    with torch.no_grad():
+        for start in range(0, len(sentences), batch_size):
+            batch = sentences[start : start + batch_size]
+            # As bert-score's get_bert_embedding / collate_idf, with the sentences encoded once.
+            ids = [encoded[sentence] for sentence in batch]
+            padded, lengths, mask = padding(ids, tokenizer.pad_token_id, dtype=torch.long)
+            padded_idf, _, _ = padding([[idf_dict[i] for i in a] for a in ids], 0, dtype=torch.float)
+            embeddings = bert_encode(model, padded.to(device), attention_mask=mask.to(device)).cpu()
+            for i, sentence in enumerate(batch):
+                length = int(lengths[i])
+                stats[sentence] = (embeddings[i, :length], padded_idf[i, :length])
+
+    def single(sentence):  # a batch of one, as bert-score's pad_batch_stats builds it (greedy_cos_idf works in place)
+        embedding, idf = stats[sentence]
+        return (embedding.unsqueeze(0).clone().to(device),
+                torch.ones(1, embedding.size(0), dtype=torch.bool, device=device), idf.unsqueeze(0).clone().to(device))
+
+    rows, warnings = [], io.StringIO()
+    # One pair at a time, as bert-score with batch size 1: it pads the pairs of a batch with masked zero
+    # similarities, which a token whose best cosine is negative would take for its best match.
+    with torch.no_grad(), contextlib.redirect_stderr(warnings):  # its warning per empty sentence, summed up below
+        for prediction, reference in zip(predictions, references):
+            p, r, f = greedy_cos_idf(*single(reference), *single(prediction))
+            rows.append(torch.stack((p, r, f), dim=-1).cpu())
+    empty = collections.Counter(line for line in warnings.getvalue().splitlines() if line.strip())
+    for line, count in sorted(empty.items()):
+        print(f"bert-score, {count} of {len(predictions)} pairs: {line}", file=sys.stderr)
+    return torch.cat(rows, dim=0)
+
+
+# Models loaded in this process, by (kind, location, device, options): each is loaded once per process (a scoring job
+# is one process, in or out of the zygote) however many times a metric asks for it. MODEL_LOADS counts the loads.
+_MODELS: dict[tuple, object] = {}
+MODEL_LOADS: collections.Counter = collections.Counter()
+
+
+def loaded_model(kind: str, location: str, device: str, **options):
+    """The model of ``kind`` at ``location`` on ``device``, loaded on first use in this process.
+
+    "bertscore": bert-score's (tokenizer, model) truncated to ``num_layers`` layers (its slow tokenizer, as
+    bert-score's ``score`` uses by default); "sentence-transformers": a SentenceTransformer. Both are used in
+    eval mode without gradients and never modified, so sharing them between calls changes no value."""
+    key = (kind, location, device, tuple(sorted(options.items())))
+    if key not in _MODELS:
+        if kind == "bertscore":
+            from bert_score.utils import get_model, get_tokenizer
+
+            tokenizer = get_tokenizer(location, use_fast=False)
+            model = get_model(location, options["num_layers"], all_layers=False).to(device)
+            _MODELS[key] = (tokenizer, model)
+        elif kind == "sentence-transformers":
+            from sentence_transformers import SentenceTransformer
+
+            _MODELS[key] = SentenceTransformer(location, device=device)
+        else:
+            raise ValueError(f"unknown model kind {kind!r}")
+        MODEL_LOADS[key] += 1
+    return _MODELS[key]
 
 
 def baseline_file(model_name: str) -> str:

@@ -222,8 +222,8 @@ print(json.dumps(values))
 def test_bertscore_of_a_run_is_bit_identical_whatever_the_process_hash_seed_and_job_threads(repository):
     """bert-score orders sentences through a set, i.e. by Python's per-process hash seed; with batches of 64 a
     sentence's batch, hence its last bits, followed that (the SLURM test saw 0.5092530250549316 against
-    0.5092530846595764 for one run). Fixed single-sentence batches, one thread and an exactly rounded mean
-    make the value a function of the run's outputs alone."""
+    0.5092530846595764 for one run). Batches formed in an order of the sentences alone (the default batch size,
+    16), one thread and an exactly rounded mean make the value a function of the run's outputs alone."""
     import json
     import os
     import random
