@@ -6,7 +6,12 @@ import torch
 from peftstudy import io
 from peftstudy.methods import get_method
 from peftstudy.modeling import heads
-from peftstudy.modeling.batching import batch_token_loss, collate, example_token_losses, keeps_logits
+from peftstudy.modeling.batching import (
+    batch_token_loss,
+    collate,
+    example_token_losses,
+    keeps_logits,
+)
 
 # Every kind of decoder-only wrapper: none, peft's adapters, virtual tokens (prefix: the cache; prompt: inputs
 # the peft patch strips), and AdapterHub's.
