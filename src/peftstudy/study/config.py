@@ -13,6 +13,7 @@ entries are completed from the registry when it is loaded, and the checks here r
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -114,11 +115,9 @@ def _schema_message(error) -> str:
 
 def validate_study(raw: Any, source: str | Path) -> dict:
     """Validate a parsed study config and return it with defaults filled in."""
-    import jsonschema
-
     if not isinstance(raw, dict):
         raise StudyConfigError(f"{source}: a study config must be a mapping of keys, got {type(raw).__name__}")
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = _study_validator(tuple((kind, id(method)) for kind, method in METHODS.items()))
     errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         # The deepest error is the most specific one (the innermost offending key).
@@ -145,6 +144,15 @@ def validate_study(raw: Any, source: str | Path) -> dict:
     _check_references(study, source)
     study["report"].setdefault("table1_dataset", study["matrix"][0]["datasets"][0])
     return study
+
+
+@functools.lru_cache(maxsize=4)
+def _study_validator(registry: tuple):
+    """The schema's validator, built once per process for a given method registry (its kinds and their objects):
+    a dry run validates every study of the checkout, and building it took as long as validating one."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(load_schema())
 
 
 def _check_references(study: dict, source: str | Path) -> None:

@@ -99,3 +99,12 @@ def test_a_dry_run_prints_the_resources_each_job_asks_slurm_for(snakemake_runner
             name: None if value is None else str(value) for name, value in expected.items()}, (rule, wildcards)
         checked += 1
     assert checked == 3 * 52
+
+
+def test_studies_share_one_schema_validator_per_method_registry():
+    from peftstudy.study import config
+
+    config._study_validator.cache_clear()
+    for path in ("config.yaml", "config/demo.yaml", "config/seed001.yaml"):
+        load_study(REPOSITORY / path)
+    assert config._study_validator.cache_info().misses == 1  # built once, not once per study
