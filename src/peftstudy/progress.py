@@ -41,7 +41,7 @@ class Progress:
             self.interval_s = min(interval_s, 2.0)  # a bar's fields may change more often than a log's lines
         else:
             self.interval_s = interval_s
-            self.note(f"{unit} {initial}/{total} to go" if initial else f"{total} {self.units} to go")
+            self.note(f"{unit} {initial}/{total} to go" if initial else f"{total} {unit if total == 1 else self.units} to go")
 
     def __enter__(self) -> "Progress":
         return self

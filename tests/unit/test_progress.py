@@ -17,6 +17,9 @@ def test_a_log_file_gets_plain_lines_with_done_total_fields_and_eta():
     assert lines[4].startswith("train: step 4/4 (100%)") and "ETA" not in lines[4]
     assert lines[5] == "train: epoch 1: validation loss 2.1"
     assert "\r" not in stream.getvalue()
+    with Progress(1, "generate", unit="batch", stream=stream) as progress:
+        progress.update(1)
+    assert "generate: 1 batch to go\ngenerate: batch 1/1 (100%)" in stream.getvalue()
 
 
 def test_lines_come_at_the_interval_and_at_the_end_only():
