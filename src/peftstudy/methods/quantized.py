@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Mapping
 
 from peftstudy.methods.base import LORA_OPTIONS, LoRA, Method, head_modules
+from peftstudy.modeling.memory import DistinctBytes, quantization_state_tensors
 
 QUANTIZED_CLASS_NAMES = {4: "Linear4bit", 8: "Linear8bitLt"}
 COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -209,10 +210,6 @@ def _quantization_config(settings: Mapping, skip_modules: list[str] | None = Non
     return config
 
 
-def _tensor_bytes(tensor) -> int:
-    return tensor.numel() * tensor.element_size()
-
-
 def quantized_weight_bytes(model, stored_dtype=None) -> dict:
     """Bytes of the quantized linear weights, and what the same weights take unquantized.
 
@@ -227,33 +224,14 @@ def quantized_weight_bytes(model, stored_dtype=None) -> dict:
     import torch
 
     stored_dtype = stored_dtype or getattr(model, "peftstudy_stored_dtype", None) or torch.float32
-    seen, stored, logical = set(), 0, 0
-
-    def add(tensor):
-        nonlocal stored
-        if tensor is None or not torch.is_tensor(tensor):
-            return
-        key = (tensor.data_ptr(), tensor.numel(), tensor.dtype)
-        if key not in seen:
-            seen.add(key)
-            stored += _tensor_bytes(tensor)
-
+    stored, logical = DistinctBytes(), 0
     for module in quantized_modules(model).values():
-        weight = module.weight
         logical += module.in_features * module.out_features
-        add(weight.data)
-        state = getattr(weight, "quant_state", None)
-        if state is not None:  # 4-bit
-            add(state.absmax)
-            add(state.code)
-            if state.nested:
-                add(state.offset)
-                add(state.state2.absmax)
-                add(state.state2.code)
-        add(getattr(weight, "SCB", None))  # 8-bit row scales
+        stored.add(module.weight.data)
+        stored.add_all(quantization_state_tensors(module.weight))
     itemsize = torch.empty((), dtype=stored_dtype).element_size()
     return {
-        "base_weight_bytes": stored,
+        "base_weight_bytes": stored.total,
         "base_weight_bytes_unquantized": logical * itemsize,
         "quantized_parameters": logical,
         "stored_dtype": str(stored_dtype).replace("torch.", ""),

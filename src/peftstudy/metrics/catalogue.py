@@ -96,6 +96,12 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("stored_bytes", "Stored", "bytes", "train", **_MB),
     Metric("base_weight_bytes", "Base weights", "bytes", "train", **_MB, digits=3),  # QLoRA: the quantized base
     Metric("base_weight_bytes_unquantized", "Base weights unquantized", "bytes", "train", **_MB, digits=3),
+    # What the method makes a training step hold in weights, gradients and optimizer state (modeling.memory).
+    Metric("train_parameter_bytes", "Weights in training", "bytes", "train", **_MB),
+    Metric("train_gradient_bytes", "Gradients", "bytes", "train", **_MB),
+    Metric("train_optimizer_state_bytes", "Optimizer state", "bytes", "train", **_MB),
+    Metric("train_state_bytes", "Training state memory", "bytes", "train", **_MB, higher_is_better=False,
+           phrase="training state memory"),
     Metric("steps", "Steps", "count", "train", digits=0),
     Metric("best_validation_loss", "Best validation loss", "nats/token", "train", digits=3),
     Metric("train_time_s", "Train time", "s", "train", display_unit="s", digits=1, higher_is_better=False,

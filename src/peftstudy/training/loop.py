@@ -27,6 +27,7 @@ from peftstudy.metrics.efficiency import PhaseMonitor
 from peftstudy.modeling import heads
 from peftstudy.modeling.batching import collate
 from peftstudy.modeling.loading import count_parameters, pick_device
+from peftstudy.modeling.memory import training_state_bytes
 from peftstudy.progress import Progress
 from peftstudy.training import checkpoint, fsdp
 from peftstudy.training.batches import draw_order, padded_tokens
@@ -146,6 +147,8 @@ class Setup:
     trainable_parameters: int
     total_parameters: int
     method_extras: dict  # method-specific facts worth keeping (e.g. QLoRA's quantized weight bytes)
+    # Bytes of weights, gradients and optimizer state (modeling.memory), read at this session's first step.
+    state_memory: dict = dataclasses.field(default_factory=dict)
 
     @property
     def training(self) -> Mapping:
@@ -360,6 +363,8 @@ def optimizer_step(setup: Setup, group: list[list[int]], step: int):
     # Of sharded gradients (DTensors) the norm is the whole gradient's.
     torch.nn.utils.clip_grad_norm_([p for _, p in setup.trainable], setup.training["max_grad_norm"])
     setup.optimizer.step()
+    if not setup.state_memory:  # the one moment weights, gradients and the optimizer's state all exist
+        setup.state_memory.update(training_state_bytes(setup.model, setup.optimizer))
     method.after_optimizer_step(setup.model, step)
     setup.scheduler.step()
     setup.optimizer.zero_grad(set_to_none=True)
@@ -455,6 +460,8 @@ def record(setup: Setup, state: LoopState, efficiency: dict, weights_dir: str | 
         "train_examples": len(setup.data.train),
         "optimizer": optimizer_name(setup.optimizer),
         "method_extras": setup.method_extras,
+        # None when this session made no optimizer step (resumed after the last one).
+        "state_memory": dict(setup.state_memory) or None,
         "efficiency": efficiency,
         "distributed": setup.ranks.record(),
         "data_manifest_sha256": io.sha256_file(setup.data_dir / "manifest.json"),

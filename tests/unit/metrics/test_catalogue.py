@@ -32,6 +32,8 @@ DEMO_METRICS = {
     "tokens_per_s": "tokens/s", "total_parameters": "count", "train_energy_kwh": "kWh",
     "train_gpu_temperature_max_c": "C", "train_gpu_temperature_mean_c": "C", "train_gpu_utilization_max_percent": "%",
     "train_gpu_utilization_mean_percent": "%", "train_peak_memory_bytes": "bytes", "train_time_s": "s",
+    "train_parameter_bytes": "bytes", "train_gradient_bytes": "bytes", "train_optimizer_state_bytes": "bytes",
+    "train_state_bytes": "bytes",
     "trainable_parameters": "count", "trainable_percent": "%", "training_cost": "USD", "training_energy_cost": "USD",
     "ttr": "ratio", "yules_k": "K",
 }
@@ -43,6 +45,7 @@ OLD_HIGHER_IS_BETTER = {
     "perplexity": False, "train_time_s": False, "*_peak_memory_bytes": False, "*_energy_kwh": False,
     "training_cost": False, "training_energy_cost": False, "storage_cost_per_month": False,
     "inference_cost_per_1000": False, "tco[[]*": False,
+    "train_state_bytes": False,  # added with the metric (issue 19)
 }
 
 # How the claims table named metrics before the catalogue (claims.verdicts' own table); any other: its name.
@@ -52,6 +55,7 @@ OLD_CLAIM_NAMES = {
     "squad_f1": "SQuAD F1", "trainable_percent": "trainable %", "train_time_s": "training time",
     "train_peak_memory_bytes": "peak training memory", "train_energy_kwh": "training energy",
     "inference_ms_per_example": "inference time per example", "perplexity": "perplexity",
+    "train_state_bytes": "training state memory",  # added with the metric (issue 19)
 }
 
 
@@ -77,6 +81,7 @@ def test_units_agree_with_what_scoring_records():
 
     recorded = {**scoring.QUALITY_UNITS, **scoring.DIVERSITY_UNITS, **scoring.TRAINING_RECORD_METRICS,
                 **scoring.GENERATION_RECORD_METRICS, **scoring.METHOD_EXTRA_METRICS,
+                **{name: "bytes" for name in scoring.STATE_MEMORY_METRICS.values()},
                 **{f"{phase}_{name}": unit for phase in ("train", "generate") for name, unit in scoring.PHASE_UNITS.items()}}
     assert {name: catalogue.entry(name).unit for name in recorded} == recorded
 

@@ -147,3 +147,22 @@ def test_extractive_qa_runs_take_the_best_gold_answer(tmp_path):
     io.write_jsonl(generations, [{"id": "1", "input": "q", "reference": "a", "prediction": "a"}])
     with pytest.raises(ValueError, match="without 'answers'"):
         score_run(generations, TRAINING_RECORD, {}, task="extractive_qa")
+
+
+def test_training_state_memory_becomes_metrics_and_its_absence_is_explained(tmp_path):
+    generations = tmp_path / "generations.jsonl"
+    io.write_jsonl(generations, [{"id": "1", "input": "x", "reference": "a b c d", "prediction": "a b c d"}])
+    training = {"trainable_parameters": 1, "total_parameters": 10, "provenance": {"hardware": {"device": "cpu"}},
+                "settings": {"method": "lora"},
+                "state_memory": {"parameter_bytes": 40, "buffer_bytes": 0, "gradient_bytes": 4,
+                                 "optimizer_state_bytes": 12, "training_state_bytes": 56}}
+    scored = score_run(generations, training, {})
+    assert {name: scored["metrics"][name] for name in ("train_parameter_bytes", "train_gradient_bytes",
+                                                       "train_optimizer_state_bytes", "train_state_bytes")} == {
+        "train_parameter_bytes": 40, "train_gradient_bytes": 4, "train_optimizer_state_bytes": 12,
+        "train_state_bytes": 56}
+    assert "train_state_bytes" not in scored["devices"]  # exact bytes, the same on any hardware
+    scored = score_run(generations, {**training, "state_memory": None}, {})
+    assert scored["metrics"]["train_state_bytes"] is None and "no optimizer step" in scored["notes"]["train_state_bytes"]
+    del training["state_memory"]
+    assert "from before state_memory" in score_run(generations, training, {})["notes"]["train_gradient_bytes"]

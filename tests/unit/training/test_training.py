@@ -151,6 +151,7 @@ def test_interrupted_training_resumes_to_the_numbers_of_an_uninterrupted_run(wor
     assert resumed["resumed_from_step"] == [stop_at + 1]
     assert resumed["step_losses"] == reference["step_losses"]
     assert resumed["validation_losses"] == reference["validation_losses"]
+    assert resumed["state_memory"] == reference["state_memory"]  # measured at the resumed session's first step
     assert _weights(out / "weights") == _weights(reference_dir / "weights")
     assert not (out / "checkpoint").exists()  # removed once the weights are written
 
