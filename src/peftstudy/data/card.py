@@ -1,8 +1,9 @@
 """The data card's measurements: what each dataset of a study holds, and what each model's tokenizer makes of it.
 
 Sizes, word lengths, label balance and the leakage check come from the prepared data's manifest; token
-lengths are counted with each model's own tokenizer on the training split, with the share of inputs and
-references longer than the study's token limits (those are truncated in training: a reader should know).
+lengths are counted with each model's own tokenizer on the training split, with its tokens per word and the share
+of inputs and references longer than the study's token limits (those are truncated in training: a reader should
+know).
 report.data_card renders them."""
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from pathlib import Path
 from typing import Mapping
 
 from peftstudy import io
-from peftstudy.data.prepare import length_stats
+from peftstudy.data.prepare import length_stats, words
 from peftstudy.modeling.loading import base_location
 
 COLUMNS = ["dataset", "split", "model", "rows", "input_words_mean", "input_words_p95", "reference_words_mean",
            "reference_words_p95", "input_tokens_mean", "input_tokens_p95", "reference_tokens_mean",
-           "reference_tokens_p95", "inputs_truncated_pct", "references_truncated_pct", "labels", "leaked_dropped"]
+           "reference_tokens_p95", "tokens_per_word", "inputs_truncated_pct", "references_truncated_pct", "labels",
+           "leaked_dropped"]
 
 
 def token_lengths(tokenizer, texts: list[str]) -> list[int]:
@@ -64,9 +66,12 @@ def data_card_rows(data_dirs: Mapping[str, str | Path], bases: Mapping[str, str 
             references = token_lengths(tokenizers[model], [row["reference"] for row in train])
             input_stats, reference_stats = length_stats(inputs), length_stats(references)
             limits = token_limits[(dataset, model)]
+            # How finely the tokenizer cuts this text: a vocabulary learnt from too little English cuts a word in 4.
+            text_words = sum(words(row["input"]) + words(row["reference"]) for row in train)
             rows.append({"dataset": dataset, "split": "train", "model": model, "rows": len(train),
                          "input_tokens_mean": input_stats["mean"], "input_tokens_p95": input_stats["p95"],
                          "reference_tokens_mean": reference_stats["mean"], "reference_tokens_p95": reference_stats["p95"],
+                         "tokens_per_word": round((sum(inputs) + sum(references)) / text_words, 2) if text_words else "",
                          "inputs_truncated_pct": round(100 * sum(n > limits["max_source_tokens"] for n in inputs)
                                                        / max(len(inputs), 1), 1),
                          "references_truncated_pct": round(100 * sum(n >= limits["max_target_tokens"] for n in references)

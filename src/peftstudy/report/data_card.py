@@ -15,18 +15,20 @@ def data_card_latex(rows: list[dict]) -> str:
     lines = [r"\begin{table}[ht]", r"\centering\small", r"\caption{Data card: each prepared split (lengths in words,"
              r" mean and 95th percentile; label shares for classification; evaluation items dropped as near or exact"
              r" duplicates of training items). Below: token lengths of the training split under each model's"
-             r" tokenizer, and the share beyond the study's token limits (truncated in training).}",
+             r" tokenizer, its tokens per word (inputs and references together), and the share beyond the study's"
+             r" token limits (truncated in training).}",
              r"\label{tab:data_card}", r"\begin{tabular}{llrrrrrlr}", r"\toprule",
              r"Dataset & Split & Rows & In.\ mean & In.\ p95 & Ref.\ mean & Ref.\ p95 & Labels & Leaked \\",
              r"\midrule"]
     lines += [" & ".join(cell(r[k]) for k in ("dataset", "split", "rows", "input_words_mean", "input_words_p95",
                                                 "reference_words_mean", "reference_words_p95", "labels",
                                                 "leaked_dropped")) + r" \\" for r in splits]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\vspace{1em}", "", r"\begin{tabular}{llrrrrrr}", r"\toprule",
-              r"Dataset & Model & In.\ tok.\ mean & In.\ p95 & Ref.\ tok.\ mean & Ref.\ p95 & In.\ trunc.\ \% & Ref.\ trunc.\ \% \\",
+    lines += [r"\bottomrule", r"\end{tabular}", r"\vspace{1em}", "", r"\begin{tabular}{llrrrrrrr}", r"\toprule",
+              r"Dataset & Model & In.\ tok.\ mean & In.\ p95 & Ref.\ tok.\ mean & Ref.\ p95 & Tok./word & In.\ trunc.\ \%"
+              r" & Ref.\ trunc.\ \% \\",
               r"\midrule"]
     lines += [" & ".join(cell(r[k]) for k in ("dataset", "model", "input_tokens_mean", "input_tokens_p95",
-                                                "reference_tokens_mean", "reference_tokens_p95",
+                                                "reference_tokens_mean", "reference_tokens_p95", "tokens_per_word",
                                                 "inputs_truncated_pct", "references_truncated_pct")) + r" \\"
               for r in tokens]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

@@ -32,7 +32,12 @@ def test_rows_and_latex(tiny_workspace, tmp_path):
     assert token_row["input_tokens_mean"] == round(sum(inputs) / len(inputs), 2)
     assert token_row["input_tokens_p95"] == sorted(inputs)[182]  # nearest rank: the ceil(0.95 * 192) = 183rd
     assert token_row["inputs_truncated_pct"] == round(100 * sum(n > 6 for n in inputs) / 192, 1)
+    text_words = sum(len(r["input"].split()) + len(r["reference"].split()) for r in splits["train"])
+    assert token_row["tokens_per_word"] == round((sum(inputs) + sum(references)) / text_words, 2)
     assert token_row["references_truncated_pct"] == round(100 * sum(n >= 9 for n in references) / 192, 1)
 
     latex = data_card_latex(rows)
     assert r"\label{tab:data_card}" in latex and latex.count(r"\\") >= 3 + 1 + 2
+    header, row = (line for line in latex.splitlines() if line.startswith(("Dataset & Model", "tiny & gpt2")))
+    assert "Tok./word" in header and header.count(" & ") == row.count(" & ") == 8
+    assert f" & {token_row['tokens_per_word']} & " in row
