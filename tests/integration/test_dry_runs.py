@@ -21,6 +21,8 @@ def test_demo_study_runs_every_method(snakemake_runner, job_stats):
     tasks = 2 * 2 * 2  # classification and QA x (full, LoRA r8) x 2 seeds on GPT-2
     assert counts["train"] == counts["generate"] == core + every_other_method + tasks == 52
     assert counts["prepare_base"] == 2 and counts["prepare_corpus"] == 1
+    # The trivial baselines of each trained dataset: 3 for the products' generation, majority class, QA window.
+    assert counts["baseline"] == 3 + 1 + 1 and counts["aggregate_baselines"] == 1
 
 
 def test_seed004_study_expands_to_its_27_cells_with_their_own_settings(snakemake_runner, job_stats, repository):
@@ -87,7 +89,7 @@ def test_every_job_logs_under_its_study_or_shared_then_its_rule(snakemake_runner
         found = re.search(r"^    log: (\S+)$", block, re.M)
         logs.setdefault(rule, []).append(found.group(1) if found else None)
     assert logs.pop("demo") == [None]  # the study's target runs nothing
-    assert sum(map(len, logs.values())) == 201 - 1
+    assert sum(map(len, logs.values())) == 207 - 1
     for rule, paths in logs.items():
         scope = "shared" if rule.startswith("prepare_") else "demo"
         for path in paths:
@@ -96,6 +98,7 @@ def test_every_job_logs_under_its_study_or_shared_then_its_rule(snakemake_runner
     assert logs["claims_table"] == ["logs/demo/claims_table/job.log"]
     assert sorted(logs["stats_table"])[0] == "logs/demo/stats_table/anova.log"
     assert "logs/demo/train/debian-products/gpt2-tiny/full/seed1.log" in logs["train"]
+    assert "logs/demo/baseline/debian-products/copy_input.log" in logs["baseline"]
 
 
 def test_a_study_named_like_a_rule_is_refused(snakemake_runner, repository, tmp_path):

@@ -119,9 +119,12 @@ def test_report_and_tables_are_built(workdir):
     pdf = workdir / "reports/micro/paper.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
     table = (workdir / "reports/micro/tables/table1_methods.csv").read_text().splitlines()
-    assert len(table) == 1 + 4  # full, lora r2, lora r4, qlora r2
+    # full, lora r2, lora r4, qlora r2; then the generation dataset's 3 trivial baselines
+    assert len(table) == 1 + 4 + 3
+    assert [line.split(",")[2] for line in table[5:]] == [
+        "baseline:copy_input", "baseline:most_frequent_reference", "baseline:nearest_neighbour"]
     tex = (workdir / "reports/micro/tables/table1_methods.tex").read_text()
-    assert r"\toprule" in tex and "LoRA $r=4$" in tex
+    assert r"\toprule" in tex and "LoRA $r=4$" in tex and r"\textit{Trivial} & Copy of an input field" in tex
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.envi
 # Where prepare_wordnet puts METEOR's WordNet: the zygote keeps it loaded for the scoring jobs.
 os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 
+from peftstudy import baselines
 from peftstudy import human_eval
 from peftstudy import study as studyconfig
 from peftstudy.data.prepare import SPLITS, dataset_task, snapshot_corpus
@@ -125,6 +126,8 @@ def cluster_resources(job):
 
 def _resource_cell(job, wildcards):
     """(study, model, method) whose settings give a job its resources."""
+    if job == "baseline":  # scored like a run, with no model of its own
+        return wildcards.study, None, None
     if job in ("train", "generate", "score"):
         run = run_of(wildcards)
         return run.study, run.model, run.method
@@ -143,8 +146,12 @@ def _declaring_study(section, name):
 @functools.lru_cache(maxsize=None)
 def _job_resources(job, study, model, method, attempt):
     """cluster.slurm_resources, once per cell and attempt: Snakemake asks for each resource of each job apart."""
-    return cluster.slurm_resources(STUDIES[study], job, model=model, method=method, attempt=attempt,
-                                   site=CLUSTER_SITE)
+    return cluster.slurm_resources(STUDIES[study], RESOURCES_OF.get(job, job), model=model, method=method,
+                                   attempt=attempt, site=CLUSTER_SITE)
+
+
+# Jobs that ask for another job kind's resources: a baseline is scored like a run.
+RESOURCES_OF = {"baseline": "score"}
 
 
 # What cluster.slurm_resources grows with each attempt: these stay functions of the attempt.
@@ -160,6 +167,8 @@ def rule_resources(job):
     """
     if job in ("train", "generate", "score"):
         cells = {(run.study, run.model, run.method) for runs in RUNS.values() for run in runs}
+    elif job == "baseline":
+        cells = {(study, None, None) for study in STUDIES}
     elif job == "pretrain":
         cells = {(_declaring_study("models", model), model, None) for model in MODELS}
     else:
@@ -231,6 +240,35 @@ def study_metrics_inputs(wildcards):
     return run_paths(wildcards.study, "metrics.json")
 
 
+def study_baseline_specs(study_name):
+    """(dataset, baseline name) -> its spec, for every dataset the study trains on and each baseline of its task."""
+    study = STUDIES[study_name]
+    datasets = sorted({run.dataset for run in RUNS[study_name]})
+    return {(dataset, name): spec for dataset in datasets
+            for name, spec in baselines.study_baselines(study, dataset_task(DATASETS[dataset])).items()}
+
+
+def study_baseline_records(wildcards):
+    study_of(wildcards)
+    return [f"results/{wildcards.study}/baselines/{dataset}/{name}/metrics.json"
+            for dataset, name in study_baseline_specs(wildcards.study)]
+
+
+def baseline_spec(wildcards):
+    key = (wildcards.dataset, wildcards.baseline)
+    specs = study_baseline_specs(study_of(wildcards)["study"])
+    if key not in specs:
+        raise WorkflowError(f"study {wildcards.study!r} runs no baseline {wildcards.baseline!r} on dataset "
+                            f"{wildcards.dataset!r} (its baselines: {', '.join(sorted(n for _, n in specs)) or 'none'})")
+    return specs[key]
+
+
+def baseline_test_examples(wildcards):
+    """As generation reads the test split: the study's, then the dataset's max_test_examples."""
+    study = study_of(wildcards)
+    return {**study["generation"], **study["datasets"][wildcards.dataset].get("generation", {})}.get("max_test_examples")
+
+
 def study_data_manifests(wildcards):
     """Every dataset the study declares is prepared and shown in the report, trained on or not."""
     return [f"data/prepared/{name}/manifest.json" for name in sorted(study_of(wildcards)["datasets"])]
@@ -283,7 +321,8 @@ def paper_tables(wildcards):
 def study_targets(study_name, with_runs=False):
     targets = [f"reports/{study_name}/tables/{name}.tex" for name in PAPER_TABLES] + [
         f"reports/{study_name}/figures/{name}.pdf" for name in PAPER_FIGURES] + [
-        f"reports/{study_name}/paper.pdf", f"reports/{study_name}/human_eval/rating_sheet.csv"]
+        f"reports/{study_name}/paper.pdf", f"reports/{study_name}/human_eval/rating_sheet.csv",
+        f"results/{study_name}/baselines.csv"]
     return targets + (run_paths(study_name, "metrics.json") if with_runs else [])
 
 

@@ -6,6 +6,7 @@ rule table1_methods:
     input:
         summary="results/{study}/stats/summary.csv",
         comparisons="results/{study}/stats/comparisons.csv",
+        baselines="results/{study}/baselines.csv",
     output:
         csv=report("reports/{study}/tables/table1_methods.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/table1_methods.tex",

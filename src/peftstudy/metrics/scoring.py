@@ -105,32 +105,13 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
               train_references: Sequence[str] | None = None, task: str = "generation") -> dict:
     """The run's metrics: the task's quality metrics, then size, efficiency and cost (every task)."""
     settings = metric_settings(settings)
-    rows = io.read_jsonl(generations_path)
-    if not rows:
-        raise ValueError(f"{generations_path}: no generations to score")
-    values, units, signatures, notes, devices = {}, {}, {}, {}, {}
-
-    def put(name, value, unit, device=None, note=None):
-        units[name] = unit
-        if device:
-            devices[name] = device
-        if _finite(value):
-            values[name] = float(value)
-        else:
-            values[name] = None
-            notes[name] = note or "undefined for these outputs (e.g. empty or too few)"
-
-    cluster_labels = None
-    if task == "classification":
-        if not train_references:
-            raise ValueError(f"{generations_path}: classification needs the training split's labels (the label set)")
-        _score_classification(put, signatures, rows, train_references, generation_record.get("decoding", "generate"))
-    elif task == "extractive_qa":
-        _score_extractive_qa(put, signatures, rows, generations_path)
-    elif task == "generation":
-        cluster_labels = _score_generation(put, signatures, rows, settings, wordnet_dir, train_references)
-    else:
-        raise ValueError(f"unknown task {task!r}")
+    rows = read_outputs(generations_path)
+    scores = Scores()
+    put, values, units, signatures, notes, devices = (scores.put, scores.values, scores.units, scores.signatures,
+                                                      scores.notes, scores.devices)
+    cluster_labels = score_quality(scores, rows, task, settings, wordnet_dir=wordnet_dir,
+                                   train_references=train_references, source=generations_path,
+                                   decoding=generation_record.get("decoding", "generate"))
     put("perplexity", generation_record.get("perplexity"), QUALITY_UNITS["perplexity"],
         note="not measured: a classifier or span head has no token likelihood" if generation_record.get("test_loss")
         is not None else "not measured: the generation record has no perplexity")
@@ -185,6 +166,47 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
         # Each stage's own provenance (settings hash, code fingerprint, packages, hardware and its capability facts).
         "provenance": {"train": training_record["provenance"], "generate": generation_record.get("provenance")},
     }
+
+
+class Scores:
+    """A run's metrics as they are put: value (None when undefined, with a note saying why), unit, device."""
+
+    def __init__(self):
+        self.values, self.units, self.signatures, self.notes, self.devices = {}, {}, {}, {}, {}
+
+    def put(self, name, value, unit, device=None, note=None):
+        self.units[name] = unit
+        if device:
+            self.devices[name] = device
+        if _finite(value):
+            self.values[name] = float(value)
+        else:
+            self.values[name] = None
+            self.notes[name] = note or "undefined for these outputs (e.g. empty or too few)"
+
+
+def read_outputs(generations_path) -> list[dict]:
+    rows = io.read_jsonl(generations_path)
+    if not rows:
+        raise ValueError(f"{generations_path}: no generations to score")
+    return rows
+
+
+def score_quality(scores: Scores, rows, task: str, settings: Mapping, *, wordnet_dir=None,
+                  train_references: Sequence[str] | None = None, source="outputs", decoding: str = "generate"):
+    """The task's quality metrics of the outputs (`settings` as metric_settings gives them): a run's or a
+    baseline's alike. Returns the outputs' semantic cluster labels (generation), else None."""
+    if task == "classification":
+        if not train_references:
+            raise ValueError(f"{source}: classification needs the training split's labels (the label set)")
+        _score_classification(scores.put, scores.signatures, rows, train_references, decoding)
+    elif task == "extractive_qa":
+        _score_extractive_qa(scores.put, scores.signatures, rows, source)
+    elif task == "generation":
+        return _score_generation(scores.put, scores.signatures, rows, settings, wordnet_dir, train_references)
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    return None
 
 
 def _score_generation(put, signatures, rows, settings, wordnet_dir, train_references) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from peftstudy.data.prepare import dataset_task
@@ -36,9 +37,11 @@ def baseline_comparisons(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFr
     return rows.rename(columns={"method_a": "method", "rank_a": "rank"}).reset_index(drop=True)
 
 
-def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping) -> pd.DataFrame:
+def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping,
+           baselines: pd.DataFrame | None = None) -> pd.DataFrame:
     """Methods compared on the study's Table-1 dataset: one row per (model, method, rank); quality marked
-    where it differs from the baseline after the family's multiple-comparison correction."""
+    where it differs from the baseline method after the family's multiple-comparison correction, and where its mean
+    is not above the best trivial baseline's (`baselines`: baselines.csv); then one row per trivial baseline."""
     dataset = study["report"]["table1_dataset"]
     cells = summary[summary["dataset"] == dataset]
     against = baseline_comparisons(comparisons, study)
@@ -58,7 +61,30 @@ def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping) -> 
             row[f"{metric}_p_corrected"] = float(match["p_corrected"].iloc[0]) if len(match) else math.nan
             row[f"{metric}_significant"] = bool(len(match)) and str(match["significant"].iloc[0]) == "True"
         rows.append(row)
-    return in_study_order(pd.DataFrame(rows), study)
+    table = in_study_order(pd.DataFrame(rows), study)
+    trivial = trivial_rows(baselines, dataset, [m for m, _ in quality_columns(study)])
+    for metric, _ in quality_columns(study):
+        best = max((row[f"{metric}_mean"] for row in trivial if not is_nan(row.get(f"{metric}_mean", math.nan))),
+                   default=math.nan)
+        table[f"{metric}_not_above_trivial"] = [not is_nan(best) and not mean > best
+                                                for mean in table.get(f"{metric}_mean", [math.nan] * len(table))]
+    return pd.concat([table, pd.DataFrame(trivial)], ignore_index=True) if trivial else table
+
+
+def trivial_rows(baselines: pd.DataFrame | None, dataset: str, metrics: list[str]) -> list[dict]:
+    """Table rows of the trivial baselines on one dataset (peftstudy.baselines): model "", method
+    "baseline:<name>", one deterministic prediction per example (no seeds: n = 1, no sd)."""
+    if baselines is None or baselines.empty:
+        return []
+    rows = []
+    on_dataset = baselines[baselines["dataset"] == dataset]
+    for name, group in on_dataset.groupby("baseline", sort=False):
+        values = group.set_index("metric")["value"]
+        rows.append({"dataset": dataset, "model": "", "method": f"baseline:{name}", "rank": math.nan, "n": 1,
+                     "baseline_kind": group["kind"].iloc[0],
+                     **{f"{metric}_mean": float(values[metric]) if metric in values.index else math.nan
+                        for metric in metrics}})
+    return rows
 
 
 def _size_cell(row, metric: str) -> str:
@@ -82,13 +108,17 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
     currency = study.get("costs", {}).get("price_sheet", {}).get("currency", "")
     headers = [catalogue.heading(metric, currency) for metric in TABLE1_EFFICIENCY]
     sizes = [catalogue.heading(metric) for metric in TABLE1_SIZE]
+    methods = table["method"].astype(str) if "method" in table else pd.Series(dtype=str)
+    cells, trivial = table[~methods.str.startswith("baseline:")], table[methods.str.startswith("baseline:")]
     lines = [
         r"\begin{table}[ht]", r"\centering", r"\small",
         rf"\caption{{Methods compared on \texttt{{{latex_escape(dataset)}}}: mean $\pm$ sample standard deviation over $n$ seeds;"
         rf" efficiency columns are means (n/m: not measured on this hardware, see Table~\ref{{tab:efficiency}})."
         rf" $^\dagger$: differs from {latex_escape(baseline.lower())} at $\alpha = {settings['alpha']}$ after {correction}"
         r" correction within each (model, metric) family, by a paired $t$-test where the seeds pair the runs and Welch's"
-        r" otherwise (Table~\ref{tab:significance}).}",
+        r" otherwise (Table~\ref{tab:significance})."
+        + (r" $^\ddagger$: mean not above the best trivial baseline's (the Trivial rows: predictions from the training"
+           r" split alone, no model)." if len(trivial) else "") + "}",
         r"\label{tab:methods}",
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{llrllrr" + "r" * len(TABLE1_EFFICIENCY) + "}", r"\toprule",
@@ -97,13 +127,14 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
         r"\midrule",
     ]
     previous_model = None
-    for _, row in table.iterrows():
+    for _, row in cells.iterrows():
         if previous_model is not None and row["model"] != previous_model:
             lines.append(r"\midrule")
         quality = []
         for metric, _ in quality_columns(study):
             cell = mean_std(row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan))
-            quality.append(cell + (r"$^\dagger$" if row.get(f"{metric}_significant") else ""))
+            quality.append(cell + (r"$^\dagger$" if row.get(f"{metric}_significant") else "")
+                           + (r"$^\ddagger$" if _flagged(row.get(f"{metric}_not_above_trivial")) else ""))
         lines.append(" & ".join([
             r"\texttt{" + latex_escape(row["model"]) + "}" if row["model"] != previous_model else "",
             method_label(study, row["method"], row["rank"]),
@@ -113,8 +144,30 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
             *(_efficiency_cell(row, metric) for metric in TABLE1_EFFICIENCY),
         ]) + r" \\")
         previous_model = row["model"]
+    for index, (_, row) in enumerate(trivial.iterrows()):
+        if index == 0:
+            lines.append(r"\midrule")
+        blank = ["--"] * (len(TABLE1_SIZE) + len(TABLE1_EFFICIENCY))
+        lines.append(" & ".join([
+            r"\textit{Trivial}" if index == 0 else "",
+            latex_escape(trivial_label(row)), "--",
+            *(mean_std(row.get(f"{metric}_mean", math.nan), math.nan) for metric, _ in quality_columns(study)),
+            *blank]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
     return "\n".join(lines)
+
+
+def _flagged(value) -> bool:
+    """A flag column's value: True, False, or missing (NaN in the trivial rows, or no such column)."""
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def trivial_label(row) -> str:
+    from peftstudy.baselines import BASELINES
+
+    name = str(row["method"]).removeprefix("baseline:")
+    label = BASELINES[row["baseline_kind"]].label
+    return label if name == row["baseline_kind"] else f"{label} ({name})"
 
 
 PRACTICAL_LABELS = {"significant_and_meaningful": "sig. + meaningful", "significant_only": "sig. only",

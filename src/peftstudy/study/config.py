@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from peftstudy.baselines import BASELINES
 from peftstudy.data.prepare import dataset_task
 from peftstudy.data.registry import resolve_datasets
 from peftstudy.execution.cluster import validate_resources
@@ -54,9 +55,12 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
-    """The study schema: the file, its method entries completed from the method registry (add_method_options)."""
+    """The study schema: the file, its method entries completed from the method registry (add_method_options)
+    and its baseline kinds from the baseline registry."""
     with open(schema_path, encoding="utf-8") as handle:
-        return add_method_options(yaml.load(handle, Loader=YAML_LOADER))
+        schema = add_method_options(yaml.load(handle, Loader=YAML_LOADER))
+    schema["properties"]["baselines"]["additionalProperties"]["properties"]["kind"]["enum"] = list(BASELINES)
+    return schema
 
 
 def add_method_options(schema: dict) -> dict:
@@ -241,6 +245,9 @@ def _check_references(study: dict, source: str | Path) -> None:
     baseline = study["statistics"]["baseline_method"]
     if baseline not in study["methods"]:
         fail("statistics.baseline_method", f"unknown method {baseline!r}")
+    for name, spec in (study.get("baselines") or {}).items():
+        if "text" in spec and spec["kind"] != "constant":
+            fail(f"baselines.{name}.text", f"only a constant baseline takes a text (this one is {spec['kind']!r})")
     table1 = study["report"].get("table1_dataset")
     if table1 is not None and table1 not in study["datasets"]:
         fail("report.table1_dataset", f"unknown dataset {table1!r}")

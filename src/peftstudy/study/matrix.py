@@ -91,4 +91,5 @@ def path_patterns(schema: Mapping) -> dict[str, str]:
     variant and a seed as a Run writes them."""
     name = unanchored(schema["$defs"]["name"]["pattern"])
     return {"study": unanchored(schema["properties"]["study"]["pattern"]), "dataset": name, "corpus": name,
-            "model": name, "variant": unanchored(VARIANT_PATTERN), "seed": unanchored(SEED_PATTERN)}
+            "model": name, "variant": unanchored(VARIANT_PATTERN), "seed": unanchored(SEED_PATTERN),
+            "baseline": unanchored(schema["$defs"]["method_name"]["pattern"])}

@@ -80,6 +80,32 @@ def test_table1_orders_rows_and_marks_significance():
     assert table.loc[1, "bleu4_test"] == "paired_t" and table.loc[1, "bleu4_p_corrected"] < 0.05
 
 
+def test_table1_shows_the_trivial_baselines_and_flags_cells_not_above_the_best(tmp_path):
+    from peftstudy import io
+    from peftstudy.metrics import baseline_scoring
+
+    frame = metrics()
+    for dataset, name, kind, bleu in (("d", "copy_input", "copy_input", 25.0), ("d", "stuck", "constant", 31.2),
+                                      ("q", "overlap_window", "overlap_window", 99.0)):
+        io.write_json(tmp_path / dataset / name / "metrics.json", {
+            "baseline": {"name": name, "kind": kind}, "metrics": {"bleu4": bleu, "rouge_l": None},
+            "units": {"bleu4": "0-100", "rouge_l": "F1 x100"}, "notes": {"rouge_l": "undefined"}})
+    baseline_scoring.aggregate_baselines(sorted(tmp_path.glob("*/*/metrics.json")), tmp_path / "baselines.csv", study="t")
+    trivial = stats.read_table(tmp_path / "baselines.csv")
+    assert len(trivial) == 6 and set(trivial["dataset"]) == {"d", "q"}
+    table = tables.table1(summarise(frame), compare(frame), STUDY, trivial)
+    cells = table[~table["method"].str.startswith("baseline:")]
+    # BLEU means: full 31, lora r4 19.83, lora r8 30.83: none above the constant's 31.2; ROUGE-L has no baseline
+    assert cells["bleu4_not_above_trivial"].tolist() == [True, True, True]
+    assert not cells["rouge_l_not_above_trivial"].any()
+    assert table["method"].tolist()[3:] == ["baseline:copy_input", "baseline:stuck"]  # only the Table-1 dataset's
+    tex = tables.table1_latex(table, STUDY)
+    assert "31.00 $\\pm$ 1.00$^\\ddagger$ & 41.00 $\\pm$ 1.00 &" in tex and "$^\\ddagger$: mean not above the best trivial" in tex
+    assert "\\textit{Trivial} & Copy of an input field & -- & 25.00 & -- & " in tex  # ROUGE-L undefined
+    assert " & Constant sentence (stuck) & -- & 31.20 & " in tex
+    assert "ddagger" not in tables.table1_latex(tables.table1(summarise(frame), compare(frame), STUDY), STUDY)
+
+
 def test_paper_compiles_to_pdf(tmp_path):
     frame = metrics()
     summary, tests = summarise(frame), compare(frame)

@@ -35,6 +35,11 @@ def test_paper_matrix_counts_and_exclusions(repository):
     "mutate, expected",
     [
         (lambda s: s["methods"].__setitem__("bogus", {"kind": "nonsense"}), "methods.bogus.kind"),
+        (lambda s: s.__setitem__("baselines", {"stuck": {"kind": "constant"}}), "baselines.stuck.text: required key"),
+        (lambda s: s.__setitem__("baselines", {"c": {"kind": "copy_input", "text": "x"}}),
+         "baselines.c.text: only a constant baseline takes a text"),
+        (lambda s: s.__setitem__("baselines", {"c": {"kind": "oracle"}}), "baselines.c.kind: 'oracle' is not one of"),
+        (lambda s: s.__setitem__("baselines", {"../x": {"kind": "copy_input"}}), "baselines: '../x' does not match"),
         (lambda s: s["methods"]["lora"].__setitem__("ranks", [0, 8]), "methods.lora.ranks[0]"),
         (lambda s: s.pop("training"), "training: required key is missing"),
         (lambda s: s["training"].__setitem__("learnig_rate", 0.1), "unknown key 'learnig_rate'"),
