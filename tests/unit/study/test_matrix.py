@@ -10,10 +10,11 @@ def test_path_patterns_are_the_schemas_and_the_runs_own():
     patterns = matrix.path_patterns(config.load_schema())
     assert patterns == {"study": "[a-z0-9_]+", "dataset": "[a-z0-9][a-z0-9_.-]*", "corpus": "[a-z0-9][a-z0-9_.-]*",
                         "model": "[a-z0-9][a-z0-9_.-]*", "variant": "(?:[a-z][a-z0-9_]*)(?:-r(?:[1-9][0-9]*))?",
-                        "seed": "[0-9]+"}
+                        "seed": "[0-9]+", "baseline": "[a-z][a-z0-9_]*"}
     accepts = {"variant": (["full", "lora-r8", "lora_t5_split-r16"], ["lora-r0", "lora-8", "Lora", "lora-r08"]),
                "seed": (["0", "42"], ["-1", "s1", ""]), "study": (["demo", "seed004"], ["my-study", "Demo"]),
-               "dataset": (["debian-products", "wmt16.de-en"], ["-x", "Products", "a/b"])}
+               "dataset": (["debian-products", "wmt16.de-en"], ["-x", "Products", "a/b"]),
+               "baseline": (["copy_input", "stuck2"], ["../x", "Copy", "a-b", "2x"])}
     for name, (good, bad) in accepts.items():
         for text in good:
             assert re.fullmatch(patterns[name], text), (name, text)
