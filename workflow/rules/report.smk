@@ -77,6 +77,7 @@ rule metric_table:
     input:
         summary="results/{study}/stats/summary.csv",
         metrics="results/{study}/metrics.csv",
+        baselines="results/{study}/baselines.csv",
     output:
         csv=report("reports/{study}/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",

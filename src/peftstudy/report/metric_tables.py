@@ -18,6 +18,7 @@ from peftstudy.data.prepare import dataset_task
 from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label
 from peftstudy.report.latex import is_nan, latex_escape
+from peftstudy.report.tables import is_trivial, trivial_label, trivial_rows
 
 # name -> (title, its metrics); headers, scales and digits are the metric catalogue's.
 GROUPS = {
@@ -63,8 +64,14 @@ def group_columns(name: str, study: Mapping) -> list[tuple]:
              catalogue.scale(metric), catalogue.digits(metric)) for metric in metrics]
 
 
-def group_table(name: str, summary: pd.DataFrame, metrics: pd.DataFrame, study: Mapping) -> pd.DataFrame:
-    """The machine-readable twin: one row per cell, mean/std/n per metric of the group, full precision."""
+# The tables that show the trivial baselines (peftstudy.baselines) below each dataset's cells: the quality ones.
+WITH_TRIVIAL = ("quality", "classification", "extractive_qa")
+
+
+def group_table(name: str, summary: pd.DataFrame, metrics: pd.DataFrame, study: Mapping,
+                baselines: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The machine-readable twin: one row per cell, mean/std/n per metric of the group, full precision; in the
+    quality tables, then each dataset's trivial baselines (`baselines`: baselines.csv; method "baseline:<name>")."""
     if name == PER_CLASS:
         return per_class_table(summary, study)
     cells = summary[summary["dataset"].isin(table_datasets(name, study))]
@@ -78,7 +85,15 @@ def group_table(name: str, summary: pd.DataFrame, metrics: pd.DataFrame, study: 
                 row[f"{metric}_std"] = by_metric.loc[metric, "std"]
                 row[f"{metric}_n"] = int(by_metric.loc[metric, "n"])
         rows.append(row)
-    return in_study_order(pd.DataFrame(rows), study, ("dataset", "model"))
+    table = in_study_order(pd.DataFrame(rows), study, ("dataset", "model"))
+    if name not in WITH_TRIVIAL:
+        return table
+    metric_names = [metric for metric, *_ in group_columns(name, study)]
+    blocks = []
+    for dataset in table_datasets(name, study):
+        blocks.append(table[table["dataset"] == dataset] if len(table) else table)
+        blocks.append(pd.DataFrame(trivial_rows(baselines, dataset, metric_names)))
+    return pd.concat([block for block in blocks if len(block)], ignore_index=True) if any(map(len, blocks)) else table
 
 
 PER_CLASS_MEASURES = ("precision", "recall", "f1")  # the metrics <measure>[<class>] of each class
@@ -112,7 +127,7 @@ def per_class_table(summary: pd.DataFrame, study: Mapping) -> pd.DataFrame:
 def _cell(row, metric: str, scale: float, digits: int) -> str:
     mean, std = row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan)
     if is_nan(mean):
-        return "n/m"
+        return "--" if is_trivial(row) else "n/m"  # a baseline has no likelihood, time or memory to measure
     spec = ".3g" if digits is None else f".{digits}f"  # None: three significant digits (costs span decades)
     text = f"{mean * scale:{spec}}"
     return text if is_nan(std) else text + f" $\\pm$ {std * scale:{spec}}"
@@ -170,11 +185,15 @@ def group_latex(name: str, table: pd.DataFrame, notes: list[str], study: Mapping
     where = ", ".join(rf"\texttt{{{latex_escape(d)}}}" for d in datasets)
     if not datasets:
         return _no_dataset_table(name, title, study)
+    cells = table[[not is_trivial(row) for _, row in table.iterrows()]] if len(table) else table
     n_text = ("see Table~\\ref{tab:methods} for $n$" if name not in TASK_GROUPS else
-              "$n$ = " + ", ".join(sorted({str(int(v)) for c in table.columns if c.endswith("_n") for v in table[c].dropna()})))
+              "$n$ = " + ", ".join(sorted({str(int(v)) for c in cells.columns if c.endswith("_n") for v in cells[c].dropna()})))
     lines = [r"\begin{table}[ht]", r"\centering", r"\scriptsize",
              rf"\caption{{{title} on {where}: mean ($\pm$ sample sd when $n > 1$) over the seeds"
-             rf" of each cell ({n_text}). n/m: not measured (see the notes).}}",
+             rf" of each cell ({n_text}). n/m: not measured (see the notes)."
+             + (" Trivial: baselines predicting from the training split alone, no model (one deterministic run)."
+                if table.get("method", pd.Series(dtype=str)).astype(str).str.startswith("baseline:").any() else "")
+             + "}",
              rf"\label{{tab:{name}}}",
              # Shrunk to the text width when wider (a wide table must never run off the page).
              r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
@@ -183,13 +202,16 @@ def group_latex(name: str, table: pd.DataFrame, notes: list[str], study: Mapping
              + " & ".join(latex_escape(header) for _, header, *_ in columns) + r" \\", r"\midrule"]
     previous = None
     for _, row in table.iterrows():
-        block = (row["dataset"], row["model"]) if name in TASK_GROUPS else row["model"]
+        trivial = is_trivial(row)
+        block = (row["dataset"], row["model"])
         model = row["model"] if name not in TASK_GROUPS else f"{row['dataset']} / {row['model']}"
+        if trivial:
+            model = "Trivial" if name not in TASK_GROUPS else f"{row['dataset']} / trivial"
         if previous is not None and block != previous:
             lines.append(r"\midrule")
         lines.append(" & ".join([
-            r"\texttt{" + latex_escape(model) + "}" if block != previous else "",
-            method_label(study, row["method"], row["rank"]),
+            ((r"\textit{" if trivial else r"\texttt{") + latex_escape(model) + "}") if block != previous else "",
+            latex_escape(trivial_label(row)) if trivial else method_label(study, row["method"], row["rank"]),
             *(_cell(row, metric, scale, digits) for metric, _, scale, digits in columns),
         ]) + r" \\")
         previous = block

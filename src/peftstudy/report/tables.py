@@ -80,10 +80,12 @@ def trivial_rows(baselines: pd.DataFrame | None, dataset: str, metrics: list[str
     on_dataset = baselines[baselines["dataset"] == dataset]
     for name, group in on_dataset.groupby("baseline", sort=False):
         values = group.set_index("metric")["value"]
-        rows.append({"dataset": dataset, "model": "", "method": f"baseline:{name}", "rank": math.nan, "n": 1,
-                     "baseline_kind": group["kind"].iloc[0],
-                     **{f"{metric}_mean": float(values[metric]) if metric in values.index else math.nan
-                        for metric in metrics}})
+        row = {"dataset": dataset, "model": "", "method": f"baseline:{name}", "rank": math.nan, "n": 1,
+               "baseline_kind": group["kind"].iloc[0]}
+        for metric in metrics:
+            row[f"{metric}_mean"] = float(values[metric]) if metric in values.index else math.nan
+            row[f"{metric}_std"], row[f"{metric}_n"] = math.nan, 1
+        rows.append(row)
     return rows
 
 
@@ -155,6 +157,11 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
             *blank]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
     return "\n".join(lines)
+
+
+def is_trivial(row) -> bool:
+    """Whether a table row is a trivial baseline's (see trivial_rows)."""
+    return str(row.get("method", "")).startswith("baseline:")
 
 
 def _flagged(value) -> bool:

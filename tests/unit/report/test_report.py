@@ -365,3 +365,23 @@ def test_task_tables_cover_every_dataset_of_their_task_with_classes_per_cell():
     without = {**STUDY, "matrix": STUDY["matrix"][:1]}
     assert "no classification dataset" in metric_tables.group_latex(
         "classification", metric_tables.group_table("classification", summary, frame, without), [], without)
+
+
+def test_task_and_quality_tables_show_each_datasets_trivial_baselines_below_its_cells():
+    frame = metrics().assign(unit="%", device="", note="")
+    summary = summarise(frame)
+    trivial = pd.DataFrame([
+        {"study": "t", "dataset": "c_1", "baseline": "majority_class", "kind": "majority_class", "metric": "accuracy",
+         "value": 40.0, "unit": "%", "note": ""},
+        {"study": "t", "dataset": "q", "baseline": "overlap_window", "kind": "overlap_window", "metric": "squad_f1",
+         "value": 12.5, "unit": "%", "note": ""}])
+    table = metric_tables.group_table("classification", summary, frame, STUDY, trivial)
+    assert table["method"].tolist() == ["full", "lora", "baseline:majority_class"]
+    assert table.loc[2, "accuracy_mean"] == 40.0 and math.isnan(table.loc[2, "macro_f1_mean"])
+    tex = metric_tables.group_latex("classification", table, [], STUDY)
+    assert r"\textit{c\_1 / trivial} & Majority class & 40.0 & -- & --" in tex  # not measured: none to measure
+    assert "($n$ = 2)" in tex and "Trivial: baselines predicting from the training split alone" in tex
+    qa = metric_tables.group_table("extractive_qa", summary, frame, STUDY, trivial)
+    assert qa["method"].tolist()[-1] == "baseline:overlap_window" and qa["squad_f1_mean"].tolist()[-1] == 12.5
+    efficiency = metric_tables.group_table("efficiency", summary, frame, STUDY, trivial)
+    assert not efficiency["method"].str.startswith("baseline:").any()  # only the quality tables show them
