@@ -255,8 +255,9 @@ def study_baseline_records(wildcards):
 
 
 def baseline_spec(wildcards):
+    study_of(wildcards)
     key = (wildcards.dataset, wildcards.baseline)
-    specs = study_baseline_specs(study_of(wildcards)["study"])
+    specs = study_baseline_specs(wildcards.study)
     if key not in specs:
         raise WorkflowError(f"study {wildcards.study!r} runs no baseline {wildcards.baseline!r} on dataset "
                             f"{wildcards.dataset!r} (its baselines: {', '.join(sorted(n for _, n in specs)) or 'none'})")
@@ -264,9 +265,8 @@ def baseline_spec(wildcards):
 
 
 def baseline_test_examples(wildcards):
-    """As generation reads the test split: the study's, then the dataset's max_test_examples."""
-    study = study_of(wildcards)
-    return {**study["generation"], **study["datasets"][wildcards.dataset].get("generation", {})}.get("max_test_examples")
+    """As generation reads the test split: its max_test_examples first rows."""
+    return study_settings.dataset_generation(study_of(wildcards), wildcards.dataset).get("max_test_examples")
 
 
 def study_data_manifests(wildcards):

@@ -107,8 +107,7 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
     settings = metric_settings(settings)
     rows = read_outputs(generations_path)
     scores = Scores()
-    put, values, units, signatures, notes, devices = (scores.put, scores.values, scores.units, scores.signatures,
-                                                      scores.notes, scores.devices)
+    put = scores.put
     cluster_labels = score_quality(scores, rows, task, settings, wordnet_dir=wordnet_dir,
                                    train_references=train_references, source=generations_path,
                                    decoding=generation_record.get("decoding", "generate"))
@@ -149,14 +148,14 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
     if costs:
         # A data-parallel run occupies one device per process for its whole training time.
         training_devices = (training_record.get("distributed") or {}).get("world_size") or 1
-        for name, (value, unit, note) in cost.run_costs(values, devices, costs, training_devices).items():
+        for name, (value, unit, note) in cost.run_costs(scores.values, scores.devices, costs, training_devices).items():
             put(name, value, unit, note=note)
     return {
-        "metrics": values,
-        "units": units,
-        "devices": devices,
-        "notes": notes,
-        "signatures": signatures,
+        "metrics": scores.values,
+        "units": scores.units,
+        "devices": scores.devices,
+        "notes": scores.notes,
+        "signatures": scores.signatures,
         "cluster_labels": cluster_labels,
         "examples": len(rows),
         "generations_sha256": io.sha256_file(generations_path),

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-# What train.json's `state_memory` holds, in this order; `training_state_bytes` is the sum of the other four.
-STATE_MEMORY_KEYS = ("parameter_bytes", "buffer_bytes", "gradient_bytes", "optimizer_state_bytes",
-                     "training_state_bytes")
-
 
 def quantization_state_tensors(weight) -> Iterator:
     """The tensors bitsandbytes keeps beside a quantized weight's data: 4-bit ``quant_state`` (absmax, code

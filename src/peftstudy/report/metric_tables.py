@@ -18,7 +18,12 @@ from peftstudy.data.prepare import dataset_task
 from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label
 from peftstudy.report.latex import is_nan, latex_escape
-from peftstudy.report.tables import is_trivial, trivial_label, trivial_rows
+from peftstudy.report.tables import (
+    is_trivial,
+    trivial_label,
+    trivial_mask,
+    trivial_rows,
+)
 
 # name -> (title, its metrics); headers, scales and digits are the metric catalogue's.
 GROUPS = {
@@ -185,14 +190,14 @@ def group_latex(name: str, table: pd.DataFrame, notes: list[str], study: Mapping
     where = ", ".join(rf"\texttt{{{latex_escape(d)}}}" for d in datasets)
     if not datasets:
         return _no_dataset_table(name, title, study)
-    cells = table[[not is_trivial(row) for _, row in table.iterrows()]] if len(table) else table
+    cells = table[~trivial_mask(table)]
     n_text = ("see Table~\\ref{tab:methods} for $n$" if name not in TASK_GROUPS else
               "$n$ = " + ", ".join(sorted({str(int(v)) for c in cells.columns if c.endswith("_n") for v in cells[c].dropna()})))
     lines = [r"\begin{table}[ht]", r"\centering", r"\scriptsize",
              rf"\caption{{{title} on {where}: mean ($\pm$ sample sd when $n > 1$) over the seeds"
              rf" of each cell ({n_text}). n/m: not measured (see the notes)."
              + (" Trivial: baselines predicting from the training split alone, no model (one deterministic run)."
-                if table.get("method", pd.Series(dtype=str)).astype(str).str.startswith("baseline:").any() else "")
+                if trivial_mask(table).any() else "")
              + "}",
              rf"\label{{tab:{name}}}",
              # Shrunk to the text width when wider (a wide table must never run off the page).

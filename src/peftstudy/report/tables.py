@@ -110,8 +110,7 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
     currency = study.get("costs", {}).get("price_sheet", {}).get("currency", "")
     headers = [catalogue.heading(metric, currency) for metric in TABLE1_EFFICIENCY]
     sizes = [catalogue.heading(metric) for metric in TABLE1_SIZE]
-    methods = table["method"].astype(str) if "method" in table else pd.Series(dtype=str)
-    cells, trivial = table[~methods.str.startswith("baseline:")], table[methods.str.startswith("baseline:")]
+    cells, trivial = table[~trivial_mask(table)], table[trivial_mask(table)]
     lines = [
         r"\begin{table}[ht]", r"\centering", r"\small",
         rf"\caption{{Methods compared on \texttt{{{latex_escape(dataset)}}}: mean $\pm$ sample standard deviation over $n$ seeds;"
@@ -162,6 +161,11 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
 def is_trivial(row) -> bool:
     """Whether a table row is a trivial baseline's (see trivial_rows)."""
     return str(row.get("method", "")).startswith("baseline:")
+
+
+def trivial_mask(table: pd.DataFrame) -> pd.Series:
+    """is_trivial of every row of a table."""
+    return table["method"].astype(str).str.startswith("baseline:") if "method" in table else pd.Series(dtype=bool)
 
 
 def _flagged(value) -> bool:

@@ -68,6 +68,12 @@ def run_settings(study: Mapping, run: Run) -> dict:
     }
 
 
+def dataset_generation(study: Mapping, dataset: str) -> dict:
+    """The decoding settings of a dataset's test split: the study's, then the dataset's own (a class label needs a
+    few tokens, not a paragraph)."""
+    return {**study["generation"], **study["datasets"][dataset].get("generation", {})}
+
+
 def generation_settings(study: Mapping, run: Run) -> dict:
     """Everything that determines a run's generations besides its weights, used as the generate rule's params: the
     decoding settings (the study's, then its dataset's, plus the label set of a classification dataset), the token
@@ -75,8 +81,7 @@ def generation_settings(study: Mapping, run: Run) -> dict:
     dataset = study["datasets"][run.dataset]
     training = training_settings(study, run.method, run.model, run.dataset)
     return {
-        # A dataset may override generation settings (a class label needs a few tokens, not a paragraph).
-        "generation": {**study["generation"], **dataset.get("generation", {}),
+        "generation": {**dataset_generation(study, run.dataset),
                        **({"labels": dataset["labels"]} if dataset_task(dataset) == "classification" else {})},
         "max_source_tokens": training["max_source_tokens"],
         "max_target_tokens": training["max_target_tokens"],
