@@ -59,6 +59,18 @@ for _study in STUDIES:
         localrule: True
 
 
+# `snakemake --cores 2 demo_bases`: a study's shipped bases, pretrained again from their recipes.
+for _study in STUDIES:
+    if study_snapshot_bases(_study):
+
+        rule:
+            name:
+                f"{_study}_bases"
+            input:
+                study_snapshot_bases(_study),
+            localrule: True
+
+
 # Snakemake inspects each input and params function at each of its calls; they keep their signature instead.
 remember_signatures(workflow.rules)
 

@@ -17,7 +17,7 @@ and, to tell the changes' gains apart (context):
   sequence), to show the KV cache is in effect.
 
 The model is a demo run's fine-tuned weights (``make demo`` / ``snakemake demo`` first): by default the
-full fine-tuning run of seed 1 on debian-products for gpt2-tiny and t5-tiny, loaded as the pipeline loads it
+full fine-tuning run of seed 1 on debian-products for gpt2-en and t5-en, loaded as the pipeline loads it
 (``method.load_for_inference``), with the demo's generation settings and ``max_source_tokens``. The inputs are
 the test split, cycled to ``--examples`` (200). Each side runs ``--repeats`` times, interleaved, and the
 median wall time is reported; ratios are of medians. Greedy outputs are compared text for text with the
@@ -201,7 +201,7 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["gpt2-tiny", "t5-tiny"])
+    parser.add_argument("--models", nargs="+", default=["gpt2-en", "t5-en"])
     parser.add_argument("--method", default="full", help="the demo run directory's method name (full, lora-r8, ...)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--examples", type=int, default=200)

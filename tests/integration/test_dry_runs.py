@@ -20,9 +20,18 @@ def test_demo_study_runs_every_method(snakemake_runner, job_stats):
     every_other_method = 15 + 5  # 15 methods once on GPT-2; (IA)3, QLoRA, prefix, prompt and Houlsby on T5
     tasks = 2 * 2 * 2  # classification and QA x (full, LoRA r8) x 2 seeds on GPT-2
     assert counts["train"] == counts["generate"] == core + every_other_method + tasks == 52
-    assert counts["prepare_base"] == 2 and counts["prepare_corpus"] == 1
+    # The bases are the shipped snapshots (data/bases/): the demo neither builds the corpus nor pretrains.
+    assert counts["prepare_base"] == 2 and "prepare_corpus" not in counts and "build_snapshot_base" not in counts
     # The trivial baselines of each trained dataset: 3 for the products' generation, majority class, QA window.
     assert counts["baseline"] == 3 + 1 + 1 and counts["aggregate_baselines"] == 1
+
+
+def test_demo_bases_rebuilds_the_shipped_bases_from_a_decontaminated_corpus(snakemake_runner, job_stats):
+    result = snakemake_runner(["-n", "--forceall", "demo_bases"])
+    counts = job_stats(result.stdout + result.stderr)
+    # one corpus, decontaminated against the evaluation splits of the five datasets; one build per base
+    assert counts["build_snapshot_base"] == 2 and counts["prepare_corpus"] == 1 and counts["prepare_dataset"] == 5
+    assert "results/base_builds/gpt2-en" in result.stdout + result.stderr
 
 
 def test_seed004_study_expands_to_its_27_cells_with_their_own_settings(snakemake_runner, job_stats, repository):
@@ -97,7 +106,7 @@ def test_every_job_logs_under_its_study_or_shared_then_its_rule(snakemake_runner
         assert len(set(paths)) == len(paths), rule  # no two jobs share a log
     assert logs["claims_table"] == ["logs/demo/claims_table/job.log"]
     assert sorted(logs["stats_table"])[0] == "logs/demo/stats_table/anova.log"
-    assert "logs/demo/train/debian-products/gpt2-tiny/full/seed1.log" in logs["train"]
+    assert "logs/demo/train/debian-products/gpt2-en/full/seed1.log" in logs["train"]
     assert "logs/demo/baseline/debian-products/copy_input.log" in logs["baseline"]
 
 

@@ -18,3 +18,26 @@ rule prepare_base:
         "logs/benchmarks/prepare_base/{model}.tsv"
     script:
         "../scripts/prepare_base.py"
+
+
+# A shipped base (source: snapshot), pretrained again from its recipe: `snakemake --cores 2 <study>_bases`.
+# The result has the layout of data/bases/<model>/; copying it there ships it (README, "The demo's bases").
+rule build_snapshot_base:
+    input:
+        unpack(snapshot_corpus_inputs),
+    output:
+        directory("results/base_builds/{model}"),
+    wildcard_constraints:
+        model="|".join(SNAPSHOT_MODELS) or "(?!)",
+    params:
+        spec=base_spec,
+        code=code_of("build_snapshot_base.py"),
+    resources:
+        **rule_resources("pretrain"),
+    threads: job_threads("pretrain")
+    log:
+        "logs/shared/build_snapshot_base/{model}.log",
+    benchmark:
+        "logs/benchmarks/build_snapshot_base/{model}.tsv"
+    script:
+        "../scripts/build_snapshot_base.py"

@@ -215,20 +215,44 @@ def dataset_inputs(wildcards):
 
 def corpus_inputs(wildcards):
     spec = CORPORA[wildcards.corpus]
-    if spec["source"] == "snapshot":
-        return [f"data/snapshots/{spec['corpus']}.txt.gz"]
-    return []
+    names = spec["corpus"] if isinstance(spec["corpus"], list) else [spec["corpus"]]
+    return [f"data/snapshots/{name}.txt.gz" for name in names] if spec["source"] == "snapshot" else []
+
+
+def corpus_evaluation_splits(wildcards):
+    """The evaluation splits a corpus is decontaminated against (its spec's decontaminate.datasets)."""
+    names = (CORPORA[wildcards.corpus].get("decontaminate") or {}).get("datasets", [])
+    return [f"data/prepared/{name}/{split}.jsonl" for name in names for split in ("validation", "test")]
 
 
 def base_inputs(wildcards):
     spec = MODELS[wildcards.model]
     if spec["source"] == "scratch":
         return [f"data/corpora/{spec['pretraining']['corpus']}.txt"]
+    if spec["source"] == "snapshot":  # a changed shipped file redoes what was built on it
+        return sorted(str(path) for path in Path(spec["snapshot"]).glob("*"))
     return []
 
 
 def base_spec(wildcards):
-    return study_settings.base_settings(wildcards.model, MODELS[wildcards.model])
+    spec = MODELS[wildcards.model]
+    settings = study_settings.base_settings(wildcards.model, spec)
+    if spec["source"] == "snapshot":  # the corpus is part of a shipped base's recipe
+        settings["corpus_spec"] = CORPORA[spec["pretraining"]["corpus"]]
+    return settings
+
+
+SNAPSHOT_MODELS = sorted(name for name, spec in MODELS.items() if spec["source"] == "snapshot")
+
+
+def study_snapshot_bases(study_name):
+    """What `snakemake <study>_bases` builds: each shipped base of the study, pretrained again from its recipe."""
+    return [f"results/base_builds/{name}" for name in sorted(STUDIES[study_name]["models"]) if name in SNAPSHOT_MODELS]
+
+
+def snapshot_corpus_inputs(wildcards):
+    corpus = MODELS[wildcards.model]["pretraining"]["corpus"]
+    return {"text": f"data/corpora/{corpus}.txt", "manifest": f"data/corpora/{corpus}.manifest.json"}
 
 
 def run_paths(study_name, filename):

@@ -20,7 +20,8 @@ rule prepare_dataset:
 
 rule prepare_corpus:
     input:
-        corpus_inputs,
+        snapshots=corpus_inputs,
+        evaluation=corpus_evaluation_splits,
     output:
         text="data/corpora/{corpus}.txt",
         manifest="data/corpora/{corpus}.manifest.json",

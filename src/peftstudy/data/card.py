@@ -1,6 +1,7 @@
 """The data card's measurements: what each dataset of a study holds, and what each model's tokenizer makes of it.
 
-Sizes, word lengths, label balance and the leakage check come from the prepared data's manifest; token
+Sizes, word lengths, label balance and the leakage check come from the prepared data's manifest; the examples of
+each evaluation split left in the pretraining corpus of a base pretrained here, from the base's record; token
 lengths are counted with each model's own tokenizer on the training split, with its tokens per word and the share
 of inputs and references longer than the study's token limits (those are truncated in training: a reader should
 know).
@@ -12,13 +13,14 @@ from pathlib import Path
 from typing import Mapping
 
 from peftstudy import io
+from peftstudy.data.decontaminate import EVALUATION_SPLITS, leakage_summary
 from peftstudy.data.prepare import length_stats, words
 from peftstudy.modeling.loading import base_location
 
 COLUMNS = ["dataset", "split", "model", "rows", "input_words_mean", "input_words_p95", "reference_words_mean",
            "reference_words_p95", "input_tokens_mean", "input_tokens_p95", "reference_tokens_mean",
            "reference_tokens_p95", "tokens_per_word", "inputs_truncated_pct", "references_truncated_pct", "labels",
-           "leaked_dropped"]
+           "leaked_dropped", "in_pretraining"]
 
 
 def token_lengths(tokenizer, texts: list[str]) -> list[int]:
@@ -39,6 +41,18 @@ def _leaked(manifest: Mapping, split: str) -> str:
     return str(part["dropped"]) if "dropped" in part else f"{found} (kept)" if found else "0"
 
 
+def _in_pretraining(decontaminated: Mapping[str, Mapping | None], dataset: str, split: str, data_dir: Path) -> str:
+    """Examples of an evaluation split still in the pretraining corpus of the study's bases built here ("0 of 60"),
+    one value when every base agrees; empty for the training split and for bases from elsewhere (hub, package)."""
+    if split not in EVALUATION_SPLITS:
+        return ""
+    cells = {model: leakage_summary(record, dataset, split, data_dir) for model, record in decontaminated.items()
+             if record}
+    if len(set(cells.values())) == 1:
+        return next(iter(cells.values()))
+    return "; ".join(f"{model}: {cell}" for model, cell in cells.items())
+
+
 def data_card_rows(data_dirs: Mapping[str, str | Path], bases: Mapping[str, str | Path],
                    token_limits: Mapping[tuple[str, str], Mapping]) -> list[dict]:
     """One row per dataset split (words, labels, leakage) and one per (dataset, model) of the runs (tokens).
@@ -49,6 +63,8 @@ def data_card_rows(data_dirs: Mapping[str, str | Path], bases: Mapping[str, str 
 
     tokenizers = {}
     rows = []
+    decontaminated = {model: (io.read_json(Path(base) / "base.json").get("corpus_manifest") or {}).get("decontamination")
+                      for model, base in sorted(bases.items())}
     for dataset, data_dir in data_dirs.items():
         manifest = io.read_json(Path(data_dir) / "manifest.json")
         for split, card in (manifest.get("card") or {}).items():
@@ -56,7 +72,8 @@ def data_card_rows(data_dirs: Mapping[str, str | Path], bases: Mapping[str, str 
                          "input_words_mean": card["input_words"]["mean"], "input_words_p95": card["input_words"]["p95"],
                          "reference_words_mean": card["reference_words"]["mean"],
                          "reference_words_p95": card["reference_words"]["p95"], "labels": _labels(card),
-                         "leaked_dropped": _leaked(manifest, split)})
+                         "leaked_dropped": _leaked(manifest, split),
+                         "in_pretraining": _in_pretraining(decontaminated, dataset, split, Path(data_dir))})
         train = io.read_jsonl(Path(data_dir) / "train.jsonl")
         for model in sorted(m for d, m in token_limits if d == dataset):
             if model not in tokenizers:

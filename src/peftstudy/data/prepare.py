@@ -24,6 +24,7 @@ import numpy as np
 
 from peftstudy import io
 from peftstudy.data import registry, synthetic
+from peftstudy.data.decontaminate import decontaminate, leakage_key
 from peftstudy.data.sources import DERIVED, Corpus, get_corpus
 
 SPLITS = ("train", "validation", "test")
@@ -358,11 +359,6 @@ LEAKAGE_SKETCH = 128  # a text with more shingles is compared by a bottom-k MinH
 LEAKAGE_EXAMPLES = 10  # leaked pairs listed in the manifest per split
 
 
-def leakage_key(text: str) -> str:
-    """Lowercased words only (punctuation and spacing ignored): equal keys are exact duplicates."""
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 _MIX = (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9), np.uint64(27), np.uint64(0x94D049BB133111EB), np.uint64(31))
 _ROLL = np.uint64(0x100000001B3)
 
@@ -601,11 +597,42 @@ def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path, name: s
     return manifest
 
 
-def prepare_corpus(spec: Mapping, out_path: Path, *, snapshot_dir: Path) -> dict:
-    """Clean, deduplicate, subsample and shuffle a pretraining corpus into one text file (a line each)."""
+def cap_openings(lines: list[str], words: int, most: int) -> tuple[list[str], int]:
+    """At most `most` lines (the first, in order) of those that open with the same `words` words (lowercased,
+    punctuation ignored): templated boilerplate such as Debian's 1,294 "This package contains the source for the
+    Rust ... crate" descriptions would otherwise be what a small model learns to say whatever it is asked."""
+    seen: collections.Counter = collections.Counter()
+    kept = []
+    for line in lines:
+        opening = leakage_key(line).split()[:words]
+        if len(opening) == words:
+            seen[tuple(opening)] += 1
+            if seen[tuple(opening)] > most:
+                continue
+        kept.append(line)
+    return kept, len(lines) - len(kept)
+
+
+def prepare_corpus(spec: Mapping, out_path: Path, *, snapshot_dir: Path,
+                   evaluation_dirs: Mapping[str, Path] | None = None) -> dict:
+    """Clean, deduplicate, subsample and shuffle a pretraining corpus into one text file (a line each).
+
+    A spec's ``corpus`` may list several text corpora (concatenated in order). ``boilerplate`` caps the lines
+    sharing an opening (cap_openings). With ``decontaminate``, every
+    line holding an example of the named datasets' evaluation splits (``evaluation_dirs``: their prepared
+    directories) is removed first, and the manifest counts what was found and what is left (none)."""
     out_path = Path(out_path)
     seed = spec.get("seed", 0)
-    lines, provenance = read_text_lines(spec, Path(snapshot_dir))
+    names = spec.get("corpus")
+    if isinstance(names, (list, tuple)):
+        lines, parts = [], {}
+        for name in names:
+            part_lines, part_provenance = read_text_lines({**spec, "corpus": name}, Path(snapshot_dir))
+            parts[name] = {"lines": len(part_lines), **part_provenance}
+            lines += part_lines
+        provenance = {"parts": parts}
+    else:
+        lines, provenance = read_text_lines(spec, Path(snapshot_dir))
     kept, seen, dropped = [], set(), {"empty": 0, "duplicate": 0}
     for line in map(normalise, lines):
         if not line:
@@ -615,6 +642,17 @@ def prepare_corpus(spec: Mapping, out_path: Path, *, snapshot_dir: Path) -> dict
         else:
             seen.add(line)
             kept.append(line)
+    boilerplate = spec.get("boilerplate")
+    if boilerplate:
+        kept, dropped["boilerplate"] = cap_openings(kept, boilerplate["opening_words"], boilerplate["max_lines"])
+    decontamination = None
+    wanted = sorted((spec.get("decontaminate") or {}).get("datasets", []))
+    if wanted:
+        missing = sorted(set(wanted) - set(evaluation_dirs or {}))
+        if missing:
+            raise ValueError(f"corpus {spec.get('corpus')!r}: decontaminate.datasets {missing} were not prepared for it")
+        kept, decontamination = decontaminate(kept, {name: Path(evaluation_dirs[name]) for name in wanted})
+        dropped["holds_an_evaluation_example"] = decontamination["lines_removed"]
     sampled = subsample(kept, spec.get("max_lines"), seed)
     dropped["over_max_lines"] = len(kept) - len(sampled)
     # Shuffled so that a pretraining run that stops early still sees every part of the corpus.
@@ -628,6 +666,7 @@ def prepare_corpus(spec: Mapping, out_path: Path, *, snapshot_dir: Path) -> dict
         "counts": {"read": len(lines), "lines": len(sampled)},
         "dropped": {reason: count for reason, count in sorted(dropped.items()) if count},
         "file": {"path": out_path.name, "lines": len(sampled), "sha256": io.sha256_file(out_path)},
+        **({"decontamination": decontamination} if decontamination else {}),
         **provenance,
     }
     io.write_json(out_path.with_suffix(".manifest.json"), manifest)

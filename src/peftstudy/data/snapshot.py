@@ -14,7 +14,7 @@ import argparse
 import gzip
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from peftstudy import io
 from peftstudy.data.prepare import (
@@ -33,6 +33,10 @@ PLAN: dict[str, dict] = {
     "foldoc": {"max_examples": 4000, "filter": {"min_reference_words": 8, "max_reference_words": 80}},
     "jargon": {"max_examples": None, "filter": {"min_reference_words": 5, "max_reference_words": 120}},
     "wordnet_glosses": {"max_lines": 40000},
+    # Pretraining text for the demo's bases (every unique record, before the fine-tuning filters).
+    "debian_descriptions_text": {"max_lines": None},
+    "foldoc_text": {"max_lines": None},
+    "jargon_text": {"max_lines": None},
 }
 
 
@@ -42,12 +46,21 @@ def _write_gzip_text(path: Path, text: str) -> None:
 
 
 def build_snapshots(out_dir: Path, *, plan: Mapping[str, dict] = PLAN, paths: Mapping[str, Mapping] | None = None,
-                    seed: int = SEED) -> dict:
+                    seed: int = SEED, only: Iterable[str] = ()) -> dict:
     """Write one snapshot per corpus in ``plan``, then MANIFEST.json and LICENSES.md; return the manifest."""
     out_dir = Path(out_dir)
     paths = paths or {}
     entries = {}
+    previous = out_dir / "MANIFEST.json"
+    if only:  # the other corpora keep their snapshot and their MANIFEST entry
+        unknown = sorted(set(only) - set(plan))
+        if unknown:
+            raise ValueError(f"--only: unknown corpora {unknown}; the plan has {sorted(plan)}")
+        entries = {name: entry for name, entry in (io.read_json(previous)["corpora"] if previous.is_file() else {}).items()
+                   if name not in only}
     for name, selection in plan.items():
+        if only and name not in only:
+            continue
         corpus = get_corpus(name)
         located = corpus.locate(paths.get(name))
         parsed = list(corpus.parse(located))
@@ -67,6 +80,7 @@ def build_snapshots(out_dir: Path, *, plan: Mapping[str, dict] = PLAN, paths: Ma
                       "dropped": dict(sorted({**dropped, **duplicates}.items()))}
         entries[name] = {"file": target.name, "bytes": target.stat().st_size, "sha256": io.sha256_file(target),
                          "selection": dict(selection), **counts, **system_provenance(corpus, located)}
+    entries = {name: entries[name] for name in plan if name in entries}
     manifest = {"builder": "python -m peftstudy.data.snapshot", "seed": seed, "corpora": entries,
                 "files": {"wordnet_lexnames.tsv": write_lexnames(out_dir / "wordnet_lexnames.tsv")}}
     io.write_text(out_dir / "LICENSES.md", licences_markdown(manifest))
@@ -149,6 +163,13 @@ Each sample is a modified (extracted, cleaned, filtered) version of its source.
   Guidelines; the index files themselves carry no separate licence. Redistributing
   descriptions here follows Debian's own redistribution of them in its archive mirrors.
 
+## *_text.txt.gz — the same three sources as pretraining text
+
+`debian_descriptions_text.txt.gz`, `foldoc_text.txt.gz` and `jargon_text.txt.gz` hold every unique
+record's description or definition of the corpus of the same name below, one a line, under that
+corpus's licence and notices. The demo's base models are pretrained on them (after every example of
+the demo's validation and test splits is taken out), not fine-tuned on them.
+
 ## foldoc.jsonl.gz — Free On-line Dictionary of Computing
 
 * Source: Debian package `dict-foldoc` ({versions("foldoc")}),
@@ -214,8 +235,10 @@ def gfdl_appendix() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("data/snapshots"), help="snapshot directory (default: %(default)s)")
+    parser.add_argument("--only", nargs="+", default=(), metavar="CORPUS",
+                        help="rebuild these corpora only; the others keep their files and MANIFEST entries")
     args = parser.parse_args(argv)
-    manifest = build_snapshots(args.out)
+    manifest = build_snapshots(args.out, only=args.only)
     for name, entry in manifest["corpora"].items():
         count = entry.get("records", entry.get("lines"))
         print(f"{entry['file']}: {count} {'lines' if 'lines' in entry else 'records'}, {entry['bytes']} bytes")

@@ -368,6 +368,17 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
+def _reference_text(pairs: Corpus) -> Corpus:
+    """A pairs corpus's references as a pretraining text corpus (one line each): the prose of every record,
+    which the demo's bases pretrain on once the fine-tuning datasets' evaluation examples are taken out."""
+    return Corpus(f"{pairs.name}_text", "text", pairs.files,
+                  lambda paths: (record["reference"] for record in pairs.parse(paths) if record["reference"]))
+
+
+for _pairs in ("debian_descriptions", "foldoc", "jargon"):
+    CORPORA[f"{_pairs}_text"] = _reference_text(CORPORA[_pairs])
+
+
 # ---------------------------------------------------------------------------- derived task corpora
 # Classification and extractive-QA stand-ins (seeds 001/004) built from a pairs corpus's records, so they
 # share its snapshot and provenance. Both keep only fields the task may see: no label leaks into the input.

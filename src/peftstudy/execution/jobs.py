@@ -116,7 +116,7 @@ def one_line_cause(error: BaseException, limit: int = MAX_CAUSE_CHARS) -> str:
 
 
 def cell_label(rule: str, wildcards) -> str:
-    """`train study=demo dataset=debian-products model=gpt2-tiny variant=qlora-r8 seed=1`."""
+    """`train study=demo dataset=debian-products model=gpt2-en variant=qlora-r8 seed=1`."""
     items = wildcards.items() if hasattr(wildcards, "items") else wildcards
     return " ".join([str(rule), *(f"{key}={value}" for key, value in items)])
 

@@ -102,6 +102,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("train_optimizer_state_bytes", "Optimizer state", "bytes", "train", **_MB),
     Metric("train_state_bytes", "Training state memory", "bytes", "train", **_MB, higher_is_better=False,
            phrase="training state memory"),
+    Metric("train_step_peak_tensor_bytes", "Step peak tensor memory", "bytes", "train", **_MB, higher_is_better=False,
+           phrase="peak tensor memory of a training step"),
     Metric("steps", "Steps", "count", "train", digits=0),
     Metric("best_validation_loss", "Best validation loss", "nats/token", "train", digits=3),
     Metric("train_time_s", "Train time", "s", "train", display_unit="s", digits=1, higher_is_better=False,

@@ -46,7 +46,8 @@ GENERATION_RECORD_METRICS = {"inference_ms_per_example": "ms", "examples_per_s":
 # The training record's state_memory (modeling.memory), as train_<key>: exact bytes, the same on any hardware.
 STATE_MEMORY_METRICS = {"parameter_bytes": "train_parameter_bytes", "gradient_bytes": "train_gradient_bytes",
                         "optimizer_state_bytes": "train_optimizer_state_bytes",
-                        "training_state_bytes": "train_state_bytes"}
+                        "training_state_bytes": "train_state_bytes",
+                        "step_peak_tensor_bytes": "train_step_peak_tensor_bytes"}
 # Recorded by some methods only (QLoRA: the base's weight bytes, quantized and as they would be unquantized).
 METHOD_EXTRA_METRICS = {"base_weight_bytes": "bytes", "base_weight_bytes_unquantized": "bytes"}
 # Per phase (train_*, generate_*), from efficiency.PhaseMonitor.
@@ -131,7 +132,11 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
     why = ("not measured: the training session that wrote this record made no optimizer step"
            if "state_memory" in training_record else "not recorded: a training record from before state_memory")
     for key, name in STATE_MEMORY_METRICS.items():
-        put(name, state_memory[key] if state_memory else None, "bytes", note=why)
+        if state_memory and key not in state_memory:  # a record from before the step peak was measured
+            put(name, None, "bytes", note=f"not recorded: a training record from before {key}")
+        else:  # the state's bytes are exact anywhere; a step's peak depends on the device's kernels
+            put(name, state_memory[key] if state_memory else None, "bytes",
+                train_device if key == "step_peak_tensor_bytes" else None, note=why)
     for name, unit in GENERATION_RECORD_METRICS.items():
         put(name, generation_record.get(name), unit, generate_device)
     for phase, record in (("train", training_record), ("generate", generation_record)):

@@ -70,3 +70,41 @@ def training_state_bytes(model, optimizer) -> dict[str, int]:
               "optimizer_state_bytes": optimizer_state.total}
     counts["training_state_bytes"] = sum(counts.values())
     return counts
+
+
+class StepPeak:
+    """The peak of tensor memory during one training step on a device: the bytes live when it starts (given)
+    plus the highest running sum of the allocations and frees torch's profiler records inside it (activations,
+    gradients, optimizer state, temporaries). Unlike the process RSS it shows what a method changes on a CPU,
+    and on a GPU it is what torch.cuda.max_memory_allocated would say for the step."""
+
+    def __init__(self, device: str, live_bytes: int):
+        self.device, self.live_bytes = device, live_bytes
+        self.peak_bytes: int | None = None
+
+    def __enter__(self) -> "StepPeak":
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.startswith("cuda") else [])
+        self._profile = profile(activities=activities, profile_memory=True)
+        self._profile.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._profile.__exit__(*exc)
+        if exc[0] is None:
+            self.peak_bytes = self.live_bytes + peak_allocation(self._profile, self.device)
+
+
+def peak_allocation(prof, device: str) -> int:
+    """The highest running sum, in time order, of a profile's memory events on the device's type."""
+    import torch
+
+    kind = torch.device(device).type
+    events = [event for event in prof.profiler.kineto_results.events()
+              if event.name() == "[memory]" and str(event.device_type()).rsplit(".", 1)[-1].lower() == kind]
+    running = peak = 0
+    for event in sorted(events, key=lambda event: event.start_ns()):
+        running += event.nbytes()
+        peak = max(peak, running)
+    return peak

@@ -172,6 +172,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         if spec["source"] == "scratch":
             p = spec["pretraining"]
             model_notes[name] = f"built from config, pretrained {p['steps']} steps on {p['corpus']}"
+        elif spec["source"] == "snapshot":
+            p = spec["pretraining"]
+            model_notes[name] = (f"built from config, pretrained {p['steps']} steps on {p['corpus']} (its evaluation"
+                                 f" examples removed) and shipped as {spec['snapshot']}")
         elif spec["source"] == "package":
             model_notes[name] = f"{spec.get('hub_id', spec['package'])}, as shipped by the Python package {spec['package']}"
         elif spec["source"] == "warm_start":
@@ -187,9 +191,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         " seed-power table) and the assumption checks of the ANOVA are weak.",
         "Wall times are measured on the machine that ran each job; on a shared machine they vary between runs.",
     ]
-    if any(spec["source"] == "scratch" for spec in study["models"].values()):
-        limitations.insert(0, "The models are tiny and were pretrained here for seconds: absolute scores are far below"
-                              " those of the papers' pretrained models and only the comparison between methods is meaningful.")
+    if any(spec["source"] in ("scratch", "snapshot") for spec in study["models"].values()):
+        limitations.insert(0, "The models are tiny and were pretrained here on a CPU, for minutes: absolute scores are"
+                              " far below those of the papers' pretrained models and only the comparison between methods"
+                              " is meaningful.")
     if any(spec["source"] in ("snapshot", "system") for spec in study["datasets"].values()):
         limitations.insert(1, "The datasets are real human-written texts from Debian packages standing in for the"
                               " paper's domains, not the paper's own (unpublished) data.")

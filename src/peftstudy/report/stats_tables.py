@@ -193,8 +193,8 @@ def power_latex(table: pd.DataFrame, study: Mapping) -> str:
 # ---------------------------------------------------------------------------- QLoRA, architecture, domain
 
 # Its columns, shown as the metric catalogue says.
-QLORA_METRICS = ("bleu4", "rouge_l", "train_peak_memory_bytes", "train_state_bytes", "train_time_s",
-                 "inference_ms_per_example", "base_weight_bytes")
+QLORA_METRICS = ("bleu4", "rouge_l", "train_peak_memory_bytes", "train_state_bytes", "train_step_peak_tensor_bytes",
+                 "train_time_s", "inference_ms_per_example", "base_weight_bytes")
 
 
 def _cell_means(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:

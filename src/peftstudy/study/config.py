@@ -173,6 +173,10 @@ def _check_references(study: dict, source: str | Path) -> None:
         corpus = model.get("pretraining", {}).get("corpus")
         if corpus is not None and corpus not in study["corpora"]:
             fail(f"models.{name}.pretraining.corpus", f"unknown corpus {corpus!r} (declare it under 'corpora')")
+    for name, corpus in study["corpora"].items():
+        for position, dataset in enumerate((corpus.get("decontaminate") or {}).get("datasets", [])):
+            if dataset not in study["datasets"]:
+                fail(f"corpora.{name}.decontaminate.datasets[{position}]", f"unknown dataset {dataset!r}")
     for index, exclusion in enumerate(study["exclusions"]):
         for axis in ("model", "method", "dataset"):
             value = exclusion.get(axis)
@@ -254,7 +258,24 @@ def _check_references(study: dict, source: str | Path) -> None:
 
 
 def load_study(path: str | Path) -> dict:
-    return validate_study(read_yaml(path), path)
+    return validate_study(read_with_extends(Path(path)), path)
+
+
+def read_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    """A study file, its top-level keys laid over those of the file its `extends` names (same directory): a variant
+    of a study (demo_methods of demo) states only what differs, and shares the datasets and models by definition."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    parent = path.parent / str(raw["extends"])
+    if parent.resolve() in {p.resolve() for p in (*seen, path)}:
+        raise StudyConfigError(f"{path}: extends: {raw['extends']!r} makes a cycle")
+    if not parent.is_file():
+        raise StudyConfigError(f"{path}: extends: {raw['extends']!r} is not a study file next to it")
+    base = read_with_extends(parent, (*seen, path))
+    if not isinstance(base, dict):
+        raise StudyConfigError(f"{parent}: a study must be a mapping of keys")
+    return {**{key: value for key, value in base.items() if key != "extends"}, **raw}
 
 
 def load_studies(main_file: str | Path, others_dir: str | Path) -> tuple[dict[str, dict], dict[str, Path]]:

@@ -27,7 +27,7 @@ from peftstudy.metrics.efficiency import PhaseMonitor
 from peftstudy.modeling import heads
 from peftstudy.modeling.batching import collate
 from peftstudy.modeling.loading import count_parameters, pick_device
-from peftstudy.modeling.memory import training_state_bytes
+from peftstudy.modeling.memory import StepPeak, training_state_bytes
 from peftstudy.progress import Progress
 from peftstudy.training import checkpoint, fsdp
 from peftstudy.training.batches import draw_order, padded_tokens
@@ -334,7 +334,18 @@ def optimizer_step(setup: Setup, group: list[list[int]], step: int):
     """One optimizer step over a group of micro-batches; returns its token loss and regularization (all ranks'),
     as 0-d float64 tensors on the device.
 
-    The loss is normalised by the targets of the whole group on all ranks: equal to one big batch."""
+    The loss is normalised by the targets of the whole group on all ranks: equal to one big batch. A session's
+    first step is profiled for its peak of tensor memory (modeling.memory.StepPeak)."""
+    if setup.state_memory:
+        return _optimizer_step(setup, group, step)
+    live = training_state_bytes(setup.model, setup.optimizer)["training_state_bytes"]
+    with StepPeak(setup.device, live) as peak:
+        result = _optimizer_step(setup, group, step)
+    setup.state_memory["step_peak_tensor_bytes"] = peak.peak_bytes
+    return result
+
+
+def _optimizer_step(setup: Setup, group: list[list[int]], step: int):
     import torch
 
     ranks, network, method = setup.ranks, setup.network, setup.method

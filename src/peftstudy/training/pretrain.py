@@ -22,9 +22,10 @@ from peftstudy.modeling.loading import (
     pick_device,
     train_tokenizer,
 )
+from peftstudy.progress import Progress
 from peftstudy.training.optimizer import make_optimizer, seed_everything
 
-PRETRAINING_DEFAULTS = {"batch_size": 32, "sequence_tokens": 64, "learning_rate": 1e-3, "seed": 0}
+PRETRAINING_DEFAULTS = {"batch_size": 32, "sequence_tokens": 64, "learning_rate": 1e-3, "seed": 0, "heldout_lines": 2000}
 
 
 def token_stream(tokenizer, lines) -> list[int]:
@@ -54,8 +55,58 @@ def span_corrupt(tokens: list[int], sentinel_ids: list[int], eos_id: int, genera
     return source, target
 
 
-def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *, threads: int = 1) -> dict:
-    """Train a tokenizer and a small model on the corpus; write both and base.json into out_dir."""
+def chunked(stream: list[int], width: int) -> list[list[int]]:
+    return [stream[i : i + width] for i in range(0, len(stream) - width + 1, width)]
+
+
+def tokens_per_word(tokenizer, lines: list[str]) -> float | None:
+    """How finely the tokenizer cuts held-out English (about 1.3 for GPT-2's own 50k vocabulary)."""
+    words = sum(len(line.split()) for line in lines)
+    if not words:
+        return None
+    return round(sum(len(ids) for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]) / words, 3)
+
+
+def heldout_loss(model, tokenizer, family: str, chunks: list[list[int]], device: str, batch_size: int = 32) -> float | None:
+    """Mean token loss on held-out sequences (the model in eval mode, no gradient)."""
+    import torch
+
+    if not chunks:
+        return None
+    model.eval()
+    total, count = 0.0, 0
+    eos = tokenizer.eos_token_id
+    with torch.no_grad():
+        for start in range(0, len(chunks), batch_size):
+            part = chunks[start : start + batch_size]
+            if family == "t5":
+                half = len(part[0]) // 2
+                examples = [{"input_ids": c[:half] + [eos], "labels": c[half:] + [eos]} for c in part]
+                batch = {k: v.to(device) for k, v in collate(examples, tokenizer.pad_token_id).items()}
+                tokens = sum(len(c) - half + 1 for c in part)
+            else:
+                ids = torch.tensor(part, device=device)
+                batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+                tokens = sum(len(c) - 1 for c in part)
+            total += model(**batch).loss.item() * tokens
+            count += tokens
+    model.train()
+    return total / count
+
+
+def corpus_manifest(corpus_path: str | Path) -> dict | None:
+    path = Path(corpus_path).with_suffix(".manifest.json")
+    if not path.is_file():
+        return None
+    manifest = io.read_json(path)
+    return {key: manifest[key] for key in ("corpus", "spec", "counts", "dropped", "decontamination") if key in manifest}
+
+
+def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *, threads: int = 1,
+                  finish=None) -> dict:
+    """Train a tokenizer and a small model on the corpus; write both and base.json into out_dir.
+
+    finish(directory, manifest): called inside the atomic write, after base.json (a snapshot adds its MANIFEST)."""
     import torch
     from transformers import get_scheduler
 
@@ -68,12 +119,14 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
     lines = [line.strip() for line in Path(corpus_path).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{corpus_path}: the pretraining corpus is empty")
+    # The corpus is shuffled (prepare_corpus): its last lines are held out, unseen by tokenizer and model.
+    held_count = min(settings["heldout_lines"], len(lines) // 10)
+    lines, held_out = (lines[:-held_count], lines[-held_count:]) if held_count else (lines, [])
 
     tokenizer = train_tokenizer(family, lines, spec["tokenizer"]["vocab_size"])
     model = build_model(family, spec["architecture"], tokenizer).to(device)
-    stream = token_stream(tokenizer, lines)
     width = settings["sequence_tokens"]
-    chunks = [stream[i : i + width] for i in range(0, len(stream) - width + 1, width)]
+    chunks = chunked(token_stream(tokenizer, lines), width)
     if not chunks:
         raise ValueError(f"{corpus_path}: corpus shorter than one sequence of {width} tokens")
     sentinels = tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(T5_SENTINELS)]) if family == "t5" else []
@@ -85,6 +138,7 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
     losses = []
     model.train()
     started = time.perf_counter()
+    progress = Progress(steps, "pretrain")
     for step in range(steps):
         picks = torch.randint(len(chunks), (settings["batch_size"],), generator=generator).tolist()
         if family == "t5":
@@ -108,7 +162,10 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        progress.update(1, loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    progress.close()
     elapsed = time.perf_counter() - started
+    held_out_loss = heldout_loss(model, tokenizer, family, chunked(token_stream(tokenizer, held_out), width), device)
 
     _, total_parameters = count_parameters(model)
     manifest = {
@@ -122,8 +179,16 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
         "pretraining_loss_first": sum(losses[:20]) / len(losses[:20]),
         "pretraining_loss_last": sum(losses[-20:]) / len(losses[-20:]),
         "pretraining_time_s": elapsed,
+        "pretraining_tokens": steps * settings["batch_size"] * width,
+        # Perplexity on the held-out lines: causal LM (GPT-2), or continuing the second half of each held-out
+        # sequence from its first (T5's prefix LM); None when the corpus has too few lines to hold any out.
+        "heldout": {"lines": len(held_out), "objective": "prefix_lm" if family == "t5" else "causal_lm",
+                    "loss": held_out_loss, "perplexity": math.exp(held_out_loss) if held_out_loss is not None else None,
+                    "tokens_per_word": tokens_per_word(tokenizer, held_out)},
         "corpus_sha256": io.sha256_file(corpus_path),
         "corpus_lines": len(lines),
+        # What the corpus was built from and what was taken out of it (decontamination), from its manifest.
+        "corpus_manifest": corpus_manifest(corpus_path),
         "provenance": provenance.record(device=device),
     }
     with io.atomic_directory(out_dir) as tmp_dir:
@@ -131,4 +196,6 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
         tokenizer.save_pretrained(tmp_dir)
         manifest["sha256"] = io.sha256_file(tmp_dir / "model.safetensors")
         io.write_json(tmp_dir / "base.json", manifest)
+        if finish is not None:
+            finish(tmp_dir, manifest)
     return manifest

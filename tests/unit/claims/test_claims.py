@@ -457,7 +457,7 @@ def test_shipped_claims_on_the_demo_results(repository, config):
     bert = by_id.get_group("bert-sst2-lora")
     assert bert.iloc[0]["reason"] == "dataset sst2 and model bert-base are not in this study"
     if config == "config/demo.yaml":
-        r32 = table[table["description"] == "BLEU-4 of lora r32 / full on debian-products, gpt2-tiny"].iloc[0]
+        r32 = table[table["description"] == "BLEU-4 of lora r32 / full on debian-products, gpt2-en"].iloc[0]
         assert r32["reason"] == "lora has no rank 32 in this study (ranks 4, 8, 16)"
         tested = table[table["verdict"] != C.NOT_TESTABLE]
         assert len(tested) > 0 and tested["kind"].isin(C.NUMERIC_KINDS + C.RANK_KINDS + ("ordering",)).all()

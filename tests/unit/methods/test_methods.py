@@ -223,8 +223,8 @@ def test_a_new_method_is_picked_up_by_validation_report_and_fsdp(monkeypatch, re
 
     demo = yaml.safe_load((repository / "config" / "demo.yaml").read_text())
     demo["methods"]["toy"] = {"kind": "toy", "ranks": [2, 4], "width": 3}
-    demo["matrix"].append({"datasets": ["debian-products"], "models": ["gpt2-tiny", "t5-tiny"], "methods": ["toy"]})
-    demo["exclusions"].append({"model": "t5-tiny", "method": "toy", "reason": "no T5 toy"})
+    demo["matrix"].append({"datasets": ["debian-products"], "models": ["gpt2-en", "t5-en"], "methods": ["toy"]})
+    demo["exclusions"].append({"model": "t5-en", "method": "toy", "reason": "no T5 toy"})
 
     def validate(mutate=lambda study: None):
         study = copy.deepcopy(demo)
@@ -236,7 +236,7 @@ def test_a_new_method_is_picked_up_by_validation_report_and_fsdp(monkeypatch, re
     monkeypatch.setitem(METHODS, "toy", Toy())
     study = validate()
     assert {(r.model, r.rank) for r in studyconfig.expand_runs(study) if r.method == "toy"} == \
-        {("gpt2-tiny", 2), ("gpt2-tiny", 4)}
+        {("gpt2-en", 2), ("gpt2-en", 4)}
     assert method_label(study, "toy", 4) == "Toy method $b=4$"
     fsdp.check_method("toy")
     assert fsdp.supported_methods()[-1] == "toy"
@@ -248,11 +248,11 @@ def test_a_new_method_is_picked_up_by_validation_report_and_fsdp(monkeypatch, re
         "methods.full.width: not an option of method kind 'full'": lambda s: s["methods"]["full"].update(width=2),
         "overrides[0].options.alpha: not a per-cell option of method 'toy' (kind 'toy'; its options: width)":
             lambda s: s["overrides"].insert(0, {"method": "toy", "options": {"alpha": 8}}),
-        "method 'toy' cannot run on model 't5-tiny' (a toy has no T5 version)":
+        "method 'toy' cannot run on model 't5-en' (a toy has no T5 version)":
             lambda s: s["exclusions"].pop(),
-        "cell (debian-sections, gpt2-tiny, toy): method kind 'toy' cannot train a classifier head":
-            lambda s: s["models"]["gpt2-tiny"].update(heads={"classification": "classifier"})
-            or s["matrix"][-1].update(datasets=["debian-sections"], models=["gpt2-tiny"]),
+        "cell (debian-sections, gpt2-en, toy): method kind 'toy' cannot train a classifier head":
+            lambda s: s["models"]["gpt2-en"].update(heads={"classification": "classifier"})
+            or s["matrix"][-1].update(datasets=["debian-sections"], models=["gpt2-en"]),
     }
     for message, mutate in failures.items():
         with pytest.raises(studyconfig.StudyConfigError) as error:

@@ -9,7 +9,7 @@ from test_methods_qlora import QUANTIZED, TRAINING, four_bit_bytes
 
 from peftstudy.methods import get_method
 from peftstudy.metrics.scoring import STATE_MEMORY_METRICS
-from peftstudy.modeling.memory import DistinctBytes, training_state_bytes
+from peftstudy.modeling.memory import DistinctBytes, StepPeak, training_state_bytes
 from peftstudy.training.loop import train_run
 
 SPECS = {"full": {"kind": "full"}, "lora": {"kind": "lora", "alpha": 16, "dropout": 0.0},
@@ -48,6 +48,27 @@ def test_state_memory_of_a_run_equals_its_formula(tiny_workspace, fixed_batch, t
     assert memory["training_state_bytes"] == sum(memory[key] for key in (
         "parameter_bytes", "buffer_bytes", "gradient_bytes", "optimizer_state_bytes"))
     assert set(STATE_MEMORY_METRICS) <= set(memory)
+    # the step's peak holds at least the weights, the new gradients and optimizer state, and the activations
+    assert memory["step_peak_tensor_bytes"] > memory["training_state_bytes"]
+
+
+@pytest.mark.parametrize("optimizer, states", [("sgd", 0), ("adamw", 2)])
+def test_step_peak_counts_weights_gradients_new_optimizer_state_and_activations(optimizer, states):
+    """A 1000 x 1000 linear layer (4 MB of weights): the step adds its 4 MB gradient and, for AdamW, 8 MB of moments
+    (both kept after the step), plus activations (under 2 MB here) and AdamW's update temporaries (up to two
+    weight-sized tensors in torch's foreach implementation)."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(1000, 1000, bias=False)
+    make = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[optimizer]
+    step_optimizer = make(layer.parameters(), lr=0.01)
+    live = training_state_bytes(layer, step_optimizer)["training_state_bytes"]
+    assert live == 4_000_000
+    with StepPeak("cpu", live) as peak:
+        layer(torch.randn(16, 1000)).square().sum().backward()
+        step_optimizer.step()
+    kept = 4_000_000 + 4_000_000 + states * 4_000_000
+    assert kept <= peak.peak_bytes <= kept + states * 4_000_000 + 2_000_000
+    assert training_state_bytes(layer, step_optimizer)["training_state_bytes"] == kept + (4 if states else 0)  # AdamW: a step counter
 
 
 def test_tied_and_shared_tensors_are_counted_once():

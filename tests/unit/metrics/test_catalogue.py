@@ -33,7 +33,7 @@ DEMO_METRICS = {
     "train_gpu_temperature_max_c": "C", "train_gpu_temperature_mean_c": "C", "train_gpu_utilization_max_percent": "%",
     "train_gpu_utilization_mean_percent": "%", "train_peak_memory_bytes": "bytes", "train_time_s": "s",
     "train_parameter_bytes": "bytes", "train_gradient_bytes": "bytes", "train_optimizer_state_bytes": "bytes",
-    "train_state_bytes": "bytes",
+    "train_state_bytes": "bytes", "train_step_peak_tensor_bytes": "bytes",
     "trainable_parameters": "count", "trainable_percent": "%", "training_cost": "USD", "training_energy_cost": "USD",
     "ttr": "ratio", "yules_k": "K",
 }
@@ -46,6 +46,7 @@ OLD_HIGHER_IS_BETTER = {
     "training_cost": False, "training_energy_cost": False, "storage_cost_per_month": False,
     "inference_cost_per_1000": False, "tco[[]*": False,
     "train_state_bytes": False,  # added with the metric (issue 19)
+    "train_step_peak_tensor_bytes": False,  # added with the metric (issue 19)
 }
 
 # How the claims table named metrics before the catalogue (claims.verdicts' own table); any other: its name.
@@ -56,6 +57,7 @@ OLD_CLAIM_NAMES = {
     "train_peak_memory_bytes": "peak training memory", "train_energy_kwh": "training energy",
     "inference_ms_per_example": "inference time per example", "perplexity": "perplexity",
     "train_state_bytes": "training state memory",  # added with the metric (issue 19)
+    "train_step_peak_tensor_bytes": "peak tensor memory of a training step",  # added with the metric (issue 19)
 }
 
 

@@ -155,13 +155,16 @@ def test_training_state_memory_becomes_metrics_and_its_absence_is_explained(tmp_
     training = {"trainable_parameters": 1, "total_parameters": 10, "provenance": {"hardware": {"device": "cpu"}},
                 "settings": {"method": "lora"},
                 "state_memory": {"parameter_bytes": 40, "buffer_bytes": 0, "gradient_bytes": 4,
-                                 "optimizer_state_bytes": 12, "training_state_bytes": 56}}
+                                 "optimizer_state_bytes": 12, "training_state_bytes": 56, "step_peak_tensor_bytes": 90}}
     scored = score_run(generations, training, {})
     assert {name: scored["metrics"][name] for name in ("train_parameter_bytes", "train_gradient_bytes",
                                                        "train_optimizer_state_bytes", "train_state_bytes")} == {
         "train_parameter_bytes": 40, "train_gradient_bytes": 4, "train_optimizer_state_bytes": 12,
         "train_state_bytes": 56}
     assert "train_state_bytes" not in scored["devices"]  # exact bytes, the same on any hardware
+    assert scored["metrics"]["train_step_peak_tensor_bytes"] == 90 and scored["devices"]["train_step_peak_tensor_bytes"] == "cpu"
+    del training["state_memory"]["step_peak_tensor_bytes"]
+    assert "before step_peak_tensor_bytes" in score_run(generations, training, {})["notes"]["train_step_peak_tensor_bytes"]
     scored = score_run(generations, {**training, "state_memory": None}, {})
     assert scored["metrics"]["train_state_bytes"] is None and "no optimizer step" in scored["notes"]["train_state_bytes"]
     del training["state_memory"]

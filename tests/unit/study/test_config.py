@@ -110,34 +110,35 @@ def test_option_of_another_method_kind_is_rejected(demo):
 def test_inapplicable_cell_must_be_declared_as_exclusion(demo):
     study = copy.deepcopy(demo)
     study["methods"]["bitfit"] = {"kind": "bitfit"}
-    study["matrix"] = [{"datasets": ["debian-products"], "models": ["gpt2-tiny", "t5-tiny"], "methods": ["bitfit"]}]
+    study["matrix"] = [{"datasets": ["debian-products"], "models": ["gpt2-en", "t5-en"], "methods": ["bitfit"]}]
     study["exclusions"] = []
-    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[0\]: method 'bitfit' cannot run on model 't5-tiny'"):
+    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[0\]: method 'bitfit' cannot run on model 't5-en'"):
         studyconfig.validate_study(study, "demo.yaml")
-    study["exclusions"] = [{"model": "t5-tiny", "method": "bitfit", "reason": "T5 has no biases"}]
+    study["exclusions"] = [{"model": "t5-en", "method": "bitfit", "reason": "T5 has no biases"}]
     runs = studyconfig.expand_runs(studyconfig.validate_study(study, "demo.yaml"))
-    assert {r.model for r in runs if r.method == "bitfit"} == {"gpt2-tiny"}
+    assert {r.model for r in runs if r.method == "bitfit"} == {"gpt2-en"}
 
 
 def test_cell_overrides_apply_in_order_to_matching_cells_only(demo):
     study = copy.deepcopy(demo)
     study["overrides"] = [
-        {"model": "t5-tiny", "training": {"learning_rate": 0.5, "epochs": 7}},
-        {"model": "t5-tiny", "method": "lora", "training": {"learning_rate": 0.25}},
+        {"model": "t5-en", "training": {"learning_rate": 0.5, "epochs": 7}},
+        {"model": "t5-en", "method": "lora", "training": {"learning_rate": 0.25}},
     ]
     study = studyconfig.validate_study(study, "demo")
     lora_lr = study["methods"]["lora"]["training"]["learning_rate"]
-    assert studyconfig.training_settings(study, "lora", "gpt2-tiny", "debian-products")["learning_rate"] == lora_lr
-    t5_lora = studyconfig.training_settings(study, "lora", "t5-tiny", "debian-products")
+    assert studyconfig.training_settings(study, "lora", "gpt2-en", "debian-products")["learning_rate"] == lora_lr
+    t5_lora = studyconfig.training_settings(study, "lora", "t5-en", "debian-products")
     assert (t5_lora["learning_rate"], t5_lora["epochs"]) == (0.25, 7)
-    assert studyconfig.training_settings(study, "full", "t5-tiny", "debian-products")["learning_rate"] == 0.5
-    run = next(r for r in studyconfig.expand_runs(study) if r.model == "t5-tiny" and r.method == "lora")
+    assert studyconfig.training_settings(study, "full", "t5-en", "debian-products")["learning_rate"] == 0.5
+    run = next(r for r in studyconfig.expand_runs(study) if r.model == "t5-en" and r.method == "lora")
     assert studyconfig.run_settings(study, run)["training"]["learning_rate"] == 0.25
 
 
 def test_matrix_block_ranks_pick_variants_of_ranked_methods_only(demo):
     study = studyconfig.validate_study(demo, "config/demo.yaml")
-    tasks = {(r.dataset, r.method, r.rank) for r in studyconfig.expand_runs(study) if r.dataset != "debian-products"}
+    tasks = {(r.dataset, r.method, r.rank) for r in studyconfig.expand_runs(study)
+             if r.dataset in ("debian-sections", "debian-package-qa")}
     assert tasks == {(d, m, r) for d in ("debian-sections", "debian-package-qa") for m, r in (("full", None), ("lora", 8))}
 
 
@@ -155,9 +156,9 @@ def test_a_head_the_cells_method_cannot_train_is_refused(demo):
         {"kind": "classifier", "labels": ["a", "b"], "module": "classifier"}
     assert cell_head({"family": "gpt2"}, {"labels": ["a", "b"]}, "classification", training, "prefix") == {"kind": "lm"}
     study = copy.deepcopy(demo)
-    study["models"]["gpt2-tiny"]["heads"] = {"classification": "classifier"}
-    study["matrix"][3]["methods"].append("prefix")
-    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[3\]: cell \(debian-sections, gpt2-tiny, prefix\): "
+    study["models"]["gpt2-en"]["heads"] = {"classification": "classifier"}
+    study["matrix"][2]["methods"].append("prefix")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[2\]: cell \(debian-sections, gpt2-en, prefix\): "
                                                            r"method kind 'prefix' cannot train a classifier head"):
         studyconfig.validate_study(study, "demo.yaml")
 
@@ -183,3 +184,23 @@ def test_load_studies_refuses_a_name_used_twice_and_a_shared_name_defined_differ
     (tmp_path / "others" / "copy.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(studyconfig.StudyConfigError, match=rf"datasets\.{dataset} is defined differently"):
         studyconfig.load_studies(tmp_path / "main.yaml", tmp_path / "others")
+
+
+def test_a_corpus_decontaminated_against_an_unknown_dataset_is_refused(demo):
+    demo["corpora"]["english"]["decontaminate"]["datasets"].append("nope")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"corpora\.english\.decontaminate\.datasets\[5\]: unknown dataset 'nope'"):
+        studyconfig.validate_study(demo, "demo.yaml")
+
+
+def test_a_study_that_extends_another_takes_its_keys_and_sets_its_own(repository, tmp_path):
+    methods = studyconfig.load_study(repository / "config" / "demo_methods.yaml")
+    demo = studyconfig.load_study(repository / "config" / "demo.yaml")
+    assert methods["models"] == demo["models"] and methods["datasets"] == demo["datasets"]
+    assert methods["seeds"] == [1] and methods["matrix"] != demo["matrix"] and methods["extends"] == "demo.yaml"
+    (tmp_path / "a.yaml").write_text("study: a\nextends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("study: b\nextends: a.yaml\n")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"b\.yaml: extends: 'a\.yaml' makes a cycle"):
+        studyconfig.load_study(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("study: c\nextends: nope.yaml\n")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"c\.yaml: extends: 'nope\.yaml' is not a study file"):
+        studyconfig.load_study(tmp_path / "c.yaml")

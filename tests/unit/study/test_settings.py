@@ -16,7 +16,7 @@ def demo(repository):
 
 
 def test_generation_settings_of_a_text_run_are_the_studys_with_its_token_limits(demo):
-    run = Run("demo", "debian-products", "gpt2-tiny", "lora-r8", 1)
+    run = Run("demo", "debian-products", "gpt2-en", "lora-r8", 1)
     got = settings.generation_settings(demo, run)
     assert list(got) == ["generation", "max_source_tokens", "max_target_tokens", "method_spec", "family"]
     assert got["generation"] == demo["generation"] and "labels" not in got["generation"]
@@ -27,10 +27,10 @@ def test_generation_settings_of_a_text_run_are_the_studys_with_its_token_limits(
 
 
 def test_generation_settings_take_the_datasets_overrides_and_a_classification_label_set(demo):
-    qa = settings.generation_settings(demo, Run("demo", "debian-package-qa", "gpt2-tiny", "full", 1))
-    assert qa["generation"] == {**demo["generation"], "max_new_tokens": 12}  # the dataset's own generation
-    assert (qa["max_source_tokens"], qa["max_target_tokens"]) == (112, 14)  # the dataset's training override
-    sections = settings.generation_settings(demo, Run("demo", "debian-sections", "gpt2-tiny", "full", 1))
+    qa = settings.generation_settings(demo, Run("demo", "debian-package-qa", "gpt2-en", "full", 1))
+    assert qa["generation"] == {**demo["generation"], "max_new_tokens": 16}  # the dataset's own generation
+    assert (qa["max_source_tokens"], qa["max_target_tokens"]) == (112, 16)  # the dataset's training override
+    sections = settings.generation_settings(demo, Run("demo", "debian-sections", "gpt2-en", "full", 1))
     assert sections["generation"]["labels"] == ["perl", "python", "libdevel", "javascript", "rust", "golang"]
     assert (sections["max_source_tokens"], sections["max_target_tokens"]) == (64, 8)
 
