@@ -13,17 +13,24 @@ def test_paper_study_dry_run_lists_the_full_matrix(snakemake_runner, job_stats):
     assert counts["paper_pdf"] == 1
 
 
-def test_demo_study_runs_every_method(snakemake_runner, job_stats):
+def test_demo_study_compares_full_fine_tuning_and_lora_on_every_domain_and_task(snakemake_runner, job_stats):
     result = snakemake_runner(["-n", "--forceall", "demo"])
     counts = job_stats(result.stdout + result.stderr)
-    core = 2 * 4 * 3  # models x (full + 3 LoRA ranks) x seeds
-    every_other_method = 15 + 5  # 15 methods once on GPT-2; (IA)3, QLoRA, prefix, prompt and Houlsby on T5
+    core = 4 * 3 + 2 * 3  # GPT-2: full + 3 LoRA ranks; T5: full + LoRA r8; three seeds
+    domains = 2 * 4  # FOLDOC and Jargon x (full + 3 LoRA ranks) on GPT-2, one seed
     tasks = 2 * 2 * 2  # classification and QA x (full, LoRA r8) x 2 seeds on GPT-2
-    assert counts["train"] == counts["generate"] == core + every_other_method + tasks == 52
+    assert counts["train"] == counts["generate"] == core + domains + tasks == 34
     # The bases are the shipped snapshots (data/bases/): the demo neither builds the corpus nor pretrains.
     assert counts["prepare_base"] == 2 and "prepare_corpus" not in counts and "build_snapshot_base" not in counts
-    # The trivial baselines of each trained dataset: 3 for the products' generation, majority class, QA window.
-    assert counts["baseline"] == 3 + 1 + 1 and counts["aggregate_baselines"] == 1
+    # The trivial baselines of each trained dataset: 3 per generation dataset, majority class, QA window.
+    assert counts["baseline"] == 3 * 3 + 1 + 1 and counts["aggregate_baselines"] == 1
+
+
+def test_demo_methods_runs_every_other_method_once(snakemake_runner, job_stats):
+    result = snakemake_runner(["-n", "--forceall", "demo_methods"])
+    counts = job_stats(result.stdout + result.stderr)
+    # 15 methods + full on GPT-2, LoRA r8 on both, full + 5 methods on T5: one seed
+    assert counts["train"] == counts["generate"] == 16 + 2 + 6 == 24
 
 
 def test_demo_bases_rebuilds_the_shipped_bases_from_a_decontaminated_corpus(snakemake_runner, job_stats):
@@ -98,7 +105,7 @@ def test_every_job_logs_under_its_study_or_shared_then_its_rule(snakemake_runner
         found = re.search(r"^    log: (\S+)$", block, re.M)
         logs.setdefault(rule, []).append(found.group(1) if found else None)
     assert logs.pop("demo") == [None]  # the study's target runs nothing
-    assert sum(map(len, logs.values())) == 207 - 1
+    assert sum(map(len, logs.values())) == 158 - 1  # the demo's 158 jobs (34 runs), less its target
     for rule, paths in logs.items():
         scope = "shared" if rule.startswith("prepare_") else "demo"
         for path in paths:

@@ -89,7 +89,8 @@ def test_run_settings_hold_method_overrides_only_for_that_method(demo):
     lora = next(r for r in runs if r.method == "lora")
     full = next(r for r in runs if r.method == "full")
     assert studyconfig.run_settings(study, lora)["training"]["learning_rate"] == demo["methods"]["lora"]["training"]["learning_rate"]
-    assert studyconfig.run_settings(study, full)["training"]["learning_rate"] == demo["training"]["learning_rate"]
+    assert studyconfig.run_settings(study, full)["training"]["learning_rate"] == demo["methods"]["full"]["training"]["learning_rate"]
+    assert studyconfig.run_settings(study, full)["training"]["epochs"] == demo["training"]["epochs"]  # the rest: the study's
 
 
 def test_conflicting_shared_definitions_are_reported(demo):
@@ -157,8 +158,8 @@ def test_a_head_the_cells_method_cannot_train_is_refused(demo):
     assert cell_head({"family": "gpt2"}, {"labels": ["a", "b"]}, "classification", training, "prefix") == {"kind": "lm"}
     study = copy.deepcopy(demo)
     study["models"]["gpt2-en"]["heads"] = {"classification": "classifier"}
-    study["matrix"][2]["methods"].append("prefix")
-    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[2\]: cell \(debian-sections, gpt2-en, prefix\): "
+    study["matrix"][3]["methods"].append("prefix")
+    with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[3\]: cell \(debian-sections, gpt2-en, prefix\): "
                                                            r"method kind 'prefix' cannot train a classifier head"):
         studyconfig.validate_study(study, "demo.yaml")
 

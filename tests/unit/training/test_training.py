@@ -151,7 +151,11 @@ def test_interrupted_training_resumes_to_the_numbers_of_an_uninterrupted_run(wor
     assert resumed["resumed_from_step"] == [stop_at + 1]
     assert resumed["step_losses"] == reference["step_losses"]
     assert resumed["validation_losses"] == reference["validation_losses"]
-    assert resumed["state_memory"] == reference["state_memory"]  # measured at the resumed session's first step
+    # The state's bytes, measured at the resumed session's first step, are the uninterrupted run's; that step's
+    # peak is its own (another batch, with the optimizer's state already there), above the state it holds.
+    peak = resumed["state_memory"].pop("step_peak_tensor_bytes")
+    assert peak > resumed["state_memory"]["training_state_bytes"]
+    assert resumed["state_memory"] == {k: v for k, v in reference["state_memory"].items() if k != "step_peak_tensor_bytes"}
     assert _weights(out / "weights") == _weights(reference_dir / "weights")
     assert not (out / "checkpoint").exists()  # removed once the weights are written
 
