@@ -13,7 +13,6 @@ import gzip
 import json
 import math
 import random
-import re
 import statistics
 import subprocess
 import zlib
