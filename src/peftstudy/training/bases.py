@@ -97,16 +97,17 @@ SNAPSHOT_MANIFEST = "MANIFEST.json"
 RECIPE_KEYS = ("family", "architecture", "tokenizer", "pretraining")
 
 
-def snapshot_recipe(spec: Mapping, corpus_spec: Mapping | None) -> dict:
-    """What a snapshot base is made from: a change to any of it makes the shipped snapshot stale."""
+def snapshot_recipe(spec: Mapping) -> dict:
+    """What a snapshot base is made from (its spec's corpus_spec: the pretraining corpus's definition, which the
+    workflow adds): a change to any of it makes the shipped snapshot stale."""
+    corpus_spec = spec.get("corpus_spec")
     return {**{key: spec[key] for key in RECIPE_KEYS}, "corpus": dict(corpus_spec) if corpus_spec else None}
 
 
-def build_snapshot_base(spec: Mapping, corpus_spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *,
-                        threads: int = 1) -> dict:
+def build_snapshot_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *, threads: int = 1) -> dict:
     """Pretrain the base from its recipe into out_dir, in the layout data/bases/<model>/ ships."""
     def finish(directory: Path, manifest: dict) -> None:
-        manifest["recipe"] = snapshot_recipe(spec, corpus_spec)
+        manifest["recipe"] = snapshot_recipe(spec)
         io.write_json(directory / "base.json", manifest)
         files = {path.name: io.sha256_file(path) for path in sorted(directory.iterdir())}
         io.write_json(directory / SNAPSHOT_MANIFEST, {"model": spec.get("name"), "files": files,
@@ -132,7 +133,7 @@ def verified_snapshot(spec: Mapping) -> tuple[Path, dict]:
             raise ValueError(f"{path}: sha256 {found[:12]} does not match {manifest_path} ({digest[:12]}): the "
                              f"shipped base is corrupted or was edited; restore it (git checkout) or rebuild it")
     base = io.read_json(snapshot / "base.json")
-    expected = snapshot_recipe(spec, spec.get("corpus_spec"))
+    expected = snapshot_recipe(spec)
     for key in expected:
         if base.get("recipe", {}).get(key) != expected[key]:
             raise ValueError(f"models.{spec.get('name')}.{key}: differs from the recipe {snapshot} was built from; "

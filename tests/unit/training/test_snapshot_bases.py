@@ -27,8 +27,8 @@ def built(tmp_path_factory):
     io.write_json(root / "english.manifest.json", {"corpus": ["wordnet_glosses"], "counts": {"lines": 300},
                                                    "decontamination": {"lines_removed": 3, "datasets": {}}})
     snapshot = root / "bases" / "gpt2-toy"
-    manifest = bases.build_snapshot_base(spec_for(snapshot), CORPUS_SPEC, corpus, snapshot)
-    again = bases.build_snapshot_base(spec_for(snapshot), CORPUS_SPEC, corpus, root / "again")
+    manifest = bases.build_snapshot_base(spec_for(snapshot), corpus, snapshot)
+    again = bases.build_snapshot_base(spec_for(snapshot), corpus, root / "again")
     return root, snapshot, manifest, again
 
 
