@@ -7,6 +7,7 @@ rule table1_methods:
         summary="results/{study}/stats/summary.csv",
         comparisons="results/{study}/stats/comparisons.csv",
         baselines="results/{study}/baselines.csv",
+        against="results/{study}/stats/against_baselines.csv",
     output:
         csv=report("reports/{study}/tables/table1_methods.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/table1_methods.tex",
@@ -19,6 +20,24 @@ rule table1_methods:
     localrule: True
     script:
         "../scripts/table1_methods.py"
+
+
+# Whether each cell learned its task: its quality beside the trivial baselines', with intervals over test examples.
+rule learned_table:
+    input:
+        comparisons="results/{study}/stats/against_baselines.csv",
+        learned="results/{study}/stats/learned.csv",
+    output:
+        csv=report("reports/{study}/tables/learned.csv", caption="../report/table.rst", category="Tables"),
+        tex="reports/{study}/tables/learned.tex",
+    params:
+        study=study_part("methods", "statistics.confidence"),
+        code=code_of("learned_table.py"),
+    log:
+        "logs/{study}/learned_table/job.log",
+    localrule: True
+    script:
+        "../scripts/learned_table.py"
 
 
 rule significance_table:
@@ -146,6 +165,7 @@ rule claims_table:
         metrics="results/{study}/metrics.csv",
         summary="results/{study}/stats/summary.csv",
         rank_study="results/{study}/stats/rank_study.csv",
+        learned="results/{study}/stats/learned.csv",
     output:
         csv=report("reports/{study}/tables/claims_check.csv", caption="../report/table.rst", category="Tables"),
         tex="reports/{study}/tables/claims_check.tex",

@@ -80,3 +80,21 @@ rule rank_study:
     localrule: True
     script:
         "../scripts/stats_rank_study.py"
+
+
+# Each cell against the trivial baselines of its dataset, example by example: whether it learned its task.
+rule against_baselines:
+    input:
+        runs=study_metrics_inputs,
+        baselines=study_baseline_records,
+    output:
+        comparisons="results/{study}/stats/against_baselines.csv",
+        learned="results/{study}/stats/learned.csv",
+    params:
+        statistics=statistics_settings("confidence", "against_baselines"),
+        code=code_of("stats_against_baselines.py"),
+    log:
+        "logs/{study}/against_baselines/job.log",
+    localrule: True
+    script:
+        "../scripts/stats_against_baselines.py"

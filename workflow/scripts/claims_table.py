@@ -9,6 +9,7 @@ with logged(snakemake):
     table = verdicts.evaluate_claims(study, stats.read_metrics(snakemake.input.metrics),
                                    stats.read_table(snakemake.input.summary), stats.read_table(snakemake.input.rank_study),
                                    confidence=settings["confidence"], seed=settings["rank_study"]["seed"],
-                                   resamples=settings["rank_study"]["resamples"])
+                                   resamples=settings["rank_study"]["resamples"],
+                                   learned=stats.read_table(snakemake.input.learned))
     io.write_csv_frame(snakemake.output.csv, table)
     io.write_text(snakemake.output.tex, claims_latex(table, study))

@@ -39,8 +39,9 @@ Verdict rule (VERDICT_RULE, printed under the LaTeX table):
   rank is the knee (the knee has no bootstrap); *not supported* otherwise, unless a claimed rank is not in
   the study's sweep (then not testable here);
 * *not testable here*: a dataset, model, method or rank the study does not run, an excluded or not yet
-  run cell, a metric that was not measured (NaN, e.g. energy on a CPU without RAPL), fewer than 2 seeds;
-  the reason column names which. A number that was not measured is never filled in.
+  run cell, a metric that was not measured (NaN, e.g. energy on a CPU without RAPL), fewer than 2 seeds, a
+  quality metric of a cell that did not learn its task (not better than the trivial baselines:
+  stats.against_baselines; a best or knee rank: any rank of the sweep); the reason column names which. A number that was not measured is never filled in.
 
 A claim is *supported* when all its checks are, *not supported* when any check is not, and *not testable
 here* otherwise.
@@ -65,6 +66,7 @@ from peftstudy.claims.wording import (
     plain_text,
     rank_method,
 )
+from peftstudy.stats.against_baselines import is_quality_metric
 from peftstudy.stats.describe import confidence_interval
 from peftstudy.study.claims import (
     NUMERIC_KINDS,
@@ -170,9 +172,11 @@ def combine_verdicts(verdicts: Iterable[str]) -> str:
 
 class _Evaluator:
     def __init__(self, study: Mapping, metrics: pd.DataFrame, summary: pd.DataFrame | None,
-                 rank_table: pd.DataFrame | None, confidence: float, seed: int, resamples: int):
+                 rank_table: pd.DataFrame | None, confidence: float, seed: int, resamples: int,
+                 learned: pd.DataFrame | None = None):
         self.study = study
         self.name = study.get("study")
+        self.learned = self._own(learned)
         self.metrics = self._own(metrics)
         self.summary = self._own(summary)
         self.rank_table = self._own(rank_table)
@@ -221,6 +225,20 @@ class _Evaluator:
             return f"{cell_label(cell)} is not run on {cell['dataset']}, {cell['model']} in this study"
         return None
 
+    def not_learned(self, cells: Iterable[Mapping], metric: str) -> str | None:
+        """Why a quality check's cells cannot test it: those that did not learn their task (stats.against_baselines:
+        not better than the trivial baselines), or None. Efficiency checks, and cells without baselines, pass."""
+        if not is_quality_metric(metric) or self.learned.empty:
+            return None
+        reasons = []
+        for cell in cells:
+            row = self.learned[(self.learned["dataset"] == cell["dataset"]) & (self.learned["model"] == cell["model"])
+                               & (self.learned["method"] == cell["method"]) & (self.learned["rank"] == cell["rank"])]
+            if len(row) and str(row["learned"].iloc[0]) == "False":
+                reasons.append(f"{cell_label(cell)} on {cell['dataset']}, {cell['model']} did not learn its task"
+                               f" ({row['reason'].iloc[0]})")
+        return "; ".join(reasons) or None
+
     def cell_values(self, cell: Mapping, metric: str) -> tuple[pd.Series | None, str | None]:
         """(measured values indexed by seed, None) or (None, why there are none / too few)."""
         rows = self.metrics[(self.metrics["dataset"] == cell["dataset"]) & (self.metrics["model"] == cell["model"])
@@ -249,6 +267,9 @@ class _Evaluator:
         problems = [p for p in (self.cell_problem(cell) for cell in cells) if p]
         if problems:
             return None, "; ".join(dict.fromkeys(problems))
+        unlearned = self.not_learned(cells, check["metric"])
+        if unlearned:
+            return None, unlearned
         values, reasons = [], []
         for cell in cells:
             series, reason = self.cell_values(cell, check["metric"])
@@ -407,6 +428,9 @@ class _Evaluator:
                      if (d, m, me) == (check["dataset"], check["model"], method) and rank != "")
         if not run:
             return untestable(f"{method} is not run on {check['dataset']}, {check['model']} in this study")
+        unlearned = self.not_learned([{**cell, "rank": str(rank)} for rank in run], check["metric"])
+        if unlearned:
+            return untestable(unlearned)
         table = self.rank_table
         family = table[(table["dataset"] == check["dataset"]) & (table["model"] == check["model"])
                        & (table["metric"] == check["metric"]) & (table["method"] == method)] if not table.empty else table
@@ -468,7 +492,7 @@ class _Evaluator:
 
 def evaluate_claims(study: Mapping, metrics: pd.DataFrame, summary: pd.DataFrame | None,
                     rank_study: pd.DataFrame | None, confidence: float = 0.95, seed: int = 0,
-                    resamples: int = 2000) -> pd.DataFrame:
+                    resamples: int = 2000, learned: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per check of every claim in ``study['claims']``, in config order (COLUMNS).
 
     `metrics` is the tidy metrics table, `summary` and `rank_study` the stats tables (read with
@@ -478,10 +502,11 @@ def evaluate_claims(study: Mapping, metrics: pd.DataFrame, summary: pd.DataFrame
     cell's t interval for a single value); `n` gives the seeds per cell ('3/3'). `verdict` follows
     VERDICT_RULE (see the module docstring), `reason` always says why, and `claim_verdict` combines a
     claim's checks (combine_verdicts). Missing cells and unmeasured metrics give 'not testable here' with
-    the reason; no number is ever filled in.
+    the reason; no number is ever filled in. `learned` (stats/learned.csv): a quality check whose cells include one
+    that did not learn its task (not better than the trivial baselines) is not testable here, with the reason.
     """
     validate_claims(study)
-    evaluator = _Evaluator(study, metrics, summary, rank_study, confidence, seed, resamples)
+    evaluator = _Evaluator(study, metrics, summary, rank_study, confidence, seed, resamples, learned)
     rows = []
     for claim in study.get("claims", []):
         claim_rows = []

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from peftstudy import io, provenance
-from peftstudy.baselines import predict
+from peftstudy.baselines import gates, predict
 from peftstudy.metrics import scoring
 
 
@@ -34,6 +34,7 @@ def baseline_run(spec: Mapping, train_path, test_path, generations_path, record_
         "task": task,
         "metrics": scores.values, "units": scores.units, "notes": scores.notes, "signatures": scores.signatures,
         "examples": len(rows),
+        "example_scores": scores.example_record(rows),
         "generations_sha256": io.sha256_file(generations_path),
         "provenance": provenance.record("baseline", {"spec": dict(spec), "task": task, "metrics": settings,
                                                      "max_test_examples": max_test_examples}, code=code),
@@ -42,7 +43,7 @@ def baseline_run(spec: Mapping, train_path, test_path, generations_path, record_
     return record
 
 
-BASELINE_COLUMNS = ["study", "dataset", "baseline", "kind", "metric", "value", "unit", "note"]
+BASELINE_COLUMNS = ["study", "dataset", "baseline", "kind", "gate", "metric", "value", "unit", "note"]
 
 
 def aggregate_baselines(record_paths: Sequence, out_path, *, study: str) -> int:
@@ -54,7 +55,7 @@ def aggregate_baselines(record_paths: Sequence, out_path, *, study: str) -> int:
         record = io.read_json(path)
         for metric, value in sorted(record["metrics"].items()):
             rows.append({"study": study, "dataset": path.parent.parent.name, "baseline": record["baseline"]["name"],
-                         "kind": record["baseline"]["kind"], "metric": metric,
+                         "kind": record["baseline"]["kind"], "gate": gates(record["baseline"]), "metric": metric,
                          "value": "" if value is None else repr(float(value)), "unit": record["units"].get(metric, ""),
                          "note": record["notes"].get(metric, "")})
     io.write_csv(out_path, rows, BASELINE_COLUMNS)

@@ -35,18 +35,22 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict, 
     rougeLsum splits summaries into sentences on newlines (rouge-score's convention); single-line outputs
     therefore score as rougeL.
     """
+    per_example, signatures = rouge_per_example(predictions, references)
+    return {name: math.fsum(values) / max(len(values), 1) for name, values in per_example.items()}, signatures
+
+
+def rouge_per_example(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict, dict]:
+    """Each pair's ROUGE-1/2/L/Lsum F1 (x100): the per-example scores whose mean `rouge` reports."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES.values()), use_stemmer=True)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    values = {name: [] for name in ROUGE_TYPES}
     for prediction, reference in zip(predictions, references):
         scores = scorer.score(reference, prediction)
         for name, rouge_type in ROUGE_TYPES.items():
-            totals[name] += scores[rouge_type].fmeasure
-    count = max(len(predictions), 1)
+            values[name].append(100 * scores[rouge_type].fmeasure)
     signature = "rouge-score|{type}|fmeasure|stemmer:porter|mean"
-    return ({name: 100 * total / count for name, total in totals.items()},
-            {name: signature.format(type=rouge_type) for name, rouge_type in ROUGE_TYPES.items()})
+    return values, {name: signature.format(type=rouge_type) for name, rouge_type in ROUGE_TYPES.items()}
 
 
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, dict]:
@@ -68,17 +72,29 @@ def wordnet_reader(nltk_data: str | Path):
 def meteor(predictions: Sequence[str], references: Sequence[str], wordnet) -> tuple[float, dict]:
     """Mean sentence METEOR (nltk: exact, Porter-stem and WordNet-synonym matches; alpha 0.9, beta 3,
     gamma 0.5), lower-cased whitespace tokens, 0-100."""
+    scores, signature = meteor_per_example(predictions, references, wordnet)
+    return math.fsum(scores) / max(len(scores), 1), signature
+
+
+def meteor_per_example(predictions: Sequence[str], references: Sequence[str], wordnet) -> tuple[list, dict]:
+    """Each pair's METEOR (x100): the per-example scores whose mean `meteor` reports."""
     import nltk
     from nltk.translate.meteor_score import meteor_score
 
-    scores = [meteor_score([reference.split()], prediction.split(), wordnet=wordnet)
+    scores = [100 * meteor_score([reference.split()], prediction.split(), wordnet=wordnet)
               for prediction, reference in zip(predictions, references)]
-    return (100 * sum(scores) / max(len(scores), 1),
-            {"signature": f"nltk-{nltk.__version__}|meteor|wordnet:3.0|alpha:0.9|beta:3|gamma:0.5|tok:whitespace|lc|mean"})
+    return scores, {"signature": f"nltk-{nltk.__version__}|meteor|wordnet:3.0|alpha:0.9|beta:3|gamma:0.5|tok:whitespace|lc|mean"}
 
 
 def bertscore(predictions: Sequence[str], references: Sequence[str], settings: Mapping) -> tuple[dict, dict]:
-    """BERTScore P/R/F1 (bert-score), 0-1; model, layer and rescaling from settings.
+    """BERTScore P/R/F1 (bert-score), 0-1: the means of `bertscore_per_example`."""
+    per_example, signatures = bertscore_per_example(predictions, references, settings)
+    # math.fsum: the exactly rounded mean, whatever the order or memory alignment a vectorised sum would use.
+    return {name: math.fsum(values) / len(values) for name, values in per_example.items()}, signatures
+
+
+def bertscore_per_example(predictions: Sequence[str], references: Sequence[str], settings: Mapping) -> tuple[dict, dict]:
+    """Each pair's BERTScore P/R/F1 (bert-score), 0-1; model, layer and rescaling from settings.
 
     bert-score's own computation (its tokenizer, model truncation, embedding, greedy matching and baseline
     rescaling), with the sentences' embedding batches formed here: bert-score's ``score`` orders a run's distinct
@@ -111,9 +127,8 @@ def bertscore(predictions: Sequence[str], references: Sequence[str], settings: M
         baselines = torch.from_numpy(pd.read_csv(baseline).iloc[settings["num_layers"]].to_numpy().copy())[1:].float()
         scores = (scores - baselines) / (1 - baselines)
     precision, recall, f1 = scores[:, 0], scores[:, 1], scores[:, 2]
-    # math.fsum: the exactly rounded mean, whatever the order or memory alignment a vectorised sum would use.
-    values = {name: math.fsum(scores.tolist()) / len(scores)
-              for name, scores in (("bertscore_precision", precision), ("bertscore_recall", recall), ("bertscore_f1", f1))}
+    values = {name: column.tolist()
+              for name, column in (("bertscore_precision", precision), ("bertscore_recall", recall), ("bertscore_f1", f1))}
     from importlib.metadata import version
 
     # The distribution's version: bert_score.__version__ still says 0.3.12 in the 0.3.13 release.
@@ -291,6 +306,12 @@ def squad_exact_f1(prediction: str, answers: Sequence[str]) -> tuple[float, floa
 
 def squad(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> dict:
     """SQuAD exact match and F1 over a set, 0-100 (as the official script reports them)."""
+    per_example = squad_per_example(predictions, answers)
+    count = max(len(predictions), 1)
+    return {name: math.fsum(values) / count for name, values in per_example.items()}
+
+
+def squad_per_example(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> dict:
+    """Each example's exact match and F1 (0 or 100; 0-100): the scores whose means `squad` reports."""
     pairs = [squad_exact_f1(p, a) for p, a in zip(predictions, answers)]
-    count = max(len(pairs), 1)
-    return {"exact_match": 100 * sum(e for e, _ in pairs) / count, "squad_f1": 100 * sum(f for _, f in pairs) / count}
+    return {"exact_match": [100 * e for e, _ in pairs], "squad_f1": [100 * f for _, f in pairs]}

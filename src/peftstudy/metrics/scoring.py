@@ -163,6 +163,7 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
         "signatures": scores.signatures,
         "cluster_labels": cluster_labels,
         "examples": len(rows),
+        "example_scores": scores.example_record(rows),
         "generations_sha256": io.sha256_file(generations_path),
         "device": train_device,
         # What the run was trained with (the report prints every cell's hyper-parameters from these).
@@ -173,10 +174,23 @@ def score_run(generations_path: str | Path, training_record: Mapping, generation
 
 
 class Scores:
-    """A run's metrics as they are put: value (None when undefined, with a note saying why), unit, device."""
+    """A run's metrics as they are put: value (None when undefined, with a note saying why), unit, device; and,
+    for a metric that is a mean over test examples, each example's score (`examples`, in the outputs' order: what
+    the comparison with the trivial baselines resamples, stats.against_baselines)."""
 
     def __init__(self):
         self.values, self.units, self.signatures, self.notes, self.devices = {}, {}, {}, {}, {}
+        self.examples: dict[str, list[float]] = {}
+
+    def put_examples(self, name, values, unit):
+        """A metric that is the mean of per-example scores: the mean (math.fsum) and the scores themselves."""
+        values = [float(value) for value in values]
+        self.examples[name] = values
+        self.put(name, math.fsum(values) / len(values) if values else None, unit)
+
+    def example_record(self, rows) -> dict:
+        """The per-example scores as a record keeps them: the example ids, then each metric's scores in that order."""
+        return {"ids": [row.get("id") for row in rows], "scores": self.examples}
 
     def put(self, name, value, unit, device=None, note=None):
         self.units[name] = unit
@@ -203,36 +217,37 @@ def score_quality(scores: Scores, rows, task: str, settings: Mapping, *, wordnet
     if task == "classification":
         if not train_references:
             raise ValueError(f"{source}: classification needs the training split's labels (the label set)")
-        _score_classification(scores.put, scores.signatures, rows, train_references, decoding)
+        _score_classification(scores, rows, train_references, decoding)
     elif task == "extractive_qa":
-        _score_extractive_qa(scores.put, scores.signatures, rows, source)
+        _score_extractive_qa(scores, rows, source)
     elif task == "generation":
-        return _score_generation(scores.put, scores.signatures, rows, settings, wordnet_dir, train_references)
+        return _score_generation(scores, rows, settings, wordnet_dir, train_references)
     else:
         raise ValueError(f"unknown task {task!r}")
     return None
 
 
-def _score_generation(put, signatures, rows, settings, wordnet_dir, train_references) -> list[int]:
+def _score_generation(scores: Scores, rows, settings, wordnet_dir, train_references) -> list[int]:
     """Quality against the references and diversity of the outputs; returns the outputs' cluster labels."""
+    put, signatures = scores.put, scores.signatures
     predictions = [row["prediction"] for row in rows]
     references = [row["reference"] for row in rows]
     score, extra = quality.bleu4(predictions, references)
     put("bleu4", score, QUALITY_UNITS["bleu4"])
     signatures["bleu4"] = extra["signature"]
-    rouge, rouge_signatures = quality.rouge(predictions, references)
-    for name, value in rouge.items():
-        put(name, value, QUALITY_UNITS[name])
+    rouge, rouge_signatures = quality.rouge_per_example(predictions, references)
+    for name, values in rouge.items():
+        scores.put_examples(name, values, QUALITY_UNITS[name])
     signatures.update(rouge_signatures)
     if wordnet_dir is not None:
-        score, extra = quality.meteor(predictions, references, quality.wordnet_reader(wordnet_dir))
-        put("meteor", score, QUALITY_UNITS["meteor"])
+        values, extra = quality.meteor_per_example(predictions, references, quality.wordnet_reader(wordnet_dir))
+        scores.put_examples("meteor", values, QUALITY_UNITS["meteor"])
         signatures["meteor"] = extra["signature"]
     else:
         put("meteor", None, QUALITY_UNITS["meteor"], note="not measured: no WordNet database given")
-    bert, bert_signatures = quality.bertscore(predictions, references, settings["bertscore"])
-    for name, value in bert.items():
-        put(name, value, QUALITY_UNITS[name])
+    bert, bert_signatures = quality.bertscore_per_example(predictions, references, settings["bertscore"])
+    for name, values in bert.items():
+        scores.put_examples(name, values, QUALITY_UNITS[name])
     signatures.update(bert_signatures)
 
     div = settings["diversity"]
@@ -259,26 +274,29 @@ def _score_generation(put, signatures, rows, settings, wordnet_dir, train_refere
     return clusters["labels"]
 
 
-def _score_classification(put, signatures, rows, train_labels, decoding: str) -> None:
+def _score_classification(scores: Scores, rows, train_labels, decoding: str) -> None:
     """Accuracy, macro-F1 and per-class P/R/F1 (%) of the generated labels over the training label set."""
     classes = sorted({quality.normalize_label(label) for label in train_labels})
-    values = quality.classification([quality.normalize_label(row["prediction"]) for row in rows],
-                                    [quality.normalize_label(row["reference"]) for row in rows], classes)
+    predicted = [quality.normalize_label(row["prediction"]) for row in rows]
+    gold = [quality.normalize_label(row["reference"]) for row in rows]
+    values = quality.classification(predicted, gold, classes)
     for name, value in values.items():
-        put(name, 100 * value, "%")
-    signatures["accuracy"] = (f"sklearn|label by {decoding}|whitespace-collapsed, casefolded|{len(classes)} classes|"
+        scores.put(name, 100 * value, "%")
+    # Accuracy is the mean of each example's correctness (0 or 100), which its comparison with a baseline resamples.
+    scores.examples["accuracy"] = [100.0 * (p == g) for p, g in zip(predicted, gold)]
+    scores.signatures["accuracy"] = (f"sklearn|label by {decoding}|whitespace-collapsed, casefolded|{len(classes)} classes|"
                               "outside the label set = wrong")
 
 
-def _score_extractive_qa(put, signatures, rows, generations_path) -> None:
+def _score_extractive_qa(scores: Scores, rows, generations_path) -> None:
     """SQuAD v1.1 exact match and F1 (official normalisation), best over each example's gold answers."""
     missing = [row["id"] for row in rows if not row.get("answers")]
     if missing:
         raise ValueError(f"{generations_path}: extractive-QA rows without 'answers' (e.g. id {missing[0]!r})")
-    values = quality.squad([row["prediction"] for row in rows], [row["answers"] for row in rows])
-    put("exact_match", values["exact_match"], "%")
-    put("squad_f1", values["squad_f1"], "%")
-    signatures["exact_match"] = "squad-v1.1|normalize_answer|max over gold answers"
+    values = quality.squad_per_example([row["prediction"] for row in rows], [row["answers"] for row in rows])
+    scores.put_examples("exact_match", values["exact_match"], "%")
+    scores.put_examples("squad_f1", values["squad_f1"], "%")
+    scores.signatures["exact_match"] = "squad-v1.1|normalize_answer|max over gold answers"
 
 
 METRICS_COLUMNS = ["study", "dataset", "model", "method", "rank", "seed", "metric", "value", "unit", "device", "note"]

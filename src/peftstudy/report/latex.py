@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
+
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -18,6 +20,11 @@ def latex_escape(text) -> str:
 
 def is_nan(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def flagged(value) -> bool:
+    """A flag column's value: True, False, or missing (NaN in the trivial rows, or no such column)."""
+    return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:

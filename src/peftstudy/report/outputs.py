@@ -31,7 +31,7 @@ FIGURES = {  # name: caption
 
 # The Results section: (subsection heading, whether it starts a page, its tables), in order.
 RESULTS_SECTIONS = (
-    (None, False, ("table1_methods", "significance", "anova", "power")),
+    (None, False, ("table1_methods", "learned", "significance", "anova", "power")),
     ("The data", True, ("data_card",)),
     ("The papers' claims beside this study's measurements", True, ("claims_check",)),
     ("Rank, quantization, architecture and domain", True, ("rank_study", "qlora", "architecture", "domain")),
@@ -43,7 +43,7 @@ RESULTS_SECTIONS = (
 # The rule that builds each output (report.smk, human_eval.smk); a rule with several outputs takes the name as its
 # {table} or {figure} wildcard, constrained to exactly the names listed here.
 TABLE_RULES = {
-    "table1_methods": "table1_methods", "significance": "significance_table", "data_card": "data_card",
+    "table1_methods": "table1_methods", "learned": "learned_table", "significance": "significance_table", "data_card": "data_card",
     "claims_check": "claims_table", "table2_human": "human_tables", "human_errors": "human_tables",
     **{name: "stats_table" for name in ("anova", "power", "rank_study", "qlora", "architecture", "domain",
                                         "correlations")},

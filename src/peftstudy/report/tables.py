@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-import numpy as np
 import pandas as pd
 
 from peftstudy.data.prepare import dataset_task
 from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label, registered_label
-from peftstudy.report.latex import is_nan, latex_escape, mean_std
+from peftstudy.report.latex import flagged, is_nan, latex_escape, mean_std
 
 # Table 1's two quality metrics by the task of its dataset (seeds 001/004 compare classifiers and QA); its
 # efficiency columns. Headers, scales and digits are the metric catalogue's.
@@ -38,10 +37,11 @@ def baseline_comparisons(comparisons: pd.DataFrame, study: Mapping) -> pd.DataFr
 
 
 def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping,
-           baselines: pd.DataFrame | None = None) -> pd.DataFrame:
+           baselines: pd.DataFrame | None = None, versus_trivial: pd.DataFrame | None = None) -> pd.DataFrame:
     """Methods compared on the study's Table-1 dataset: one row per (model, method, rank); quality marked
-    where it differs from the baseline method after the family's multiple-comparison correction, and where its mean
-    is not above the best trivial baseline's (`baselines`: baselines.csv); then one row per trivial baseline."""
+    where it differs from the baseline method after the family's multiple-comparison correction, and where it is not
+    above every gating trivial baseline (not_above_trivial); then one row per trivial baseline (`baselines`:
+    baselines.csv; `versus_trivial`: stats/against_baselines.csv)."""
     dataset = study["report"]["table1_dataset"]
     cells = summary[summary["dataset"] == dataset]
     against = baseline_comparisons(comparisons, study)
@@ -64,11 +64,24 @@ def table1(summary: pd.DataFrame, comparisons: pd.DataFrame, study: Mapping,
     table = in_study_order(pd.DataFrame(rows), study)
     trivial = trivial_rows(baselines, dataset, [m for m, _ in quality_columns(study)])
     for metric, _ in quality_columns(study):
-        best = max((row[f"{metric}_mean"] for row in trivial if not is_nan(row.get(f"{metric}_mean", math.nan))),
-                   default=math.nan)
-        table[f"{metric}_not_above_trivial"] = [not is_nan(best) and not mean > best
-                                                for mean in table.get(f"{metric}_mean", [math.nan] * len(table))]
+        table[f"{metric}_not_above_trivial"] = [not_above_trivial(row, metric, trivial, versus_trivial)
+                                                for _, row in table.iterrows()]
     return pd.concat([table, pd.DataFrame(trivial)], ignore_index=True) if trivial else table
+
+
+def not_above_trivial(row, metric: str, trivial: list[dict], against: pd.DataFrame | None) -> bool:
+    """Whether a cell is not above every gating trivial baseline on a metric: by the intervals over test examples
+    (stats.against_baselines: not "better" than each) where the metric has per-example scores; otherwise (a
+    corpus-level metric: BLEU-4) its mean is not above the best gating baseline's mean."""
+    if against is not None and len(against):
+        rows = against[(against["dataset"] == row["dataset"]) & (against["model"] == row["model"])
+                       & (against["method"] == row["method"]) & (against["rank"] == row["rank"])
+                       & (against["metric"] == metric) & (against["gate"].astype(str) == "True")]
+        if len(rows):
+            return not (rows["verdict"] == "better").all()
+    means = [r[f"{metric}_mean"] for r in trivial if r.get("gate", True) and not is_nan(r.get(f"{metric}_mean", math.nan))]
+    mean = row.get(f"{metric}_mean", math.nan)
+    return bool(means) and not mean > max(means)
 
 
 def trivial_rows(baselines: pd.DataFrame | None, dataset: str, metrics: list[str]) -> list[dict]:
@@ -81,7 +94,8 @@ def trivial_rows(baselines: pd.DataFrame | None, dataset: str, metrics: list[str
     for name, group in on_dataset.groupby("baseline", sort=False):
         values = group.set_index("metric")["value"]
         row = {"dataset": dataset, "model": "", "method": f"baseline:{name}", "rank": math.nan, "n": 1,
-               "baseline_kind": group["kind"].iloc[0]}
+               "baseline_kind": group["kind"].iloc[0],
+               "gate": str(group["gate"].iloc[0]) != "False" if "gate" in group else True}
         for metric in metrics:
             row[f"{metric}_mean"] = float(values[metric]) if metric in values.index else math.nan
             row[f"{metric}_std"], row[f"{metric}_n"] = math.nan, 1
@@ -118,8 +132,10 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
         rf" $^\dagger$: differs from {latex_escape(baseline.lower())} at $\alpha = {settings['alpha']}$ after {correction}"
         r" correction within each (model, metric) family, by a paired $t$-test where the seeds pair the runs and Welch's"
         r" otherwise (Table~\ref{tab:significance})."
-        + (r" $^\ddagger$: mean not above the best trivial baseline's (the Trivial rows: predictions from the training"
-           r" split alone, no model)." if len(trivial) else "") + "}",
+        + (r" $^\ddagger$: not above every gating trivial baseline (the Trivial rows: predictions from the training"
+           r" split alone, no model; all but the nearest example's reference): its bootstrap interval over the test"
+           r" examples overlaps or lies below a baseline's (Table~\ref{tab:learned}), or, for a corpus-level metric"
+           r" (BLEU-4), its mean is not above the best baseline's." if len(trivial) else "") + "}",
         r"\label{tab:methods}",
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{llrllrr" + "r" * len(TABLE1_EFFICIENCY) + "}", r"\toprule",
@@ -135,7 +151,7 @@ def table1_latex(table: pd.DataFrame, study: Mapping) -> str:
         for metric, _ in quality_columns(study):
             cell = mean_std(row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan))
             quality.append(cell + (r"$^\dagger$" if row.get(f"{metric}_significant") else "")
-                           + (r"$^\ddagger$" if _flagged(row.get(f"{metric}_not_above_trivial")) else ""))
+                           + (r"$^\ddagger$" if flagged(row.get(f"{metric}_not_above_trivial")) else ""))
         lines.append(" & ".join([
             r"\texttt{" + latex_escape(row["model"]) + "}" if row["model"] != previous_model else "",
             method_label(study, row["method"], row["rank"]),
@@ -166,11 +182,6 @@ def is_trivial(row) -> bool:
 def trivial_mask(table: pd.DataFrame) -> pd.Series:
     """is_trivial of every row of a table."""
     return table["method"].astype(str).str.startswith("baseline:") if "method" in table else pd.Series(dtype=bool)
-
-
-def _flagged(value) -> bool:
-    """A flag column's value: True, False, or missing (NaN in the trivial rows, or no such column)."""
-    return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
 def trivial_label(row) -> str:

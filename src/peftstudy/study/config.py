@@ -42,6 +42,8 @@ STATISTICS_DEFAULTS = {
                         "inference_ms_per_example"],
     "rank_study": {"method": "lora", "metrics": ["bleu4", "rouge_l", "bertscore_f1"], "resamples": 2000, "seed": 0},
     "power": 0.8,
+    # Cells against the trivial baselines: bootstrap over test examples (stats.against_baselines).
+    "against_baselines": {"resamples": 2000, "seed": 0},
 }
 
 
@@ -140,7 +142,8 @@ def validate_study(raw: Any, source: str | Path) -> dict:
         except ModelRegistryError as error:
             raise StudyConfigError(f"{source}: {error}") from None
     study["statistics"] = {**STATISTICS_DEFAULTS, **study.get("statistics", {})}
-    study["statistics"]["rank_study"] = {**STATISTICS_DEFAULTS["rank_study"], **study["statistics"]["rank_study"]}
+    for section in ("rank_study", "against_baselines"):
+        study["statistics"][section] = {**STATISTICS_DEFAULTS[section], **study["statistics"][section]}
     study.setdefault("exclusions", [])
     study.setdefault("overrides", [])
     study.setdefault("corpora", {})

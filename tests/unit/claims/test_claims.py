@@ -464,5 +464,20 @@ def test_shipped_claims_on_the_demo_results(repository, config):
     else:
         # The paper study's names are not the demo's: nothing of the demo's results is read for it.
         assert (table["verdict"] == C.NOT_TESTABLE).all()
+    learned_path = results / "stats" / "learned.csv"
+    if config == "config/demo.yaml" and learned_path.exists():
+        learned = read_table(learned_path)
+        gated = C.evaluate_claims(study, read_metrics(paths[0]), read_table(paths[1]), read_table(paths[2]),
+                                  confidence=study["statistics"]["confidence"], resamples=500, learned=learned)
+        # The gate reads learned.csv: LoRA r16's BLEU against full fine-tuning on products is testable iff both learned.
+        cells = learned[(learned["dataset"] == "debian-products") & (learned["model"] == "gpt2-en")]
+        both = set(cells[cells["method"].eq("full") | cells["rank"].eq("16")]["learned"].astype(str)) == {"True"}
+        r16 = gated[gated["description"] == "BLEU-4 of lora r16 / full on debian-products, gpt2-en"].iloc[0]
+        assert ("did not learn its task" in r16["reason"]) == (not both) and (both or r16["verdict"] == C.NOT_TESTABLE)
+        # Time and memory checks keep their verdicts: what a method costs does not depend on what it learned.
+        from peftstudy.stats.against_baselines import is_quality_metric
+
+        cost = ~table["metric"].map(is_quality_metric)
+        assert gated[cost]["verdict"].tolist() == table[cost]["verdict"].tolist()
     tex = claims_latex(table, study)
     assert r"\label{tab:claims}" in tex

@@ -243,3 +243,34 @@ def test_bertscore_of_a_run_is_bit_identical_whatever_the_process_hash_seed_and_
                              env=env, capture_output=True, text=True, check=True, timeout=300).stdout
         results.add(out.strip().splitlines()[-1])
     assert len(results) == 1, results
+
+
+def test_per_example_scores_are_recorded_and_their_means_are_the_metrics():
+    """What the comparison with the trivial baselines resamples (stats.against_baselines) must be what the metrics
+    average: each example's score, in the outputs' order, for every metric that is a mean over examples."""
+    import math
+
+    from peftstudy.metrics import scoring
+
+    rows = [{"id": "a", "prediction": "the cat sat", "reference": "the cat sat down"},
+            {"id": "b", "prediction": "a dog", "reference": "the bird flew"}]
+    scores = scoring.Scores()
+    scoring.score_quality(scores, rows, "generation", scoring.metric_settings(None))
+    record = scores.example_record(rows)
+    assert record["ids"] == ["a", "b"]
+    assert set(record["scores"]) >= {"rouge1", "rouge2", "rouge_l", "rouge_lsum", "bertscore_f1", "bertscore_precision"}
+    for metric, values in record["scores"].items():
+        assert scores.values[metric] == math.fsum(values) / 2
+    assert record["scores"]["rouge_l"][1] == 0.0 and record["scores"]["rouge_l"][0] == pytest.approx(100 * 2 * 0.75 / 1.75)
+
+    labels = scoring.Scores()
+    scoring.score_quality(labels, [{"id": i, "prediction": p, "reference": r} for i, p, r in
+                                   (("1", "pos", "pos"), ("2", "Neg ", "neg"), ("3", "pos", "neg"))],
+                          "classification", {}, train_references=["pos", "neg"])
+    assert labels.examples["accuracy"] == [100.0, 100.0, 0.0] and labels.values["accuracy"] == pytest.approx(200 / 3)
+
+    spans = scoring.Scores()
+    scoring.score_quality(spans, [{"id": "q", "prediction": "Paris", "answers": ["paris"], "reference": "paris"},
+                                  {"id": "r", "prediction": "in Rome", "answers": ["Rome"], "reference": "Rome"}],
+                          "extractive_qa", {})
+    assert spans.examples["exact_match"] == [100.0, 0.0] and spans.examples["squad_f1"] == [100.0, pytest.approx(200 / 3)]

@@ -11,6 +11,7 @@ from peftstudy.claims.table import claims_latex
 from peftstudy.data import card as card_columns
 from peftstudy.provenance import canonical_hash
 from peftstudy.report import (
+    baseline_tables,
     data_card,
     human_tables,
     metric_tables,
@@ -100,10 +101,60 @@ def test_table1_shows_the_trivial_baselines_and_flags_cells_not_above_the_best(t
     assert not cells["rouge_l_not_above_trivial"].any()
     assert table["method"].tolist()[3:] == ["baseline:copy_input", "baseline:stuck"]  # only the Table-1 dataset's
     tex = tables.table1_latex(table, STUDY)
-    assert "31.00 $\\pm$ 1.00$^\\ddagger$ & 41.00 $\\pm$ 1.00 &" in tex and "$^\\ddagger$: mean not above the best trivial" in tex
+    assert "31.00 $\\pm$ 1.00$^\\ddagger$ & 41.00 $\\pm$ 1.00 &" in tex and "$^\\ddagger$: not above every gating trivial baseline" in tex
     assert "\\textit{Trivial} & Copy of an input field & -- & 25.00 & -- & " in tex  # ROUGE-L undefined
     assert " & Constant sentence (stuck) & -- & 31.20 & " in tex
     assert "ddagger" not in tables.table1_latex(tables.table1(summarise(frame), compare(frame), STUDY), STUDY)
+
+
+def cells_against_baselines():
+    """Two cells of dataset d against a copy and a nearest-neighbour baseline (ROUGE-L), as the stats write them."""
+    import numpy as np
+
+    from peftstudy.stats import against_baselines as ab
+
+    ids, rng = [str(i) for i in range(40)], np.random.default_rng(0)
+    runs = {f"{variant}{seed}": {"run": {"study": "t", "dataset": "d", "model": "m_1", "variant": variant, "seed": seed},
+                                 "example_scores": {"ids": ids, "scores": {"rouge_l": list(mean + rng.normal(0, 1, 40))}}}
+            for variant, mean in (("full", 30), ("lora-r4", 20)) for seed in (1, 2)}
+    baselines = {f"b/d/{name}/metrics.json": {"baseline": {"name": name, "kind": name}, "task": "generation",
+                                              "example_scores": {"ids": ids, "scores": {"rouge_l": [mean] * 40}}}
+                 for name, mean in (("copy_input", 20.5), ("nearest_neighbour", 35.0))}
+    table = ab.compare_with_baselines(ab.cell_example_scores(runs), baselines, resamples=300)
+    return table, ab.learned(table, {"d": "generation"})
+
+
+def test_learned_table_marks_cells_above_every_gating_baseline_and_lists_the_baselines():
+    against, learned = cells_against_baselines()
+    table = baseline_tables.learned_table(against, learned, STUDY)
+    assert table["method"].tolist()[:2] == ["full", "lora"] and table["baseline"].tolist()[2:] == ["copy_input", "nearest_neighbour"]
+    assert table["rouge_l_beats_gates"].tolist()[:2] == [True, False] and table["learned"].tolist()[:2] == [True, False]
+    tex = baseline_tables.learned_latex(table, STUDY, 0.95)
+    full = table.iloc[0]
+    assert f"{full['rouge_l_mean']:.2f} [{full['rouge_l_ci_low']:.2f}, {full['rouge_l_ci_high']:.2f}]$^\\star$ & -- & yes" in tex
+    assert "Nearest training example's reference (no gate) & 35.00 [35.00, 35.00]" in tex
+    # Table 1 flags by the intervals where a metric has them: lora r4's ROUGE-L mean is below copy's anyway; full's
+    # interval is above it. Without the comparisons it falls back to the means (none given here: no flag).
+    rows = tables.table1(summarise(metrics()), compare(metrics()), STUDY, None, against)
+    flags = dict(zip(zip(rows["method"], rows["rank"]), rows["rouge_l_not_above_trivial"]))
+    assert flags[("full", "")] is False and flags[("lora", "4")] is True
+
+
+def test_a_quality_claim_on_cells_that_did_not_learn_is_not_testable():
+    _, learned = cells_against_baselines()
+    study = {**STUDY, "study": "t", "claims": [
+        {"id": "q", "text": "LoRA near full", "source": "s", "reported": "r", "checks": [
+            {"kind": "ratio", "metric": "rouge_l", "dataset": "d", "model": "m_1", "a": {"method": "lora", "rank": 4},
+             "b": {"method": "full"}, "expected": [0.9, 1.1]},
+            {"kind": "ratio", "metric": "train_time_s", "dataset": "d", "model": "m_1", "a": {"method": "lora", "rank": 4},
+             "b": {"method": "full"}, "expected": [0.1, 10]}]}]}
+    frame = metrics()
+    rows = verdicts.evaluate_claims(study, frame, summarise(frame), None, learned=learned)
+    assert rows["verdict"].tolist()[0] == verdicts.NOT_TESTABLE
+    assert rows["reason"].tolist()[0].startswith("lora r4 on d, m_1 did not learn its task (ROUGE-L not above copy")
+    without = verdicts.evaluate_claims(study, frame, summarise(frame), None)
+    assert "did not learn" not in without["reason"].iloc[0]  # without the gate, the check reads the values
+    assert "did not learn" not in rows["reason"].tolist()[1]
 
 
 def test_paper_compiles_to_pdf(tmp_path):
@@ -112,6 +163,9 @@ def test_paper_compiles_to_pdf(tmp_path):
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "table1_methods.tex").write_text(tables.table1_latex(tables.table1(summary, tests, STUDY), STUDY))
     (tmp_path / "tables" / "significance.tex").write_text(tables.significance_latex(tests, STUDY))
+    against, learned = cells_against_baselines()
+    (tmp_path / "tables" / "learned.tex").write_text(
+        baseline_tables.learned_latex(baseline_tables.learned_table(against, learned, STUDY), STUDY, 0.95))
     frame = frame.assign(unit="", device="cpu", note="")
     for name in metric_tables.TABLE_NAMES:
         table = metric_tables.group_table(name, summary, frame, STUDY)
