@@ -114,6 +114,20 @@ def test_tokenizer_training_is_reproducible_across_processes(tmp_path):
         assert len(digests) == 1, family
 
 
+def test_the_t5_tokenizer_splits_punctuation_off_words_and_decodes_back():
+    """Glued punctuation ("functions,") spent the demo T5's vocabulary on rare pairs and kept its pretraining at the
+    unigram loss; SentencePiece-style, the word and its comma are separate pieces, and decoding restores the text."""
+    from peftstudy.modeling.loading import train_tokenizer
+
+    lines = [f"The {word} library provides functions, objects (especially {word} ones)." for word in
+             ("window", "audio", "graph", "image", "text", "network")] * 20
+    tokenizer = train_tokenizer("t5", lines, 200)
+    pieces = tokenizer.tokenize("The audio library provides functions, objects (especially audio ones).")
+    assert "," in pieces and "(" in pieces and ")." not in pieces and not any(p.endswith(",") and p != "," for p in pieces)
+    text = "The graph library provides functions, objects (especially graph ones)."
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+
+
 def _weights(directory):
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
 
