@@ -12,7 +12,7 @@ from peftstudy.baselines import BASELINES
 from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label
 from peftstudy.report.latex import flagged, is_nan, latex_escape
-from peftstudy.stats.against_baselines import BETTER, GATE_METRICS
+from peftstudy.stats.against_baselines import BETTER, GATE_METRICS, gating
 
 
 def learned_table(comparisons: pd.DataFrame, learned: pd.DataFrame, study: Mapping) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def learned_table(comparisons: pd.DataFrame, learned: pd.DataFrame, study: Mappi
                    "reason": verdict["reason"].iloc[0] if len(verdict) else ""}
             for metric, on_metric in cell.groupby("metric", sort=False):
                 first = on_metric.iloc[0]
-                gated = on_metric[on_metric["gate"].astype(str) == "True"]
+                gated = gating(on_metric)
                 row |= {f"{metric}_mean": first["cell_mean"], f"{metric}_ci_low": first["cell_ci_low"],
                         f"{metric}_ci_high": first["cell_ci_high"],
                         f"{metric}_beats_gates": bool(len(gated)) and bool((gated["verdict"] == BETTER).all())}
@@ -93,8 +93,7 @@ def learned_latex(table: pd.DataFrame, study: Mapping, confidence: float) -> str
         for _, row in cells.iterrows():
             values = [_interval_cell(row, m) + (r"$^\star$" if flagged(row.get(f"{m}_beats_gates")) else "")
                       for m in metrics] + [""] * (2 - len(metrics))
-            learned = "undefined" if row.get("learned") is None or is_nan(row.get("learned")) else (
-                "yes" if flagged(row.get("learned")) or str(row.get("learned")) == "True" else "no")
+            learned = {"True": "yes", "False": "no"}.get(str(row.get("learned")), "undefined")
             lines.append(" & ".join([r"\texttt{" + latex_escape(row["model"]) + "}",
                                      f"{method_label(study, row['method'], row['rank'])} ({int(row['seeds'])})",
                                      *values, learned]) + r" \\")

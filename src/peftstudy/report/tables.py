@@ -11,6 +11,7 @@ from peftstudy.data.prepare import dataset_task
 from peftstudy.metrics import catalogue
 from peftstudy.report.labels import in_study_order, method_label, registered_label
 from peftstudy.report.latex import flagged, is_nan, latex_escape, mean_std
+from peftstudy.stats.against_baselines import BETTER, gating
 
 # Table 1's two quality metrics by the task of its dataset (seeds 001/004 compare classifiers and QA); its
 # efficiency columns. Headers, scales and digits are the metric catalogue's.
@@ -76,9 +77,10 @@ def not_above_trivial(row, metric: str, trivial: list[dict], against: pd.DataFra
     if against is not None and len(against):
         rows = against[(against["dataset"] == row["dataset"]) & (against["model"] == row["model"])
                        & (against["method"] == row["method"]) & (against["rank"] == row["rank"])
-                       & (against["metric"] == metric) & (against["gate"].astype(str) == "True")]
+                       & (against["metric"] == metric)]
+        rows = gating(rows)
         if len(rows):
-            return not (rows["verdict"] == "better").all()
+            return not (rows["verdict"] == BETTER).all()
     means = [r[f"{metric}_mean"] for r in trivial if r.get("gate", True) and not is_nan(r.get(f"{metric}_mean", math.nan))]
     mean = row.get(f"{metric}_mean", math.nan)
     return bool(means) and not mean > max(means)

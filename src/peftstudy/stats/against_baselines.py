@@ -48,6 +48,11 @@ COLUMNS = [*CELL, "metric", "baseline", "baseline_kind", "gate", "seeds", "examp
 LEARNED_COLUMNS = [*CELL, "task", "learned", "reason"]
 
 
+def gating(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The rows against a gating baseline (the `gate` column read back from CSV is text)."""
+    return comparisons[comparisons["gate"].astype(str) == "True"]
+
+
 def is_quality_metric(metric: str) -> bool:
     return any(fnmatch.fnmatchcase(metric, pattern) for pattern in QUALITY_METRICS)
 
@@ -148,7 +153,7 @@ def learned(comparisons: pd.DataFrame, tasks: Mapping[str, str]) -> pd.DataFrame
     for _, group in comparisons.groupby(keys, sort=False):
         first = group.iloc[0]
         task = tasks[first["dataset"]]
-        gated = group[group["gate"].astype(str) == "True"]
+        gated = gating(group)
         gated = gated[gated["metric"].isin(GATE_METRICS[task])]
         row = {key: first[key] for key in CELL} | {"task": task}
         if gated.empty:
