@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import gzip
+import itertools
 import json
 import math
 import random
@@ -17,7 +18,7 @@ import statistics
 import subprocess
 import zlib
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -596,14 +597,16 @@ def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path, name: s
     return manifest
 
 
-def cap_openings(lines: list[str], words: int, most: int) -> tuple[list[str], int]:
+def cap_openings(lines: list[str], words: int, most: int,
+                 bodies: Iterable[Callable[[str], str] | None] = ()) -> tuple[list[str], int]:
     """At most `most` lines (the first, in order) of those that open with the same `words` words (lowercased,
     punctuation ignored): templated boilerplate such as Debian's 1,294 "This package contains the source for the
-    Rust ... crate" descriptions would otherwise be what a small model learns to say whatever it is asked."""
+    Rust ... crate" descriptions would otherwise be what a small model learns to say whatever it is asked.
+    bodies: per line, where its prose starts (a record line's headword comes first); None: the whole line."""
     seen: collections.Counter = collections.Counter()
     kept = []
-    for line in lines:
-        opening = leakage_key(line).split()[:words]
+    for line, body in itertools.zip_longest(lines, bodies):
+        opening = leakage_key(body(line) if body else line).split()[:words]
         if len(opening) == words:
             seen[tuple(opening)] += 1
             if seen[tuple(opening)] > most:
@@ -623,17 +626,15 @@ def prepare_corpus(spec: Mapping, out_path: Path, *, snapshot_dir: Path,
     out_path = Path(out_path)
     seed = spec.get("seed", 0)
     names = spec.get("corpus")
-    if isinstance(names, (list, tuple)):
-        lines, parts = [], {}
-        for name in names:
-            part_lines, part_provenance = read_text_lines({**spec, "corpus": name}, Path(snapshot_dir))
-            parts[name] = {"lines": len(part_lines), **part_provenance}
-            lines += part_lines
-        provenance = {"parts": parts}
-    else:
-        lines, provenance = read_text_lines(spec, Path(snapshot_dir))
-    kept, seen, dropped = [], set(), {"empty": 0, "duplicate": 0}
-    for line in map(normalise, lines):
+    lines, bodies, parts = [], [], {}
+    for name in names if isinstance(names, (list, tuple)) else [names]:
+        part_lines, part_provenance = read_text_lines({**spec, "corpus": name}, Path(snapshot_dir))
+        parts[name] = {"lines": len(part_lines), **part_provenance}
+        lines += part_lines
+        bodies += [get_corpus(name).body] * len(part_lines)
+    provenance = {"parts": parts} if isinstance(names, (list, tuple)) else part_provenance
+    kept, kept_bodies, seen, dropped = [], [], set(), {"empty": 0, "duplicate": 0}
+    for line, body in zip(map(normalise, lines), bodies):
         if not line:
             dropped["empty"] += 1
         elif line in seen:
@@ -641,9 +642,11 @@ def prepare_corpus(spec: Mapping, out_path: Path, *, snapshot_dir: Path,
         else:
             seen.add(line)
             kept.append(line)
+            kept_bodies.append(body)
     boilerplate = spec.get("boilerplate")
     if boilerplate:
-        kept, dropped["boilerplate"] = cap_openings(kept, boilerplate["opening_words"], boilerplate["max_lines"])
+        kept, dropped["boilerplate"] = cap_openings(kept, boilerplate["opening_words"], boilerplate["max_lines"],
+                                                    kept_bodies)
     decontamination = None
     wanted = sorted((spec.get("decontaminate") or {}).get("datasets", []))
     if wanted:

@@ -33,10 +33,11 @@ PLAN: dict[str, dict] = {
     "foldoc": {"max_examples": 4000, "filter": {"min_reference_words": 8, "max_reference_words": 80}},
     "jargon": {"max_examples": None, "filter": {"min_reference_words": 5, "max_reference_words": 120}},
     "wordnet_glosses": {"max_lines": 40000},
-    # Pretraining text for the demo's bases (every unique record, before the fine-tuning filters).
-    "debian_descriptions_text": {"max_lines": None},
-    "foldoc_text": {"max_lines": None},
-    "jargon_text": {"max_lines": None},
+    # Pretraining text for the demo's bases: every unique record (headword, then prose) before the fine-tuning
+    # filters.
+    "debian_descriptions_records_text": {"max_lines": None},
+    "foldoc_records_text": {"max_lines": None},
+    "jargon_records_text": {"max_lines": None},
 }
 
 
@@ -163,12 +164,13 @@ Each sample is a modified (extracted, cleaned, filtered) version of its source.
   Guidelines; the index files themselves carry no separate licence. Redistributing
   descriptions here follows Debian's own redistribution of them in its archive mirrors.
 
-## *_text.txt.gz — the same three sources as pretraining text
+## *_records_text.txt.gz — the same three sources as pretraining text
 
-`debian_descriptions_text.txt.gz`, `foldoc_text.txt.gz` and `jargon_text.txt.gz` hold every unique
-record's description or definition of the corpus of the same name below, one a line, under that
-corpus's licence and notices. The demo's base models are pretrained on them (after every example of
-the demo's validation and test splits is taken out), not fine-tuned on them.
+`debian_descriptions_records_text.txt.gz`, `foldoc_records_text.txt.gz` and `jargon_records_text.txt.gz` hold
+every unique record of the corpus of the same name below, one a line, as its source presents it (a package:
+`name (section): synopsis. description`; a dictionary entry: `term: definition`), under that corpus's licence
+and notices. The demo's base models are pretrained on them (after every example of the demo's validation and
+test splits is taken out), not fine-tuned on them.
 
 ## foldoc.jsonl.gz — Free On-line Dictionary of Computing
 

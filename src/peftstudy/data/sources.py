@@ -98,6 +98,8 @@ class Corpus:
     kind: str  # "pairs": yields {id, input, reference}; "text": yields plain lines
     files: Mapping[str, SourceFile]
     parse: Callable[[Mapping[str, list[Path]]], Iterator]
+    # A text corpus of records ("headword: text"): the part of a line whose opening the boilerplate cap counts.
+    body: Callable[[str], str] | None = None
 
     @property
     def packages(self) -> list[str]:
@@ -375,8 +377,42 @@ def _reference_text(pairs: Corpus) -> Corpus:
                   lambda paths: (record["reference"] for record in pairs.parse(paths) if record["reference"]))
 
 
+def debian_record_line(record: Mapping) -> str:
+    """A package as its archive entry reads: 'name (section): synopsis. long description'."""
+    fields = debian_fields(record)
+    section = f" ({fields['section']})" if fields.get("section") else ""
+    synopsis = fields.get("summary", "").rstrip(".")
+    return f"{fields['name']}{section}: {synopsis}. {record['reference']}"
+
+
+def dictionary_record_line(record: Mapping) -> str:
+    """An entry as a dictionary prints it: 'term: definition'."""
+    return f"{record['input'].removeprefix('term: ')}: {record['reference']}"
+
+
+def _record_text(pairs: Corpus, line: Callable[[Mapping], str], body: Callable[[str], str]) -> Corpus:
+    """A pairs corpus's records as pretraining text, a line each with its headword (and for a package its
+    synopsis) before the prose: a base learns from them that the prose is about what precedes it, which a
+    fine-tuned model needs before it can use its input. The evaluation examples are taken out as for
+    _reference_text."""
+    return Corpus(f"{pairs.name}_records_text", "text", pairs.files,
+                  lambda paths: (line(record) for record in pairs.parse(paths) if record["reference"]), body)
+
+
+def _after_synopsis(line: str) -> str:
+    return line.partition(": ")[2].partition(". ")[2]
+
+
+def _after_headword(line: str) -> str:
+    return line.partition(": ")[2]
+
+
 for _pairs in ("debian_descriptions", "foldoc", "jargon"):
     CORPORA[f"{_pairs}_text"] = _reference_text(CORPORA[_pairs])
+CORPORA["debian_descriptions_records_text"] = _record_text(CORPORA["debian_descriptions"], debian_record_line,
+                                                           _after_synopsis)
+for _pairs in ("foldoc", "jargon"):
+    CORPORA[f"{_pairs}_records_text"] = _record_text(CORPORA[_pairs], dictionary_record_line, _after_headword)
 
 
 # ---------------------------------------------------------------------------- derived task corpora

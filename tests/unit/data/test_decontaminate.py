@@ -80,3 +80,65 @@ def test_templated_boilerplate_is_capped_by_its_opening():
     kept, removed = cap_openings(lines, 8, 2)
     # the same first 8 words (case and punctuation ignored): only the first 2 stay; shorter lines are not templated
     assert kept == rust[:2] + ["Short line.", "Another line entirely here."] and removed == 3
+
+
+def test_record_lines_are_capped_by_the_opening_of_their_prose(tmp_path):
+    from peftstudy.data.sources import (
+        debian_record_line,
+        dictionary_record_line,
+        get_corpus,
+    )
+
+    rust = [{"id": f"librust-{name}-dev", "reference": f"This package contains the source for the Rust {name} crate.",
+             "input": f"name: librust-{name}-dev | section: rust | summary: Rust crate {name}"} for name in "abc"]
+    records = get_corpus("debian_descriptions_records_text")
+    snapshots = tmp_path / "snapshots"
+    assert dictionary_record_line({"input": "term: FUBAR", "reference": "Failed UniBus Address Register."}) == \
+        "FUBAR: Failed UniBus Address Register."
+    assert get_corpus("jargon_records_text").body("FUBAR: Failed UniBus Address Register.") == "Failed UniBus Address Register."
+    write_snapshot(snapshots, "debian_descriptions_records_text", [debian_record_line(r) for r in rust])
+    assert debian_record_line(rust[0]) == ("librust-a-dev (rust): Rust crate a. This package contains the source for the "
+                                           "Rust a crate.")
+    assert records.body(debian_record_line(rust[0])).startswith("This package contains")
+    spec = {"source": "snapshot", "corpus": ["debian_descriptions_records_text"], "seed": 1,
+            "boilerplate": {"opening_words": 8, "max_lines": 2}}
+    manifest = prepare_corpus(spec, tmp_path / "english.txt", snapshot_dir=snapshots)
+    # different headwords, the same templated prose: capped as the bare descriptions were
+    assert manifest["dropped"] == {"boilerplate": 1} and manifest["counts"]["lines"] == 2
+
+
+def test_short_references_and_qa_contexts_are_checked(tmp_path):
+    six = "Oxygen widget theme for GTK applications"  # 6 words, the demo's shortest references
+    context = "Arcanist is the command-line tool for Phabricator."  # 7 words, inside a longer QA input
+    directory = prepared(tmp_path / "qa", [{"id": "v", "input": "term: x", "reference": six}],
+                         [{"id": "arcanist", "input": f"question: Which package is described as: a tool? context: {context}",
+                           "context": context, "answers": ["Arcanist"]}])
+    lines = [f"gtk2-engines-oxygen (gnome): Oxygen theme. {six}.", f"arcanist (devel): Phabricator CLI. {context}",
+             "Oxygen widget theme for GTK"]
+    kept, report = decontaminate(lines, {"qa": directory})
+    assert kept == ["Oxygen widget theme for GTK"] and report["lines_removed"] == 2
+
+
+def test_the_demo_corpus_holds_no_record_of_a_debian_evaluation_package(tmp_path):
+    """On the committed snapshots and the demo's own specs: an evaluation package's record would give a base its
+    synopsis -> description (products), description -> section (sections) or synopsis -> name (QA) answer."""
+    import yaml
+
+    from peftstudy.data import prepare_dataset
+
+    snapshots = Path(__file__).resolve().parents[3] / "data" / "snapshots"
+    if not (snapshots / "debian_descriptions_records_text.txt.gz").is_file():
+        pytest.skip("data/snapshots has not been built")
+    study = yaml.safe_load((snapshots.parents[1] / "config" / "demo.yaml").read_text())
+    debian = ["debian-products", "debian-sections", "debian-package-qa"]
+    directories = {name: tmp_path / name for name in debian}
+    for name in debian:
+        prepare_dataset(study["datasets"][name], directories[name], snapshot_dir=snapshots, name=name)
+    spec = {**study["corpora"]["english"], "corpus": ["debian_descriptions_records_text"],
+            "decontaminate": {"datasets": debian}}
+    prepare_corpus(spec, tmp_path / "english.txt", snapshot_dir=snapshots, evaluation_dirs=directories)
+    headwords = {line.split(" (", 1)[0].split(": ", 1)[0] for line in (tmp_path / "english.txt").read_text().splitlines()}
+    evaluation = {row["id"] for name in debian for split in ("validation", "test")
+                  for row in io.read_jsonl(directories[name] / f"{split}.jsonl")}
+    assert len(evaluation) > 400 and len(headwords) > 40_000
+    assert not evaluation & headwords
