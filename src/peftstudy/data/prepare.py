@@ -626,13 +626,14 @@ def prepare_corpus(spec: Mapping, out_path: Path, *, snapshot_dir: Path,
     out_path = Path(out_path)
     seed = spec.get("seed", 0)
     names = spec.get("corpus")
+    several = isinstance(names, (list, tuple))
     lines, bodies, parts = [], [], {}
-    for name in names if isinstance(names, (list, tuple)) else [names]:
+    for name in names if several else [names]:
         part_lines, part_provenance = read_text_lines({**spec, "corpus": name}, Path(snapshot_dir))
         parts[name] = {"lines": len(part_lines), **part_provenance}
         lines += part_lines
-        bodies += [get_corpus(name).body] * len(part_lines)
-    provenance = {"parts": parts} if isinstance(names, (list, tuple)) else part_provenance
+        bodies += [get_corpus(name).body] * len(part_lines)  # where each line's prose starts, for the cap
+    provenance = {"parts": parts} if several else part_provenance
     kept, kept_bodies, seen, dropped = [], [], set(), {"empty": 0, "duplicate": 0}
     for line, body in zip(map(normalise, lines), bodies):
         if not line:

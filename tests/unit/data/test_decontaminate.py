@@ -8,6 +8,11 @@ import pytest
 from peftstudy import io
 from peftstudy.data import prepare_corpus
 from peftstudy.data.decontaminate import decontaminate, leakage_summary
+from peftstudy.data.sources import (
+    debian_record_line,
+    dictionary_record_line,
+    get_corpus,
+)
 
 LONG = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat"  # 17 words
 SHORT = "a tool to convert images between many common formats"  # 9 words: checked whole
@@ -83,12 +88,6 @@ def test_templated_boilerplate_is_capped_by_its_opening():
 
 
 def test_record_lines_are_capped_by_the_opening_of_their_prose(tmp_path):
-    from peftstudy.data.sources import (
-        debian_record_line,
-        dictionary_record_line,
-        get_corpus,
-    )
-
     rust = [{"id": f"librust-{name}-dev", "reference": f"This package contains the source for the Rust {name} crate.",
              "input": f"name: librust-{name}-dev | section: rust | summary: Rust crate {name}"} for name in "abc"]
     records = get_corpus("debian_descriptions_records_text")
