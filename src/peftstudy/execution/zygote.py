@@ -11,14 +11,22 @@ Only third-party libraries are preloaded; the child imports peftstudy's own modu
 after the fork, so edits to the package are always picked up. One data set is kept warm
 too: the WordNet database METEOR reads (2 s to load, more than scoring a run takes),
 loaded by the parent once the workflow has prepared it (PEFTSTUDY_NLTK_DATA).
+
+A login node is shared, so the socket is treated as an attack surface: it lives in a directory only its
+owner can enter (0700, checked, never a symlink), both ends check the peer's uid (SO_PEERCRED), messages
+are JSON with a few tagged types (nothing a reply holds can execute code, unlike pickle), and variables
+that look like secrets (HF_TOKEN, ...) never cross the socket: a child takes them from the zygote's own
+environment, which the same user's job started.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import pickle
+import re
+import json
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -102,16 +110,96 @@ def enabled() -> bool:
     return not Path("/dev/nvidia0").exists()
 
 
+class UnsafeZygote(RuntimeError):
+    """The zygote's directory, socket or peer is not private to this user: refuse rather than talk to it."""
+
+
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY|PRIVATE_KEY|_AUTH$", re.I)
+MAX_MESSAGE_BYTES = 64 << 20  # a request is a few kB; a larger header is garbage or an attack
+
+
+def private_directory(base: Path | None = None, uid: int | None = None) -> Path:
+    """<base>/peftstudy-<uid>, created 0700, and refused unless it is a real directory owned by `uid` that
+    nobody else can enter: another user on the node could otherwise pre-create it or plant a socket in it."""
+    uid = os.geteuid() if uid is None else uid
+    if base is None:
+        runtime = os.environ.get("XDG_RUNTIME_DIR")  # per-user and 0700 where systemd provides it
+        base = Path(runtime) if runtime and Path(runtime).is_dir() else Path(tempfile.gettempdir())
+    directory = Path(base) / f"peftstudy-{uid}"
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    fix = f"remove it (rm -rf {directory}) or set PEFTSTUDY_ZYGOTE=0"
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeZygote(f"{directory} is not a directory (a symlink?): refusing to use it for the zygote; {fix}")
+    if info.st_uid != uid:
+        raise UnsafeZygote(f"{directory} is owned by uid {info.st_uid}, not by you (uid {uid}): another user may "
+                           f"control it; refusing to use it for the zygote; {fix}")
+    if info.st_mode & 0o077:
+        raise UnsafeZygote(f"{directory} has mode {stat.S_IMODE(info.st_mode):04o}: others can enter or write it; "
+                           f"refusing to use it for the zygote; {fix}")
+    return directory
+
+
 def socket_path() -> Path:
     """One zygote per (interpreter, zygote code): a changed checkout or venv never reuses a stale one."""
     code = Path(__file__).read_bytes()
     # The package location too: two checkouts sharing one venv must not run each other's code.
     key = hashlib.sha256(sys.executable.encode() + str(PACKAGE_ROOT).encode() + code).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"peftstudy-zygote-{os.getuid()}-{key}.sock"
+    return private_directory() / f"zygote-{key}.sock"
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket, as the kernel reports it."""
+    credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1]
+
+
+def forwarded_environment(environment: dict[str, str]) -> dict[str, str]:
+    """What a request carries: the job's environment without anything that looks like a secret."""
+    return {name: value for name, value in environment.items() if not SECRET_NAME.search(name)}
+
+
+def _encode(value: Any) -> Any:
+    """Plain JSON, with tuples, paths and non-string-keyed dicts tagged so they arrive as they left."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, os.PathLike):
+        return {"$path": os.fspath(value)}
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {str(k): _encode(v) for k, v in value.items()}
+        return {"$items": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    raise TypeError(f"the zygote sends plain data only (str, numbers, lists, tuples, dicts, paths), not "
+                    f"{type(value).__name__}: {value!r:.80}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (tag, inner), = value.items()
+            if tag == "$path":
+                return Path(inner)
+            if tag == "$tuple":
+                return tuple(_decode(v) for v in inner)
+            if tag == "$items":
+                return {_decode(k): _decode(v) for k, v in inner}
+        return {k: _decode(v) for k, v in value.items()}
+    return value
 
 
 def _send(conn: socket.socket, obj: Any) -> None:
-    payload = pickle.dumps(obj)
+    payload = json.dumps(_encode(obj), allow_nan=True).encode()
     conn.sendall(struct.pack("!Q", len(payload)) + payload)
 
 
@@ -120,8 +208,15 @@ def _receive(conn: socket.socket) -> Any:
     if header is None:
         return None
     (size,) = struct.unpack("!Q", header)
+    if size > MAX_MESSAGE_BYTES:
+        raise UnsafeZygote(f"a zygote message announced {size} bytes (limit {MAX_MESSAGE_BYTES}): not from peftstudy")
     payload = _receive_exactly(conn, size)
-    return None if payload is None else pickle.loads(payload)
+    if payload is None:
+        return None
+    try:
+        return _decode(json.loads(payload.decode()))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UnsafeZygote(f"a zygote message is not peftstudy's JSON ({error}): refusing it") from None
 
 
 def _receive_exactly(conn: socket.socket, size: int) -> bytes | None:
@@ -143,8 +238,10 @@ def _run_child(conn: socket.socket, request: dict) -> None:
     status = 1
     try:
         os.chdir(request["cwd"])
+        secrets = {name: value for name, value in os.environ.items() if SECRET_NAME.search(name)}
         os.environ.clear()
-        os.environ.update(request["env"])
+        os.environ.update(forwarded_environment(request["env"]))
+        os.environ.update(secrets)  # never sent over the socket: the zygote's own, i.e. this user's
         log_path = request.get("log")
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -187,8 +284,11 @@ def serve(path: Path, lock: Path) -> None:
     if path.exists():
         path.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    os.chmod(path, 0o600)
+    previous = os.umask(0o177)  # created 0600, not chmod-ed after a window in which it was wider
+    try:
+        server.bind(str(path))
+    finally:
+        os.umask(previous)
     server.listen(64)
     lock.unlink(missing_ok=True)
     server.settimeout(5)
@@ -207,7 +307,13 @@ def serve(path: Path, lock: Path) -> None:
             except socket.timeout:
                 continue
             conn.settimeout(None)
-            request = _receive(conn)
+            try:
+                if peer_uid(conn) != os.geteuid():
+                    raise UnsafeZygote("a connection from another user")
+                request = _receive(conn)
+            except (UnsafeZygote, OSError):
+                conn.close()
+                continue
             if request is None:
                 conn.close()
                 continue
@@ -229,13 +335,26 @@ def serve(path: Path, lock: Path) -> None:
 
 
 def _connect(path: Path) -> socket.socket | None:
+    """A connection to the zygote at `path`, or None when none listens there. Refuses (UnsafeZygote) a
+    socket or a listening process that belongs to another user."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    uid = os.geteuid()
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid:
+        raise UnsafeZygote(f"{path} is not a socket owned by you (uid {info.st_uid}, mode "
+                           f"{stat.filemode(info.st_mode)}): refusing to send it a job; remove it or set PEFTSTUDY_ZYGOTE=0")
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         client.connect(str(path))
-        return client
     except OSError:
         client.close()
         return None
+    if peer_uid(client) != uid:
+        client.close()
+        raise UnsafeZygote(f"the process listening on {path} runs as another user: refusing to send it a job")
+    return client
 
 
 def _start_server(path: Path) -> None:
@@ -286,10 +405,12 @@ def call(function: str, *args, log: str | None = None, **kwargs) -> None:
         time.sleep(0.2)
         client = _connect(path)
     request = {"function": function, "args": args, "kwargs": kwargs, "log": log, "cwd": os.getcwd(),
-               "env": dict(os.environ)}
+               "env": forwarded_environment(dict(os.environ))}
     with client:
         _send(client, request)
         reply = _receive(client)
+    if reply is not None and not (isinstance(reply, dict) and isinstance(reply.get("status"), int)):
+        raise UnsafeZygote(f"the zygote at {path} sent a reply that is not peftstudy's: {reply!r:.120}")
     if reply is None:
         cause = "the job's process died without reporting an error (killed? out of memory?)"
         raise JobFailed(f"{function} died without reporting (see {log or 'its output'})", cause,
