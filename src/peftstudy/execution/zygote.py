@@ -22,9 +22,9 @@ environment, which the same user's job started.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-import json
 import socket
 import stat
 import struct
