@@ -122,9 +122,8 @@ def private_directory(base: Path | None = None, uid: int | None = None) -> Path:
     """<base>/peftstudy-<uid>, created 0700, and refused unless it is a real directory owned by `uid` that
     nobody else can enter: another user on the node could otherwise pre-create it or plant a socket in it."""
     uid = os.geteuid() if uid is None else uid
-    if base is None:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")  # per-user and 0700 where systemd provides it
-        base = Path(runtime) if runtime and Path(runtime).is_dir() else Path(tempfile.gettempdir())
+    # TMPDIR decides, as for any temporary file: a job (or a test) with its own TMPDIR gets its own zygote.
+    base = Path(tempfile.gettempdir()) if base is None else base
     directory = Path(base) / f"peftstudy-{uid}"
     try:
         directory.mkdir(mode=0o700)
