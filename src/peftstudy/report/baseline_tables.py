@@ -58,6 +58,8 @@ def _interval_cell(row, metric: str) -> str:
     if is_nan(mean):
         return "--"
     scale, spec = catalogue.scale(metric), catalogue.entry(metric).spec
+    if is_nan(row.get(f"{metric}_ci_low", math.nan)) or is_nan(row.get(f"{metric}_ci_high", math.nan)):
+        return f"{mean * scale:{spec}} [--]"  # no interval (fewer than 2 test examples): never 'nan'
     return (f"{mean * scale:{spec}} [{row[f'{metric}_ci_low'] * scale:{spec}}, "
             f"{row[f'{metric}_ci_high'] * scale:{spec}}]")
 

@@ -35,6 +35,12 @@ def _p(value) -> str:
     return "--" if value is None or is_nan(value) else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
 
 
+def _reasons(table: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The distinct non-empty texts of these reason/note columns (CSV reads an empty one back as NaN)."""
+    found = {str(value) for column in columns if column in table.columns for value in table[column].dropna()}
+    return sorted(text for text in found if text and text != "nan")
+
+
 def _table(label: str, caption: str, header: Sequence[str], rows: Sequence[Sequence[str]], spec: str,
            notes: Sequence[str] = (), size: str = r"\scriptsize") -> str:
     """A booktabs table shrunk to the text width when wider; rows already LaTeX."""
@@ -92,6 +98,8 @@ def anova_latex(table: pd.DataFrame, study: Mapping) -> str:
     skipped = sorted({str(r) for r in table.get("skipped_reason", pd.Series(dtype=str)).dropna() if str(r)})
     if skipped:
         notes.append("Skipped: " + "; ".join(skipped[:6]) + (" ..." if len(skipped) > 6 else ""))
+    undefined = _reasons(one, ("shapiro_note", "levene_note", "welch_note", "kruskal_note"))
+    notes = [f"-- (undefined at this n): {reason}" for reason in undefined[:6]] + notes
     caption = (r"One-way ANOVA across method variants with at least two seeds, per dataset, model and metric: $F$"
                r" (df), $p$, $\eta^2$ and $\omega^2$; Shapiro--Wilk on the residuals and Levene (median) as assumption"
                r" checks, and the test they recommend (classic ANOVA, Welch's ANOVA for unequal variances, Kruskal--Wallis"
@@ -121,7 +129,9 @@ def correlations_latex(table: pd.DataFrame, study: Mapping) -> str:
     caption = (rf"Correlation between metrics across the runs on \texttt{{{latex_escape(study['report']['table1_dataset'])}}}"
                rf" (every run of every variant; $n$ runs): Pearson $r$ and Spearman $\rho$ with two-sided $p$ (uncorrected);"
                rf" * marks $p < {alpha}$. See also Figure~\ref{{fig:correlations}}.")
-    return _table("correlations", caption, ["Metric", "Metric", "$n$", "$r$", "$p$", r"$\rho$", "$p$"], rows, "llrrrrr")
+    notes = [f"-- (undefined): {reason}" for reason in _reasons(table, ("reason",))]
+    return _table("correlations", caption, ["Metric", "Metric", "$n$", "$r$", "$p$", r"$\rho$", "$p$"], rows, "llrrrrr",
+                  notes)
 
 
 # ---------------------------------------------------------------------------- rank study
@@ -151,8 +161,9 @@ def rank_study_latex(table: pd.DataFrame, study: Mapping) -> str:
                r" per rank, the saturation point (knee of the mean-vs-rank curve, Kneedle), and the best rank: the smallest"
                r" rank whose mean is within the practical threshold of the best mean, with the share of"
                rf" {options['resamples']} seed bootstraps that choose it. See Figure~\ref{{fig:rank_saturation}}.")
+    notes = [f"-- (undefined): {reason}" for reason in _reasons(table, ("ci_note", "knee_reason", "bootstrap_reason"))]
     return _table("rank_study", caption, ["Dataset / model", "Metric", "$n$", "Mean per rank", "Knee", "Best rank"],
-                  rows, "llrp{0.5\\linewidth}rr")
+                  rows, "llrp{0.5\\linewidth}rr", notes[:6])
 
 
 # ---------------------------------------------------------------------------- seed power

@@ -9,6 +9,7 @@ drops NaN values (not measured) and returns a tidy DataFrame in a deterministic 
 * correlation: Pearson and Spearman between metrics across runs              -> metric_correlations
 * rank_study: per-rank means, knee, best rank and its bootstrap stability    -> rank_study
 * power: power achieved and seeds needed for the practical threshold         -> seed_power
+* degenerate: when a statistic is undefined at the data in hand, and why      -> why_undefined, is_constant
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from peftstudy.stats.compare import (
     pooled_sd,
 )
 from peftstudy.stats.correlation import metric_correlations
+from peftstudy.stats.degenerate import is_constant, why_undefined
 from peftstudy.stats.describe import bootstrap_interval, confidence_interval, summarise
 from peftstudy.stats.direction import HIGHER_IS_BETTER, higher_is_better
 from peftstudy.stats.power import seed_power
@@ -36,5 +38,5 @@ __all__ = [
     "pairwise_comparisons", "correct_p_values", "hedges_g", "pooled_sd",
     "practical_label", "label_practical_significance",
     "one_way_anova", "tukey_hsd", "two_way_anova",
-    "metric_correlations", "rank_study", "seed_power", "higher_is_better",
+    "metric_correlations", "rank_study", "seed_power", "higher_is_better", "why_undefined", "is_constant",
 ]

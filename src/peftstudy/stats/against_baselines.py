@@ -31,6 +31,7 @@ import pandas as pd
 from peftstudy import io
 from peftstudy.baselines import BASELINES, gates
 from peftstudy.metrics import catalogue
+from peftstudy.stats.degenerate import is_constant, why_undefined
 from peftstudy.stats.direction import higher_is_better
 from peftstudy.study.matrix import Run
 
@@ -44,7 +45,7 @@ BETTER, WORSE, NOT_SEPARATED = "better", "worse", "not separated"
 CELL = ["dataset", "model", "method", "rank"]
 COLUMNS = [*CELL, "metric", "baseline", "baseline_kind", "gate", "seeds", "examples", "confidence",
            "cell_mean", "cell_ci_low", "cell_ci_high", "baseline_mean", "baseline_ci_low", "baseline_ci_high",
-           "difference", "difference_ci_low", "difference_ci_high", "verdict"]
+           "difference", "difference_ci_low", "difference_ci_high", "verdict", "note"]
 LEARNED_COLUMNS = [*CELL, "task", "learned", "reason"]
 
 
@@ -58,14 +59,15 @@ def is_quality_metric(metric: str) -> bool:
 
 
 def mean_interval(values: Sequence[float], confidence: float, resamples: int, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over examples (one value, or all equal: the value itself)."""
+    """Percentile bootstrap interval of the mean over examples: NaN below 2 examples (one example says nothing
+    about which examples were drawn), the value itself when all are equal (every resample has that mean)."""
     from scipy.stats import bootstrap
 
     values = np.asarray(values, dtype=float)
-    if values.size == 0:
+    if why_undefined("bootstrap_ci", values):
         return float("nan"), float("nan")
-    if values.size == 1 or np.all(values == values[0]):  # nothing to resample: the interval is the value
-        return float(values[0]), float(values[0])
+    if is_constant(values):
+        return float(values.mean()), float(values.mean())
     result = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
                        vectorized=True, random_state=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -139,13 +141,15 @@ def compare_with_baselines(cells: Mapping[tuple, Mapping], baseline_records: Map
                     "baseline_ci_high": theirs_ci[1], "difference": float(np.mean(ours - theirs)),
                     "difference_ci_low": difference_ci[0], "difference_ci_high": difference_ci[1],
                     "verdict": _verdict(True if higher is None else higher, ours_ci, theirs_ci),
+                    "note": why_undefined("bootstrap_ci", ours),
                 })
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def learned(comparisons: pd.DataFrame, tasks: Mapping[str, str]) -> pd.DataFrame:
     """Per cell: whether it learned its task (see the module docstring), and why, in words (LEARNED_COLUMNS).
-    `tasks`: dataset -> task. Undefined (None) when its dataset has no gating baseline on a gate metric."""
+    `tasks`: dataset -> task. Undefined (None) when its dataset has no gating baseline on a gate metric; not shown
+    (False, with the `note`) when the intervals are undefined (fewer than 2 test examples)."""
     rows = []
     if comparisons.empty:
         return pd.DataFrame(rows, columns=LEARNED_COLUMNS)
@@ -159,6 +163,10 @@ def learned(comparisons: pd.DataFrame, tasks: Mapping[str, str]) -> pd.DataFrame
         if gated.empty:
             rows.append({**row, "learned": None, "reason": "undefined: no gating trivial baseline on "
                                                              + " or ".join(map(catalogue.heading, GATE_METRICS[task]))})
+            continue
+        notes = sorted({str(note) for note in gated.get("note", pd.Series(dtype=str)).dropna() if str(note)})
+        if notes:  # no interval: the gate cannot be passed, and the reason is not 'worse than a baseline'
+            rows.append({**row, "learned": False, "reason": "not shown: " + "; ".join(notes)})
             continue
         by_metric = dict(tuple(gated.groupby("metric", sort=True)))
         beaten = [metric for metric, on in by_metric.items() if (on["verdict"] == BETTER).all()]

@@ -13,12 +13,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from peftstudy.stats.degenerate import is_constant, why_undefined
 from peftstudy.stats.tidy import (
     FAMILY,
     family_groups,
     finite,
     measured,
-    sample_sd,
     variant_label,
     variant_values,
 )
@@ -26,9 +26,9 @@ from peftstudy.stats.tidy import (
 ONE_WAY_COLUMNS = FAMILY + [
     "n_variants", "n_observations", "variants", "excluded_variants",
     "f", "df_between", "df_within", "p_value", "ss_between", "ss_within", "eta_squared", "omega_squared",
-    "shapiro_w", "shapiro_p", "levene_statistic", "levene_p", "assumptions_met",
+    "shapiro_w", "shapiro_p", "shapiro_note", "levene_statistic", "levene_p", "levene_note", "assumptions_met",
     "welch_f", "welch_df_between", "welch_df_within", "welch_p", "welch_note",
-    "kruskal_h", "kruskal_df", "kruskal_p", "recommended", "recommendation_reason", "skipped_reason",
+    "kruskal_h", "kruskal_df", "kruskal_p", "kruskal_note", "recommended", "recommendation_reason", "skipped_reason",
 ]
 TUKEY_COLUMNS = FAMILY + ["method_a", "rank_a", "method_b", "rank_b", "mean_difference", "ci_low", "ci_high",
                           "p_adjusted", "reject", "alpha"]
@@ -51,7 +51,8 @@ def _long(kept: dict) -> pd.DataFrame:
 
 def recommended_test(shapiro_p: float, levene_p: float, welch_p: float, alpha: float) -> tuple[bool, str, str]:
     """(assumptions_met, recommended test, why): normality failure -> Kruskal-Wallis; unequal variances ->
-    Welch; both checks passed -> classic; a check that could not run -> Welch (it does not need equal variances)."""
+    Welch; both checks passed -> classic; a check that could not run (NaN p: undefined, never read as a pass or a
+    failure) -> Welch (it does not need equal variances)."""
     normal = None if math.isnan(shapiro_p) else shapiro_p >= alpha
     equal = None if math.isnan(levene_p) else levene_p >= alpha
     if normal is False:
@@ -64,18 +65,22 @@ def recommended_test(shapiro_p: float, levene_p: float, welch_p: float, alpha: f
         return True, "classic_anova", f"Shapiro-Wilk and Levene both p >= {alpha}"
     if math.isnan(welch_p):
         return False, "kruskal_wallis", "an assumption could not be checked and Welch's ANOVA is undefined here"
-    return False, "welch_anova", ("an assumption could not be checked (Shapiro-Wilk needs 3 residuals; Levene is "
-                                  "undefined when each variant's deviations from its median are equal, e.g. 2 seeds)")
+    return False, "welch_anova", ("an assumption could not be checked (its test is undefined here: see shapiro_note"
+                                  " and levene_note)")
 
 
-def _statistic_and_p(test, *args, **kwargs) -> tuple[float, float]:
-    """(statistic, p) of a scipy test, NaN where it is undefined: Levene's W divides by zero when every
-    variant's deviations from its median are equal (always so with 2 seeds), which is 'cannot check'."""
+def _guarded(why: str, test, *args, **kwargs) -> tuple[float, float, str]:
+    """(statistic, p, '') of a scipy test, or (NaN, NaN, why) when degenerate.why_undefined said why it is
+    undefined: a near-zero denominator gives a huge finite number (Levene W = 6e31 with 2 seeds), not a NaN."""
+    if why:
+        return math.nan, math.nan, why
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore")
         result = test(*args, **kwargs)
     statistic, p = finite(result.statistic), finite(result.pvalue)
-    return (statistic, p) if math.isfinite(statistic) and math.isfinite(p) else (math.nan, math.nan)
+    if not (math.isfinite(statistic) and math.isfinite(p)):
+        return math.nan, math.nan, f"{test.__name__} returned a non-finite statistic or p"
+    return statistic, p, ""
 
 
 def _one_way_family(kept: dict, alpha: float) -> dict:
@@ -99,17 +104,20 @@ def _one_way_family(kept: dict, alpha: float) -> dict:
     }
     residuals = fit.resid.to_numpy()
     groups = [values.to_numpy() for values in kept.values()]
-    row["shapiro_w"], row["shapiro_p"] = (_statistic_and_p(stats.shapiro, residuals) if len(residuals) >= 3
-                                          else (math.nan, math.nan))
-    row["levene_statistic"], row["levene_p"] = _statistic_and_p(stats.levene, *groups, center="median")
-    if any(sample_sd(values) == 0 for values in kept.values()):
+    row["shapiro_w"], row["shapiro_p"], row["shapiro_note"] = _guarded(
+        why_undefined("shapiro_residuals", *groups), stats.shapiro, residuals)
+    row["levene_statistic"], row["levene_p"], row["levene_note"] = _guarded(
+        why_undefined("levene", *groups), stats.levene, *groups, center="median")
+    welch_why = why_undefined("welch_anova", *groups)
+    if welch_why:
         row.update(welch_f=math.nan, welch_df_between=math.nan, welch_df_within=math.nan, welch_p=math.nan,
-                   welch_note="a variant has zero variance: Welch's weights n/s^2 are undefined")
+                   welch_note=welch_why)
     else:
         welch = anova_oneway(data["value"].to_numpy(), data["variant"].to_numpy(), use_var="unequal")
         row.update(welch_f=finite(welch.statistic), welch_df_between=finite(welch.df[0]),
                    welch_df_within=finite(welch.df[1]), welch_p=finite(welch.pvalue), welch_note="")
-    row["kruskal_h"], row["kruskal_p"] = _statistic_and_p(stats.kruskal, *groups)
+    row["kruskal_h"], row["kruskal_p"], row["kruskal_note"] = _guarded(why_undefined("kruskal", *groups),
+                                                                      stats.kruskal, *groups)
     row["kruskal_df"] = float(len(kept) - 1)
     met, recommended, reason = recommended_test(row["shapiro_p"], row["levene_p"], row["welch_p"], alpha)
     row.update(assumptions_met=met, recommended=recommended, recommendation_reason=reason, skipped_reason="")
@@ -124,7 +132,10 @@ def one_way_anova(metrics: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     are unequal (or a check could not run), 'kruskal_wallis' when residuals are not normal.
 
     Families where F is undefined (fewer than 2 variants with n >= 2, zero within-variant variance) get a
-    row with `skipped_reason` and NaN statistics.
+    row with `skipped_reason` and NaN statistics. A check or test undefined at this n (degenerate.why_undefined:
+    Shapiro-Wilk with < 3 residual df, Levene when every variant's deviations from its median are equal, as with
+    2 seeds, Welch with a constant variant) is NaN with its `*_note`, and the recommendation reads it as 'could not
+    be checked', never as a pass or a failure.
     """
     rows = []
     for family, group in family_groups(measured(metrics), FAMILY):
@@ -133,8 +144,8 @@ def one_way_anova(metrics: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
                "variants": "; ".join(variant_label(*key) for key in kept), "excluded_variants": "; ".join(excluded)}
         if len(kept) < 2:
             row["skipped_reason"] = "fewer than 2 variants with at least 2 measured seeds"
-        elif all(sample_sd(values) == 0 for values in kept.values()):
-            row["skipped_reason"] = "zero variance within every variant: F undefined"
+        elif why := why_undefined("anova", *kept.values()):
+            row["skipped_reason"] = why
         else:
             row.update(_one_way_family(kept, alpha))
         rows.append(row)
@@ -152,7 +163,7 @@ def tukey_hsd(metrics: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     rows = []
     for family, group in family_groups(measured(metrics), FAMILY):
         kept, _ = _eligible_groups(group)
-        if len(kept) < 2 or all(sample_sd(values) == 0 for values in kept.values()):
+        if len(kept) < 2 or why_undefined("anova", *kept.values()):
             continue
         data = _long(kept)
         result = pairwise_tukeyhsd(data["value"].to_numpy(), data["variant"].to_numpy(), alpha=alpha)
@@ -221,7 +232,7 @@ def _two_way_group(key: dict, group: pd.DataFrame, factor: str, anova_type: int)
         return [{**skipped, "skipped_reason": "design not estimable (rank-deficient)"}]
     if fit.df_resid < 1:
         return [{**skipped, "skipped_reason": "no residual degrees of freedom"}]
-    if fit.ssr <= 1e-12 * max(1.0, float(((data["value"] - data["value"].mean()) ** 2).sum())):
+    if is_constant(fit.resid, float(data["value"].abs().max())):
         return [{**skipped, "skipped_reason": "zero residual variance: F undefined"}]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from peftstudy.stats.degenerate import why_undefined
 from peftstudy.stats.practical import label_practical_significance
 from peftstudy.stats.tidy import (
     FAMILY,
@@ -44,20 +45,22 @@ def hedges_g(a, b, confidence: float = 0.95) -> dict[str, float]:
     correction J = 1 - 3 / (4 (n_a + n_b) - 9), SE(g) = sqrt((n_a + n_b) / (n_a n_b) + g^2 / (2 (n_a + n_b)))
     (Hedges & Olkin 1985), CI = g -/+ z_{(1+confidence)/2} SE. The same between-variant g is used for paired
     designs so that effect sizes compare across families; the paired standardiser d_z is reported beside it.
+    NaN with `hedges_g_note` saying why when a side has < 2 values or both have zero variance.
     """
     from scipy import stats
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    why = why_undefined("hedges_g", a, b)
+    if why:
+        return {"hedges_g": math.nan, "hedges_g_se": math.nan, "hedges_g_ci_low": math.nan,
+                "hedges_g_ci_high": math.nan, "hedges_g_note": why}
     sd = pooled_sd(a, b)
-    nan = {"hedges_g": math.nan, "hedges_g_se": math.nan, "hedges_g_ci_low": math.nan, "hedges_g_ci_high": math.nan}
-    if not (sd > 0):
-        return nan
     n_a, n_b = len(a), len(b)
     g = (1 - 3 / (4 * (n_a + n_b) - 9)) * (a.mean() - b.mean()) / sd
     se = math.sqrt((n_a + n_b) / (n_a * n_b) + g**2 / (2 * (n_a + n_b)))
     z = stats.norm.ppf((1 + confidence) / 2)
     return {"hedges_g": float(g), "hedges_g_se": se, "hedges_g_ci_low": float(g - z * se),
-            "hedges_g_ci_high": float(g + z * se)}
+            "hedges_g_ci_high": float(g + z * se), "hedges_g_note": ""}
 
 
 def choose_test(a: pd.Series, b: pd.Series) -> tuple[str, str]:
@@ -81,20 +84,24 @@ def _difference_test(a: pd.Series, b: pd.Series, confidence: float) -> dict:
     difference = a.mean() - b.mean() if len(a) and len(b) else math.nan
     if test == "paired_t":
         seeds = sorted(a.index)
-        diffs = a.loc[seeds].to_numpy() - b.loc[seeds].to_numpy()
-        out.update(n_paired=len(seeds), sd_difference=sample_sd(diffs))
-        if out["sd_difference"] == 0:
-            out.update(test="none", test_reason=f"{reason}, and every seed gives the same difference: t undefined",
-                       diff_ci_low=float(diffs[0]), diff_ci_high=float(diffs[0]))
+        x, y = a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy()
+        diffs = x - y
+        why = why_undefined("paired_t", x, y)
+        # a difference constant up to rounding is constant: its ~1e-17 'SD' would give t ~ 1e16
+        out.update(n_paired=len(seeds), sd_difference=0.0 if why else sample_sd(diffs))
+        if why:  # every seed moves both sides alike: the difference is known exactly, t is 0/0
+            out.update(test="none", test_reason=f"{reason}, and every seed gives the same difference: {why}",
+                       diff_ci_low=float(diffs.mean()), diff_ci_high=float(diffs.mean()))
             return out
-        result = stats.ttest_rel(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
+        result = stats.ttest_rel(x, y)
         out["d_z"] = float(diffs.mean() / out["sd_difference"])
     else:
+        why = why_undefined("welch_t", a.to_numpy(), b.to_numpy())
         if len(a) < 2 or len(b) < 2:
-            out.update(test="none", test_reason=f"{reason}, and a variant has fewer than 2 measured seeds")
+            out.update(test="none", test_reason=f"{reason}, and a variant has fewer than 2 measured seeds: {why}")
             return out
-        if sample_sd(a) == 0 and sample_sd(b) == 0:
-            out.update(test="none", test_reason=f"{reason}, and both variants have zero variance: t undefined",
+        if why:  # both constant: the difference is known exactly, t is 0/0
+            out.update(test="none", test_reason=f"{reason}, and both variants have zero variance: {why}",
                        diff_ci_low=float(difference), diff_ci_high=float(difference))
             return out
         with warnings.catch_warnings():
@@ -159,8 +166,9 @@ def pairwise_comparisons(metrics: pd.DataFrame, baseline_method: str | None = No
     Test: paired t (scipy ttest_rel on seed-matched values; CI of the mean paired difference) when both
     variants were measured on the same >= 2 seeds, else Welch's t (Welch-Satterthwaite df and CI); `test`
     and `test_reason` record the choice, `test` is 'none' when t is undefined (a side with < 2 seeds, zero
-    variance). Correction: `correction` ('holm' or 'fdr_bh', statsmodels multipletests) across the pairs of
-    each family. With `baseline_method`, a pair with the baseline on one side has it as b, so the
+    variance, or a seed-matched difference constant up to rounding: degenerate.why_undefined), and Hedges' g is
+    NaN with `hedges_g_note` when undefined. Correction: `correction` ('holm' or 'fdr_bh', statsmodels
+    multipletests) across the pairs of each family. With `baseline_method`, a pair with the baseline on one side has it as b, so the
     difference reads variant - baseline; `baseline_side` says 'b', 'both' or 'none'. `thresholds` feed
     practical.label_practical_significance (relative thresholds are relative to mean_b).
     """
@@ -193,6 +201,6 @@ COMPARISON_COLUMNS = FAMILY + [
     "method_a", "rank_a", "method_b", "rank_b", "baseline_side", "n_a", "n_b", "n_paired",
     "mean_a", "mean_b", "sd_a", "sd_b", "mean_difference", "sd_difference", "diff_ci_low", "diff_ci_high",
     "confidence", "test", "test_reason", "t", "df", "p_value", "p_corrected", "correction", "alpha", "significant",
-    "hedges_g", "hedges_g_se", "hedges_g_ci_low", "hedges_g_ci_high", "d_z",
+    "hedges_g", "hedges_g_se", "hedges_g_ci_low", "hedges_g_ci_high", "hedges_g_note", "d_z",
     "threshold", "threshold_spec", "practical",
 ]

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from peftstudy.stats.degenerate import why_undefined
 from peftstudy.stats.tidy import RUN, finite, measured
 
 SCOPES = {"dataset": ["study", "dataset"], "study": ["study"]}
@@ -22,7 +23,8 @@ def metric_correlations(metrics: pd.DataFrame, scope: str = "dataset") -> pd.Dat
     """Pearson r and Spearman rho (scipy) with two-sided p and n, for every pair of metrics, per
     (study, dataset) (scope='dataset') or per study over all its runs (scope='study').
 
-    Pairs with fewer than 3 shared runs, or where a metric is constant over them, get NaN and a `reason`.
+    Pairs with fewer than 3 shared runs, or where a metric is constant over them (up to rounding:
+    degenerate.why_undefined; scipy would turn a ~1e-17 spread into an arbitrary r), get NaN and a `reason`.
     """
     from scipy import stats
 
@@ -43,7 +45,7 @@ def metric_correlations(metrics: pd.DataFrame, scope: str = "dataset") -> pd.Dat
                    "reason": ""}
             if len(x) < 3:
                 row["reason"] = "fewer than 3 runs measured both metrics"
-            elif np.ptp(x) == 0 or np.ptp(y) == 0:
+            elif why_undefined("pearson", x, y):  # Spearman's conditions are the same
                 row["reason"] = "a metric is constant over the shared runs"
             else:
                 pearson = stats.pearsonr(x, y)

@@ -13,21 +13,24 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from peftstudy.stats.tidy import CELL
+from peftstudy.stats.degenerate import is_constant, why_undefined
+from peftstudy.stats.tidy import CELL, sample_sd
 
 BOOTSTRAP_METHODS = {"percentile": "percentile", "bca": "BCa"}
 
 
 def confidence_interval(values, confidence: float) -> tuple[float, float]:
+    """t interval of the mean; NaN below 2 values; the value itself when they are identical up to rounding (a
+    deterministic metric: no seed spread, and a ~1e-17 SD is rounding, not spread)."""
     from scipy import stats
 
     values = list(values)
-    if len(values) < 2:
+    if why_undefined("mean_ci", values):
         return math.nan, math.nan
     mean = sum(values) / len(values)
-    sem = stats.sem(values)
-    if sem == 0:
+    if is_constant(values):
         return mean, mean
+    sem = stats.sem(values)
     low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=sem)
     return float(low), float(high)
 
@@ -42,10 +45,10 @@ def bootstrap_interval(values, confidence: float, resamples: int, seed: int,
     from scipy import stats
 
     values = np.asarray(list(values), dtype=float)
-    if len(values) < 2:
+    if why_undefined("bootstrap_ci", values):
         return math.nan, math.nan
-    if np.all(values == values[0]):
-        return float(values[0]), float(values[0])
+    if is_constant(values):
+        return float(values.mean()), float(values.mean())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BCa warns on degenerate resamples and then returns NaN, kept as such
         result = stats.bootstrap((values,), np.mean, n_resamples=int(resamples), confidence_level=confidence,
@@ -68,7 +71,7 @@ def summarise(metrics: pd.DataFrame, confidence: float = 0.95, bootstrap: Mappin
 
     bootstrap=None gives the t interval; bootstrap={"resamples": N, "seed": S, "method": "BCa"|"percentile"}
     gives a seeded scipy.stats.bootstrap interval (BCa by default, as scipy). `ci_method` records which:
-    't', 'bootstrap_bca' or 'bootstrap_percentile'.
+    't', 'bootstrap_bca' or 'bootstrap_percentile'; `ci_note` says why an interval is empty (NaN).
     """
     settings = _bootstrap_settings(bootstrap) if bootstrap is not None else None
     ci_method = "t" if settings is None else f"bootstrap_{settings[2].lower()}"
@@ -80,14 +83,18 @@ def summarise(metrics: pd.DataFrame, confidence: float = 0.95, bootstrap: Mappin
         else:
             low, high = bootstrap_interval(values, confidence, *settings)
         n = len(values)
+        note = why_undefined("mean_ci" if settings is None else "bootstrap_ci", values)
+        if not note and not (math.isfinite(low) and math.isfinite(high)):
+            note = f"scipy.stats.bootstrap gave no {ci_method} interval for these values"
         rows.append({
             **dict(zip(CELL + ["metric"], key)),
             "n": n,
             "mean": sum(values) / n if n else math.nan,
-            "std": float(pd.Series(values).std(ddof=1)) if n > 1 else math.nan,
+            "std": sample_sd(values),
             "ci_low": low,
             "ci_high": high,
             "confidence": confidence,
             "ci_method": ci_method,
+            "ci_note": note,
         })
     return pd.DataFrame(rows)

@@ -15,15 +15,16 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from peftstudy.stats.degenerate import why_undefined
 from peftstudy.stats.describe import confidence_interval
 from peftstudy.stats.direction import higher_is_better
 from peftstudy.stats.practical import parse_threshold, threshold_for
 from peftstudy.stats.tidy import FAMILY, family_groups, measured, rank_number, sample_sd
 
 RANK_STUDY_COLUMNS = FAMILY + [
-    "method", "rank", "n", "mean", "std", "ci_low", "ci_high", "confidence", "higher_is_better",
+    "method", "rank", "n", "mean", "std", "ci_low", "ci_high", "ci_note", "confidence", "higher_is_better",
     "knee_rank", "knee_reason", "threshold", "threshold_spec", "best_rank", "best_rule", "best_reason",
-    "bootstrap_choice_fraction", "bootstrap_resamples", "bootstrap_seed",
+    "bootstrap_choice_fraction", "bootstrap_reason", "bootstrap_resamples", "bootstrap_seed",
 ]
 
 
@@ -34,7 +35,7 @@ def knee_rank(ranks, means, higher: bool) -> tuple[float, str]:
 
     if len(ranks) < 3:
         return math.nan, "fewer than 3 ranks"
-    if np.ptp(means) == 0:
+    if why_undefined("knee", means):  # equal up to rounding: Kneedle would normalise a ~1e-17 wiggle
         return math.nan, "flat curve: every rank has the same mean"
     curve, direction = ("concave", "increasing") if higher else ("convex", "decreasing")
     with warnings.catch_warnings():
@@ -65,7 +66,9 @@ def rank_study(metrics: pd.DataFrame, method: str = "lora", thresholds: Mapping 
     """One row per (family, rank) of `method`: n, mean, SD, t CI; and per family (repeated on its rows) the
     knee, the best rank by the rule in choose_rank, and `bootstrap_choice_fraction`: the share of
     `bootstrap_resamples` seeded resamples (each rank's seed values drawn with replacement, the rule
-    re-applied; one generator per family seeded with `seed`) in which this rank was chosen.
+    re-applied; one generator per family seeded with `seed`) in which this rank was chosen. A rank measured on
+    a single seed has nothing to resample (its mean would never move and the share would overstate the
+    certainty), so then the shares are NaN and `bootstrap_reason` says why; `ci_note` likewise for the CI.
 
     The direction comes from direction.HIGHER_IS_BETTER (extended by `directions`); for a metric of unknown
     direction knee and best rank are NaN with the reason.
@@ -88,7 +91,7 @@ def rank_study(metrics: pd.DataFrame, method: str = "lora", thresholds: Mapping 
         if higher is None:
             unknown = "direction unknown: add the metric to HIGHER_IS_BETTER or pass directions"
             summary.update(knee_rank=math.nan, knee_reason=unknown, threshold=math.nan, best_rank=math.nan,
-                           best_rule="", best_reason=unknown)
+                           best_rule="", best_reason=unknown, bootstrap_reason=unknown)
         else:
             summary["knee_rank"], summary["knee_reason"] = knee_rank(rank_values, means, higher)
             best_mean = means.max() if higher else means.min()
@@ -98,15 +101,18 @@ def rank_study(metrics: pd.DataFrame, method: str = "lora", thresholds: Mapping 
             summary["best_rule"] = ("smallest rank within the practical threshold of the best mean" if spec is not None
                                     else "rank with the best mean (no practical threshold)")
             summary["best_reason"] = ""
-            rng = np.random.default_rng(seed)
-            resampled = np.column_stack([rng.choice(values, size=(bootstrap_resamples, len(values))).mean(axis=1)
-                                         for _, _, values in per_rank])
-            chosen = choose_rank(rank_values, resampled, higher, spec)
-            fractions = {value: float(np.mean(chosen == value)) for value in rank_values}
+            summary["bootstrap_reason"] = why_undefined("bootstrap_choice", *(values for _, _, values in per_rank))
+            if not summary["bootstrap_reason"]:
+                rng = np.random.default_rng(seed)
+                resampled = np.column_stack([rng.choice(values, size=(bootstrap_resamples, len(values))).mean(axis=1)
+                                             for _, _, values in per_rank])
+                chosen = choose_rank(rank_values, resampled, higher, spec)
+                fractions = {value: float(np.mean(chosen == value)) for value in rank_values}
         for value, rank, values in per_rank:
             low, high = confidence_interval(values.tolist(), confidence)
             rows.append({**family, "method": method, "rank": rank, "n": len(values), "mean": float(values.mean()),
                          "std": sample_sd(values),
-                         "ci_low": low, "ci_high": high, "confidence": confidence, **summary,
+                         "ci_low": low, "ci_high": high, "ci_note": why_undefined("mean_ci", values),
+                         "confidence": confidence, **summary,
                          "bootstrap_choice_fraction": fractions.get(value, math.nan)})
     return pd.DataFrame(rows, columns=RANK_STUDY_COLUMNS)

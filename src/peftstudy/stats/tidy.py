@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from peftstudy.stats.degenerate import is_constant
+
 CELL = ["study", "dataset", "model", "method", "rank"]
 RUN = CELL + ["seed"]
 FAMILY = ["study", "dataset", "model", "metric"]
@@ -72,9 +74,10 @@ def finite(value) -> float:
 
 
 def sample_sd(values) -> float:
-    """Sample SD (ddof=1), exactly 0 for identical values: the mean of n copies of x is not always x in floating
-    point, and the resulting ~1e-15 'spread' would turn a deterministic metric into a huge effect size."""
+    """Sample SD (ddof=1), exactly 0 for values equal up to rounding (degenerate.is_constant): the mean of n copies
+    of x is not always x in floating point, and the resulting ~1e-15 'spread' would turn a deterministic metric
+    into a huge effect size."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return math.nan
-    return 0.0 if np.ptp(values) == 0 else float(np.std(values, ddof=1))
+    return 0.0 if is_constant(values) else float(np.std(values, ddof=1))

@@ -105,3 +105,27 @@ def test_architecture_and_domain_tables_pivot_the_summary(inputs):
     assert set(domain["dataset"]) == {"d", "e"}
     full = domain[(domain["model"] == "m1") & (domain["method"] == "full") & (domain["dataset"] == "e")].iloc[0]
     assert full["mean"] == pytest.approx(27.0 + 0.1 / 3) and not math.isnan(full["std"])
+
+
+def test_undefined_checks_render_as_dashes_with_their_reason(tmp_path):
+    """The demo's 2 seeds per variant: Levene and Shapiro-Wilk are undefined; the table shows -- and says why, read
+    back from the CSV as the workflow does, and never prints scipy's 1e31."""
+    from peftstudy import io
+
+    frame = pd.DataFrame([{"study": "t", "dataset": "d", "model": "m1", "method": method, "rank": rank, "seed": seed,
+                           "metric": "rouge_l", "value": value}
+                          for method, rank, values in (("full", "", [0.1, 0.3]), ("lora", "8", [0.2, 0.6]))
+                          for seed, value in enumerate(values)])
+    io.write_csv_frame(tmp_path / "one.csv", stats.one_way_anova(frame))
+    io.write_csv_frame(tmp_path / "two.csv", stats.two_way_anova(frame))
+    inputs = {"anova_oneway": stats.read_table(tmp_path / "one.csv"),
+              "anova_twoway": stats.read_table(tmp_path / "two.csv")}
+    table, tex = stats_tables.build("anova", inputs, STUDY)
+    assert math.isnan(table["levene_p"].iloc[0]) and "e+31" not in tex and "nan" not in tex.lower()
+    row = next(line for line in tex.splitlines() if line.startswith(r"\texttt{d / m1}"))
+    assert row.split(" & ")[8:10] == ["--", "--"]  # Shapiro p, Levene p
+    assert "deviations from its median are equal" in tex and "residual degrees of freedom" in tex
+    correlations = stats.metric_correlations(pd.concat([frame.assign(seed=frame["seed"] + 10 * i) for i in range(2)])
+                                             .pipe(lambda f: pd.concat([f, f.assign(metric="bleu4", value=1.0)])))
+    _, tex = stats_tables.build("correlations", {"correlations": correlations}, STUDY)
+    assert r"& -- & -- & -- & -- \\" in tex and "a metric is constant over the shared runs" in tex
