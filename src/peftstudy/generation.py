@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Mapping, TextIO
 
-from peftstudy import io, provenance
+from peftstudy import checksums, io, provenance
 from peftstudy.methods import get_method
 from peftstudy.metrics.efficiency import PhaseMonitor
 from peftstudy.modeling import heads
@@ -212,8 +212,11 @@ def generate_run(
         for r, p in zip(records, predictions)
     ]
     io.write_jsonl(generations_path, rows)
+    hashed = {"method_spec": method_spec, "family": family, "generation": settings,
+              "max_source_tokens": max_source_tokens, "max_target_tokens": max_target_tokens}
     record = {
         "examples": len(rows),
+        "generations_sha256": io.sha256_file(generations_path),
         "generation_time_s": elapsed,
         "inference_ms_per_example": 1000 * elapsed / max(len(rows), 1),
         "examples_per_s": len(rows) / elapsed if elapsed > 0 else None,
@@ -224,9 +227,9 @@ def generate_run(
         "settings": dict(settings),
         "decoding": {"classifier": "classifier_argmax", "span": "best_span"}.get(
             head["kind"], "label_likelihood" if by_likelihood else "generate"),
-        "provenance": provenance.record("generate", {"method_spec": method_spec, "family": family, "generation": settings,
-                                                     "max_source_tokens": max_source_tokens,
-                                                     "max_target_tokens": max_target_tokens}, code=code, device=device),
+        # hashed_settings: what settings_hash is the hash of (`peftstudy verify` recomputes it).
+        "provenance": provenance.record("generate", hashed, code=code, device=device, hashed_settings=hashed),
     }
+    record = checksums.sealed(record)
     io.write_json(record_path, record)
     return record

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from peftstudy import io, provenance
+from peftstudy import checksums, io, provenance
 from peftstudy.baselines import gates, predict
 from peftstudy.metrics import scoring
 
@@ -28,6 +28,7 @@ def baseline_run(spec: Mapping, train_path, test_path, generations_path, record_
     scoring.score_quality(scores, rows, task, settings, wordnet_dir=wordnet_dir,
                           train_references=[r["reference"] for r in train], source=generations_path,
                           decoding=f"baseline {spec['kind']}")
+    hashed = {"spec": dict(spec), "task": task, "metrics": settings, "max_test_examples": max_test_examples}
     record = {
         "baseline": {"name": name or spec["kind"], **dict(spec)},
         "chosen": chosen,
@@ -36,9 +37,10 @@ def baseline_run(spec: Mapping, train_path, test_path, generations_path, record_
         "examples": len(rows),
         "example_scores": scores.example_record(rows),
         "generations_sha256": io.sha256_file(generations_path),
-        "provenance": provenance.record("baseline", {"spec": dict(spec), "task": task, "metrics": settings,
-                                                     "max_test_examples": max_test_examples}, code=code),
+        # hashed_settings: what settings_hash is the hash of (`peftstudy verify` recomputes it).
+        "provenance": provenance.record("baseline", hashed, code=code, hashed_settings=hashed),
     }
+    record = checksums.sealed(record)
     io.write_json(record_path, record)
     return record
 

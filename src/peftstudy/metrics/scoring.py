@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from peftstudy import io, provenance
+from peftstudy import checksums, io, provenance
 from peftstudy.metrics import cost, diversity, quality
 
 SCORING_THREADS = 1  # see score_run_files: thread counts change the last bits of a reduction
@@ -92,9 +92,9 @@ def score_run_files(run: Mapping, generations_path, training_record_path, genera
                        task=task)
     scored["run"] = dict(run)
     scored["scoring_time_s"] = time.perf_counter() - started
-    scored["provenance"]["score"] = provenance.record(
-        "score", {"settings": metric_settings(settings), "costs": costs, "task": task}, code=code)
-    io.write_json(out_path, scored)
+    hashed = {"settings": metric_settings(settings), "costs": costs, "task": task}
+    scored["provenance"]["score"] = provenance.record("score", hashed, code=code, hashed_settings=hashed)
+    io.write_json(out_path, checksums.sealed(scored))  # its own checksum: `peftstudy verify` re-checks it
 
 
 def _finite(value) -> bool:

@@ -11,7 +11,7 @@ import copy
 import gc
 from typing import Callable, Mapping
 
-from peftstudy import io
+from peftstudy import checksums, io
 from peftstudy.training import loop
 
 DEFAULT_MAX_HALVINGS = 3
@@ -76,6 +76,7 @@ def train_with_oom_retry(train: Callable, settings: Mapping, *args, max_halvings
             "used": {"batch_size": used["batch_size"], "gradient_accumulation_steps": used["gradient_accumulation_steps"]},
             "out_of_memory_at": attempts,
         }
+        record = checksums.sealed(record)  # its content changed: so does its checksum
         io.write_json(record_path, record)
     return record
 
