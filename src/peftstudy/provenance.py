@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from peftstudy import __version__
+from peftstudy import __version__, devices
 
 PACKAGES = (
     "peftstudy", "torch", "transformers", "peft", "tokenizers", "safetensors", "bitsandbytes", "adapters",
@@ -152,6 +152,10 @@ def hardware(device: str | None = None) -> dict[str, Any]:
     except ImportError:
         pass
     info["capability"] = facts
+    choice = devices.last_choice()
+    # What the job asked for, what it saw and whether it fell back to the CPU: the choice that gave this device.
+    if device and choice is not None and device.split(":")[0] == choice["device_type"]:
+        info["device_choice"] = choice
     return info
 
 

@@ -51,12 +51,13 @@ STUDY = {
     },
     "generation": {"batch_size": 32, "max_new_tokens": 12, "num_beams": 1, "no_repeat_ngram_size": 0},
     "matrix": [{"datasets": ["cluster-data"], "models": ["gpt2-cluster"], "methods": ["full", "lora"]}],
-    # Small requests so that jobs share the 2-CPU node; training asks for the node's (fake) GPU.
+    # Small requests so that jobs share the 2-CPU node; training asks for the node's (fake) GPU, which torch does
+    # not see: it trains on the CPU because the study allows it (else it would fail, peftstudy.devices).
     "resources": {
         "jobs": {
             "prepare": {"gpus": 0, "cpus": 1, "mem_mb": 1000, "runtime": 15},
             "pretrain": {"gpus": 0, "cpus": 1, "mem_mb": 1500, "runtime": 15},
-            "train": {"gpus": 1, "cpus": 1, "mem_mb": 1500, "runtime": 15},
+            "train": {"gpus": 1, "cpus": 1, "mem_mb": 1500, "runtime": 15, "allow_cpu_fallback": True},
             "generate": {"gpus": 0, "cpus": 1, "mem_mb": 1500, "runtime": 15},
             "score": {"gpus": 0, "cpus": 1, "mem_mb": 2500, "runtime": 15},
         },

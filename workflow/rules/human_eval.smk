@@ -1,4 +1,6 @@
 # Human evaluation: a blinded rating sheet out; the raters' filled sheets in (Table 2, agreement, errors).
+# The sheet's codes are keyed by a secret made on the first run, results/{study}/human_eval/blinding_secret (0600,
+# beside the key; not an output, so a rerun keeps it and the codes of sheets handed out stay valid).
 
 
 rule rating_sheet:

@@ -7,7 +7,8 @@ with logged(snakemake):
     with open(snakemake.input.key, newline="", encoding="utf-8") as handle:
         key = list(csv.DictReader(handle))
     known = {row["item"] for row in key}
-    ratings = [r for path in snakemake.input.ratings for r in human_eval.read_ratings(path, known)]
+    # Every sheet is checked before anything is written: a bad one fails the job with no output.
+    ratings = human_eval.read_all_ratings(snakemake.input.ratings, known)
     result = human_eval.summarise_ratings(ratings, key)
     for name in ("table2", "agreement", "errors", "ratings"):
         with io.atomic_path(snakemake.output[name]) as tmp:

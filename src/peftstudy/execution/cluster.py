@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 JOB_KINDS = ("prepare", "pretrain", "train", "generate", "score")
-RESOURCE_KEYS = ("gpus", "gpu_model", "constraint", "cpus", "mem_mb", "runtime")
+RESOURCE_KEYS = ("gpus", "gpu_model", "constraint", "cpus", "mem_mb", "runtime", "allow_cpu_fallback")
 
 # A study that says nothing gets small single-GPU jobs for the model work and CPU jobs for the rest.
 JOB_DEFAULTS = {
@@ -24,8 +24,10 @@ JOB_DEFAULTS = {
     "generate": {"gpus": 1, "cpus": 4, "mem_mb": 16000, "runtime": 120},
     "score": {"gpus": 0, "cpus": 2, "mem_mb": 8000, "runtime": 60},
 }
+# allow_cpu_fallback is the job's own, not the plugin's: 1 where the study lets a GPU job that sees no GPU run on
+# the CPU (execution.jobs hands it to the job; peftstudy.devices checks it).
 SLURM_RESOURCE_NAMES = ("gpu", "gpu_model", "constraint", "cpus_per_task", "mem_mb", "runtime", "slurm_partition",
-                        "slurm_account", "slurm_extra")
+                        "slurm_account", "slurm_extra", "allow_cpu_fallback")
 RESOURCE_DEFAULTS = {"attempt_scaling": 1.5, "stop_signal_lead_s": 300, "max_oom_halvings": 3}
 
 # Site settings: environment variable, then slurm/local.yaml (git-ignored), then nothing.
@@ -102,6 +104,7 @@ def slurm_resources(study: Mapping, job: str, *, model: str | None = None, metho
         "slurm_partition": (site.get("gpu_partition") if gpus else None) or site.get("partition"),
         "slurm_account": site.get("account"),
         "slurm_extra": None,
+        "allow_cpu_fallback": 1 if gpus and needs.get("allow_cpu_fallback") else None,
     }
     if job == "train":
         # SIGTERM this long before the time limit, to the job step's processes: the run checkpoints and stops

@@ -33,6 +33,8 @@ def logged(snakemake):
     one-line cause, the log path), leaves those facts in <log>.failure.json for the end-of-run summary (see
     report_failed_jobs) and ends the script with status 1, without a second traceback.
     """
+    export_gpu_request(snakemake)
+    stop_when_orphaned()
     if not snakemake.log:
         yield
         return
@@ -64,6 +66,43 @@ def logged(snakemake):
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+ORPHAN_CHECK_S = 1.0
+
+
+def stop_when_orphaned(interval_s: float = ORPHAN_CHECK_S) -> None:
+    """End this job with SIGTERM once its Snakemake dies (SIGKILL, a lost terminal): reparented, it would run on
+    unseen and write outputs that the rerun distrusts anyway (Snakemake marks them incomplete). SIGTERM is what a
+    cancelled job gets: training saves its checkpoint (in this process; a zygote child ends when this process does).
+    A poll of the parent's pid, not PR_SET_PDEATHSIG: that fires when the parent's *thread* ends, and Snakemake
+    starts jobs from worker threads."""
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+    if parent == 1:  # started without a parent to watch (reparented already, or run by init)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-when-orphaned", daemon=True).start()
+
+
+def export_gpu_request(snakemake) -> None:
+    """The GPUs the job's rule asked for, and whether its study allows the CPU instead, in the environment of every
+    process the job starts: the device choice (peftstudy.devices) checks them against the GPUs it sees."""
+    resources = getattr(snakemake, "resources", None)
+    if resources is None:
+        return
+    from peftstudy import devices
+
+    devices.export_job_request(int(getattr(resources, "gpu", None) or 0),
+                               bool(getattr(resources, devices.SETTING, None)))
 
 
 def _fail(snakemake, log_path: Path, console: int, cause: str, traceback_in_log: bool):

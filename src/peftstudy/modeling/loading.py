@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from peftstudy import io
+from peftstudy import devices, io
 from peftstudy.modeling import heads
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -22,13 +22,9 @@ GPT2_SPECIAL = "<|endoftext|>"
 
 
 def pick_device() -> str:
-    """CUDA when present, CPU otherwise; PEFTSTUDY_DEVICE overrides (e.g. 'cpu' on a GPU node)."""
-    import torch
-
-    requested = os.environ.get("PEFTSTUDY_DEVICE")
-    if requested:
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """CUDA when present, CPU otherwise; PEFTSTUDY_DEVICE overrides (e.g. 'cpu' on a GPU node). A workflow job
+    that asked for GPUs and sees none fails unless its study allows the CPU (see peftstudy.devices)."""
+    return devices.choose()["device"]
 
 
 def train_tokenizer(family: str, lines: Iterable[str], vocab_size: int):

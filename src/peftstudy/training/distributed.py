@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from peftstudy import io
+from peftstudy import devices, io
 from peftstudy.training import checkpoint, fsdp
 
 TAIL_LINES = 60
@@ -333,20 +333,14 @@ if __name__ == "__main__":
     main(sys.argv[1])
 
 
-def processes_for_gpus(gpus: int) -> int:
-    """How many training processes a job granted this many GPUs runs: one per GPU on CUDA, else one.
+def processes_for_gpus(gpus: int, allow_cpu_fallback: bool | None = None) -> int:
+    """How many training processes a job granted this many GPUs runs: one per GPU.
 
-    On a machine without CUDA (a local run of a study written for a cluster) the run trains in one process:
-    the effective batch, and so the result, do not depend on the number of processes."""
+    A job that sees fewer GPUs than it asked for fails, naming both (peftstudy.devices): with none, it trains in
+    one process on the CPU only where the study allows it (``allow_cpu_fallback``; None: as the job's environment
+    says), the effective batch, and so the result, being the same in any number of processes."""
     if gpus <= 1:
         return 1
-    import torch
-
-    if not torch.cuda.is_available():
-        print(f"peftstudy: {gpus} GPUs requested but CUDA is not available: training in one process", flush=True)
-        return 1
-    visible = torch.cuda.device_count()
-    if visible < gpus:
-        raise RuntimeError(f"the job asked for {gpus} GPUs but sees {visible} (CUDA_VISIBLE_DEVICES="
-                           f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}): check the job's GPU request")
-    return gpus
+    if allow_cpu_fallback is None:
+        allow_cpu_fallback = devices.job_request()[1]
+    return gpus if devices.check_gpus(gpus, devices.visible_gpus(), allow_cpu_fallback) else 1

@@ -39,7 +39,7 @@ def test_slurm_resources_use_the_plugin_names_and_grow_with_each_attempt():
     first = cluster.slurm_resources(STUDY, "train", model="big", method="full", site=site)
     assert first == {"gpu": 4, "gpu_model": "a100", "constraint": None, "cpus_per_task": 8, "mem_mb": 64000,
                      "runtime": 1440, "slurm_partition": "gpu", "slurm_account": "proj42",
-                     "slurm_extra": "--signal=TERM@300"}
+                     "slurm_extra": "--signal=TERM@300", "allow_cpu_fallback": None}
     third = cluster.slurm_resources(STUDY, "train", model="big", method="full", attempt=3, site=site)
     assert (third["mem_mb"], third["runtime"]) == (144000, 3240)  # x 1.5 per retry
     scoring = cluster.slurm_resources(STUDY, "score", site=site)

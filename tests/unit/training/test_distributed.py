@@ -303,12 +303,53 @@ def test_accumulation_not_shared_equally_is_a_clear_error(tiny_workspace, tmp_pa
     assert not (tmp_path / "weights").exists()
 
 
-def test_a_job_trains_in_one_process_per_gpu_only_where_cuda_has_them():
+def fake_cuda(monkeypatch, visible: int, cuda_visible_devices: str | None):
+    """torch sees `visible` CUDA devices, with CUDA_VISIBLE_DEVICES set so (None: unset)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: visible > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    if cuda_visible_devices is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", cuda_visible_devices)
+
+
+def test_a_job_trains_in_one_process_per_gpu_it_asked_for_and_sees(monkeypatch):
     from peftstudy.training.distributed import processes_for_gpus
 
-    assert processes_for_gpus(1) == 1
-    if not torch.cuda.is_available():
-        assert processes_for_gpus(4) == 1  # a cluster study run locally on CPU: same effective batch, one process
-    else:
-        with pytest.raises(RuntimeError, match="asked for 1000 GPUs but sees"):
-            processes_for_gpus(1000)
+    fake_cuda(monkeypatch, 4, "0,1,2,3")
+    assert processes_for_gpus(4) == 4
+    assert processes_for_gpus(1) == 1 and processes_for_gpus(0) == 1
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_job_that_sees_fewer_gpus_than_it_asked_for_fails_whatever_the_study_allows(monkeypatch, allow):
+    from peftstudy.devices import DeviceUnavailable
+    from peftstudy.training.distributed import processes_for_gpus
+
+    fake_cuda(monkeypatch, 2, "2,3")
+    with pytest.raises(DeviceUnavailable, match=r"asked for 4 GPUs \(the study's resources: gpus: 4\) but sees 2 "
+                                                r"CUDA devices .*CUDA_VISIBLE_DEVICES='2,3'"):
+        processes_for_gpus(4, allow_cpu_fallback=allow)
+
+
+def test_a_multi_gpu_job_that_sees_no_cuda_fails_unless_the_study_allows_the_cpu(monkeypatch, capsys):
+    from peftstudy import devices
+    from peftstudy.training.distributed import processes_for_gpus
+
+    fake_cuda(monkeypatch, 0, "")
+    for variable in (devices.GPUS_VARIABLE, devices.FALLBACK_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(devices.DeviceUnavailable, match=r"asked for 2 GPUs .* but sees 0 CUDA devices "
+                                                        r"\(torch.cuda.device_count\(\); CUDA_VISIBLE_DEVICES=''\).*"
+                                                        r"allow_cpu_fallback: true"):
+        processes_for_gpus(2)
+    assert capsys.readouterr().err == ""
+    assert processes_for_gpus(2, allow_cpu_fallback=True) == 1  # one process: the same effective batch
+    assert "asked for 2 GPUs" in capsys.readouterr().err  # said in the job's log
+    # Where the caller does not say, the job's environment does (execution.jobs.logged puts the study's there).
+    monkeypatch.setenv(devices.GPUS_VARIABLE, "2")
+    monkeypatch.setenv(devices.FALLBACK_VARIABLE, "1")
+    assert processes_for_gpus(2) == 1
+    monkeypatch.setenv(devices.FALLBACK_VARIABLE, "0")
+    with pytest.raises(devices.DeviceUnavailable):
+        processes_for_gpus(2)
