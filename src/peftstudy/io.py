@@ -19,9 +19,33 @@ from typing import Any, Iterable, Iterator
 
 
 @contextlib.contextmanager
+def naming_the_target(target: Path) -> Iterator[None]:
+    """An OS error while writing ``target`` (a full disk, a read-only directory) says which artifact it was; so
+    does a library's error that carries one only as text (safetensors: "I/O error: ... (os error 28)")."""
+    import re
+
+    try:
+        yield
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {target}: {error.strerror or error}") from error
+    except Exception as error:
+        found = re.search(r"\(os error (\d+)\)", str(error))
+        if found is None:
+            raise
+        raise OSError(int(found.group(1)), f"cannot write {target}: {os.strerror(int(found.group(1)))} "
+                                           f"({type(error).__name__}: {error})") from error
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place only on success."""
     target = Path(path)
+    with naming_the_target(target), _atomic_path(target) as tmp_path:
+        yield tmp_path
+
+
+@contextlib.contextmanager
+def _atomic_path(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -39,6 +63,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory; it replaces ``path`` only when the block succeeds."""
     target = Path(path)
+    with naming_the_target(target), _atomic_directory(target) as tmp_dir:
+        yield tmp_dir
+
+
+@contextlib.contextmanager
+def _atomic_directory(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
@@ -102,18 +132,31 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return len(lines)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file (gzip when the name ends in .gz), naming the file and line on bad input."""
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict]:
+    """Read a JSONL file (gzip when the name ends in .gz), naming the file and line on bad input: a line that is not
+    UTF-8 (and its byte offset), not JSON, not a JSON object, or without one of the ``required`` fields."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    rows, offset = [], 0
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not valid UTF-8 at byte offset {offset + error.start}"
+                                 f" ({error.reason})") from None
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+            missing = [field for field in required if field not in row]
+            if missing:
+                raise ValueError(f"{path}:{number}: record has no {missing[0]!r} field")
+            rows.append(row)
     return rows
 
 

@@ -123,6 +123,20 @@ def snapshot_corpus(name: str) -> str:
     return DERIVED[name].base if name in DERIVED else name
 
 
+RECORD_FIELDS = ("id", "input", "reference")  # what every record of a fine-tuning dataset has
+
+
+def read_from(provenance: Mapping) -> str:
+    """Where a dataset's records were read from (its file(s), or hub id and revision), for error messages."""
+    if "snapshot" in provenance:
+        return provenance["snapshot"]["path"]
+    if "source_files" in provenance:
+        return ", ".join(entry["path"] for entry in provenance["source_files"])
+    if "hub" in provenance:
+        return f"{provenance['hub']['hub_id']}@{provenance['hub']['revision']}"
+    return "synthetic records" if "synthetic" in provenance else "its source"
+
+
 def read_records(spec: Mapping, snapshot_dir: Path, name: str | None = None) -> tuple[list[dict], dict]:
     """(records, provenance) for a dataset spec (``name``: the study's name for it, for error messages)."""
     spec = registry.resolve(spec)
@@ -142,7 +156,7 @@ def read_records(spec: Mapping, snapshot_dir: Path, name: str | None = None) -> 
     if source == "snapshot":
         path = Path(snapshot_dir) / f"{corpus.name}.jsonl.gz"
         provenance = snapshot_provenance(path, corpus.name)
-        return io.read_jsonl(path), provenance
+        return io.read_jsonl(path, required=RECORD_FIELDS), provenance
     located = corpus.locate(spec.get("paths"))
     return list(corpus.parse(located)), system_provenance(corpus, located)
 
@@ -522,21 +536,13 @@ def _plain(spec: Mapping) -> dict:
     return json.loads(json.dumps(dict(spec), sort_keys=True, default=str))
 
 
-def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path, name: str | None = None) -> dict:
-    """Read, clean, filter, deduplicate, subsample and split a dataset, check the evaluation splits for
-    leakage from the training split; write the splits and manifest.json (with the data card).
-
-    ``spec`` may name a registry entry (``registry: sst2``); ``name`` is the study's name for the dataset
-    (default: the output directory's, as the workflow writes data/prepared/<name>/), used in error messages.
-    """
-    out_dir = Path(out_dir)
-    spec = registry.resolve(spec)
-    name = name or out_dir.name
-    seed = spec.get("seed", 0)
-    fractions = split_fractions(spec)
-    task = dataset_task(spec)
-    records, provenance = read_records(spec, Path(snapshot_dir), name)
+def _clean_and_split(records: list[dict], provenance: Mapping, spec: Mapping, task: str, fractions: Mapping,
+                     seed) -> tuple[dict[str, list[dict]], dict, dict]:
+    """prepare_dataset's records -> (splits, dropped counts, leakage): cleaned, filtered, deduplicated, subsampled,
+    split and checked for leakage; a ValueError says what is wrong with the records."""
     kept, dropped = clean_and_filter(records, spec.get("filter"), spec.get("labels"))
+    if records and not kept and set(dropped) == {"empty"}:
+        raise ValueError(f"every one of the {len(records)} records has an empty input or reference")
     unlabelled = sum(provenance.get("hub", {}).get("unlabelled", {}).values())
     if unlabelled:
         dropped["unlabelled"] = unlabelled
@@ -566,6 +572,27 @@ def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path, name: s
         removed = sum(part.get("dropped", 0) for part in leakage["splits"].values())
         if removed:
             dropped["leaked_into_evaluation"] = removed
+    return splits, dropped, leakage
+
+
+def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path, name: str | None = None) -> dict:
+    """Read, clean, filter, deduplicate, subsample and split a dataset, check the evaluation splits for
+    leakage from the training split; write the splits and manifest.json (with the data card).
+
+    ``spec`` may name a registry entry (``registry: sst2``); ``name`` is the study's name for the dataset
+    (default: the output directory's, as the workflow writes data/prepared/<name>/), used in error messages.
+    """
+    out_dir = Path(out_dir)
+    spec = registry.resolve(spec)
+    name = name or out_dir.name
+    seed = spec.get("seed", 0)
+    fractions = split_fractions(spec)
+    task = dataset_task(spec)
+    records, provenance = read_records(spec, Path(snapshot_dir), name)
+    try:
+        splits, dropped, leakage = _clean_and_split(records, provenance, spec, task, fractions, seed)
+    except ValueError as error:  # what is wrong with the records: say which file they came from
+        raise ValueError(f"dataset {name!r} ({read_from(provenance)}): {error}") from None
 
     files = {}
     for split_name, rows in splits.items():

@@ -14,7 +14,7 @@ SHARED_OPTIONS = {
         "type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "uniqueItems": True,
     },
     "alpha": {"type": "number", "exclusiveMinimum": 0},
-    "dropout": {"type": "number", "minimum": 0, "maximum": 1},
+    "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},  # 1 would drop every activation
     "target_modules": {
         "description": "'attention' (all linear layers of attention, the paper's choice), 'attention+mlp', or an "
                        "explicit list of module-name suffixes",
@@ -55,6 +55,24 @@ ATTENTION_AND_MLP_TARGETS = {
 }
 # GPT-2 stores weights transposed (Conv1D): LoRA must know, or its matrices get the wrong shape.
 FAN_IN_FAN_OUT = {"gpt2": True}
+
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"  # what peft's save_pretrained(safe_serialization=True) writes
+
+
+def checked_safetensors(path: Path) -> Path:
+    """``path`` when it is a whole safetensors file. Weights are only ever read from safetensors: without this
+    check the loaders would fall back to a pickle beside it (peft's adapter_model.bin, transformers'
+    pytorch_model.bin), and unpickling a file can run code; a truncated file's error would not name it."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (weights are read from safetensors only, never from a pickle)")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except SafetensorError as error:
+        raise ValueError(f"{path}: not a complete safetensors file ({error}); rerun the step that wrote it") from None
+    return path
 
 
 class Method:
@@ -167,9 +185,15 @@ class FullFineTuning(Method):
 
         manifest, location, revision = base_location(base_dir)
         tokenizer = load_tokenizer(location, revision)
-        model = model_class(manifest["family"], (spec or {}).get("head")).from_pretrained(
-            weights_dir, trust_remote_code=False, use_safetensors=True
-        )
+        for path in sorted(Path(weights_dir).glob("*.safetensors")) or [Path(weights_dir) / "model.safetensors"]:
+            checked_safetensors(path)
+        try:
+            model = model_class(manifest["family"], (spec or {}).get("head")).from_pretrained(
+                weights_dir, trust_remote_code=False, use_safetensors=True
+            )
+        except ValueError as error:  # e.g. a T5 run's weights where a GPT-2 run's belong
+            raise ValueError(f"{weights_dir}: these weights do not load as a {manifest['family']} model (the base"
+                             f" {base_dir}): {str(error).splitlines()[0][:300]}") from None
         set_generation_pad(model, tokenizer)
         return model.to(device), tokenizer, manifest
 
@@ -222,6 +246,7 @@ class PeftMethod(Method):
 
         from peftstudy.modeling.loading import load_base
 
+        checked_safetensors(Path(weights_dir) / PEFT_WEIGHTS_FILE)
         base, tokenizer, manifest = load_base(base_dir, head=(spec or {}).get("head"))
         model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)
         self.patch_peft_model(model, manifest["family"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peftstudy.methods.base import Method
+from peftstudy.methods.base import Method, checked_safetensors
 
 WEIGHTS_FILE = "partial_weights.safetensors"
 MANIFEST_FILE = "partial.json"
@@ -67,7 +67,9 @@ class PartialFineTuning(Method):
         stored = json.loads(manifest_path.read_text(encoding="utf-8"))
         if stored.get("method") != self.kind:
             raise ValueError(f"{weights_dir}: stored by method {stored.get('method')!r}, not {self.kind!r}")
-        tensors = load_file(weights_dir / stored["weights"])
+        if stored.get("weights") != WEIGHTS_FILE:  # never a file elsewhere, nor one in another format
+            raise ValueError(f"{manifest_path}: weights must be {WEIGHTS_FILE!r}, not {stored.get('weights')!r}")
+        tensors = load_file(checked_safetensors(weights_dir / WEIGHTS_FILE))
         if sorted(tensors) != stored["parameters"]:
             raise ValueError(f"{weights_dir}: {stored['weights']} does not hold the tensors {MANIFEST_FILE} lists")
         model, tokenizer, base_manifest = load_base(base_dir)

@@ -50,7 +50,14 @@ import functools
 from pathlib import Path
 from typing import Mapping
 
-from peftstudy.methods.base import LORA_OPTIONS, LoRA, Method, head_modules
+from peftstudy.methods.base import (
+    LORA_OPTIONS,
+    PEFT_WEIGHTS_FILE,
+    LoRA,
+    Method,
+    checked_safetensors,
+    head_modules,
+)
 from peftstudy.modeling.memory import DistinctBytes, quantization_state_tensors
 
 QUANTIZED_CLASS_NAMES = {4: "Linear4bit", 8: "Linear8bitLt"}
@@ -329,6 +336,7 @@ class QLoRA(Method):
         if saved is not None and saved != wanted:
             raise ValueError(f"{weights_dir}: the adapter was trained on a base quantized with {saved},"
                              f" but the method spec asks for {wanted}")
+        checked_safetensors(Path(weights_dir) / PEFT_WEIGHTS_FILE)
         base, tokenizer, manifest = load_quantized_base(base_dir, wanted, device, head=(spec or {}).get("head"))
         model = PeftModel.from_pretrained(base, weights_dir, is_trainable=False)
         model.eval()

@@ -64,7 +64,9 @@ def wordnet_reader(nltk_data: str | Path):
     database = root / "corpora" / "wordnet"
     missing = [name for name in ("lexnames", "data.noun", "index.sense") if not (database / name).exists()]
     if missing:
-        raise FileNotFoundError(f"{database}: not a WordNet 3.0 database for nltk (missing {', '.join(missing)})")
+        raise FileNotFoundError(f"{database}: not a WordNet 3.0 database for nltk (missing {', '.join(missing)}); "
+                                "install the Debian packages wordnet-base and wordnet-sense-index (the README's set-up "
+                                "command does), then rerun the prepare_wordnet rule")
 
     return english_wordnet(root)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 import yaml
 
@@ -84,17 +84,75 @@ def add_method_options(schema: dict) -> dict:
     return schema
 
 
+# A study file is a few tens of kB (the largest shipped one: 23 kB); a file far larger is a mistake (a data file
+# given as the config), and anchors/aliases must not expand a small file into a huge tree (a "billion laughs"
+# file would make the schema validation walk 10^9 values).
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_VALUES = 200_000
+
+
+class _StudyLoader(YAML_LOADER):
+    """The YAML loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line {first[key] + 1})", key_node.start_mark)
+                first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """How many values the document holds with every alias expanded, counted up to just past ``limit``; each shared
+    container is sized once (memo), so a billion-laughs file is measured in a few thousand steps."""
+    sizes: dict[int, int] = {}
+
+    def size(item: Any) -> int:
+        if not isinstance(item, (dict, list)):
+            return 1
+        if id(item) not in sizes:
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            total = 1
+            for key, child in children:
+                total += size(key) + size(child) if isinstance(item, dict) else size(child)
+                if total > limit:
+                    break
+            sizes[id(item)] = min(total, limit + 1)
+        return sizes[id(item)]
+
+    return size(value)
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Parse YAML, reporting syntax errors with the file and line."""
+    """Parse YAML, reporting syntax errors with the file and line; a key given twice, a file over MAX_CONFIG_BYTES,
+    bytes that are not UTF-8 and aliases expanding past MAX_CONFIG_VALUES values are refused."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=YAML_LOADER)
+        size = Path(path).stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise StudyConfigError(f"{path}: {size:,} bytes, over the {MAX_CONFIG_BYTES:,} bytes a study config may"
+                                   f" have: is it a study file?")
+        data = Path(path).read_bytes()
+        text = data.decode("utf-8")
+        loaded = yaml.load(text, Loader=_StudyLoader)
     except FileNotFoundError:
         raise StudyConfigError(f"{path}: study config not found") from None
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise StudyConfigError(f"{path}:{line}: not UTF-8 (byte offset {error.start}: {error.reason})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise StudyConfigError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if _expanded_size(loaded, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise StudyConfigError(f"{path}: its anchors and aliases expand to more than {MAX_CONFIG_VALUES:,} values"
+                               f" (an alias bomb?); write the values out or use fewer aliases")
+    return loaded
 
 
 def _key_path(parts: Iterable[Any]) -> str:
@@ -119,8 +177,9 @@ def _schema_message(error) -> str:
     return f"{_key_path(path)}: {error.message}"
 
 
-def validate_study(raw: Any, source: str | Path) -> dict:
-    """Validate a parsed study config and return it with defaults filled in."""
+def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] = ()) -> dict:
+    """Validate a parsed study config and return it with defaults filled in (``inherited``: the top-level keys it
+    took from the study it extends)."""
     if not isinstance(raw, dict):
         raise StudyConfigError(f"{source}: a study config must be a mapping of keys, got {type(raw).__name__}")
     validator = _study_validator(tuple((kind, id(method)) for kind, method in METHODS.items()))
@@ -148,7 +207,7 @@ def validate_study(raw: Any, source: str | Path) -> dict:
     study.setdefault("overrides", [])
     study.setdefault("corpora", {})
     study.setdefault("report", {})
-    _check_references(study, source)
+    _check_references(study, source, inherited)
     study["report"].setdefault("table1_dataset", study["matrix"][0]["datasets"][0])
     return study
 
@@ -162,7 +221,44 @@ def _study_validator(registry: tuple):
     return jsonschema.Draft202012Validator(load_schema())
 
 
-def _check_references(study: dict, source: str | Path) -> None:
+def _option_problem(fragment: Mapping | None, value: Any) -> str | None:
+    """Why a method option's value breaks its JSON-schema fragment (the first reason), or None."""
+    if fragment is None:
+        return None
+    import jsonschema
+
+    error = next(iter(jsonschema.Draft202012Validator(fragment).iter_errors(value)), None)
+    return None if error is None else error.message
+
+
+def _check_selections_match(study: dict, fail, inherited: Collection[str]) -> None:
+    """An override or exclusion that selects no cell of the matrix is a typo that would silently change nothing;
+    the matrix must keep a run. Entries a study takes from the one it extends may select cells of that one only,
+    and an exclusion may also declare a cell its method cannot run on (Method.not_applicable), for the report."""
+    cells = {(dataset, model, method) for block in study["matrix"] for dataset in block["datasets"]
+             for model in block["models"] for method in block["methods"]}
+
+    def selects(entry: Mapping, cell: tuple) -> bool:
+        return all(entry.get(axis) in (None, value) for axis, value in zip(("dataset", "model", "method"), cell))
+
+    if "exclusions" not in inherited:
+        for index, exclusion in enumerate(study["exclusions"]):
+            method, model = exclusion.get("method"), exclusion.get("model")
+            documents = (method is not None and model is not None and get_method(
+                study["methods"][method]["kind"]).not_applicable.get(study["models"][model]["family"]))
+            if not documents and not any(selects(exclusion, cell) for cell in cells):
+                fail(f"exclusions[{index}]", "excludes no cell of the matrix (check its dataset, model and method)")
+    running = {cell for cell in cells if is_excluded(study, *cell) is None}
+    if not running:
+        fail("matrix", "every cell is excluded: the study has no run")
+    if "overrides" not in inherited:
+        for index, override in enumerate(study["overrides"]):
+            if not any(selects(override, cell) for cell in running):
+                fail(f"overrides[{index}]", "selects no cell of the matrix that runs (check its dataset, model and"
+                                            " method)")
+
+
+def _check_references(study: dict, source: str | Path, inherited: Collection[str] = ()) -> None:
     def fail(key: str, message: str) -> None:
         raise StudyConfigError(f"{source}: {key}: {message}")
 
@@ -200,6 +296,10 @@ def _check_references(study: dict, source: str | Path) -> None:
             if extra:
                 fail(f"overrides[{index}].options.{extra[0]}", f"not a per-cell option of method {method!r} (kind "
                      f"{kind!r}; its options: {', '.join(sorted(accepted - {'ranks'})) or 'none'})")
+            for option, value in override.get("options", {}).items():  # the values the method's entry could take
+                problem = _option_problem(get_method(kind).options.get(option), value)
+                if problem:
+                    fail(f"overrides[{index}].options.{option}", f"{problem} (for method {method!r})")
     for name, spec in study["datasets"].items():
         try:
             task = dataset_task(spec)
@@ -240,6 +340,13 @@ def _check_references(study: dict, source: str | Path) -> None:
                 if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
                     fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
                                              f" declare it under 'exclusions' with that reason")
+    for key, training in [("training", study["training"]),
+                          *((f"methods.{name}.training", spec.get("training", {})) for name, spec in study["methods"].items()),
+                          *((f"overrides[{i}].training", o.get("training", {})) for i, o in enumerate(study["overrides"]))]:
+        if training.get("on_divergence") == "record":  # no silent half path: generation and statistics would read it
+            fail(f"{key}.on_divergence", "'record' is not implemented yet (a diverged cell would need generation, "
+                                         "scoring and statistics to skip it); use 'fail'")
+    _check_selections_match(study, fail, inherited)
     for problem in validate_resources(study):
         fail(*problem.split(": ", 1))
     try:
@@ -261,7 +368,9 @@ def _check_references(study: dict, source: str | Path) -> None:
 
 
 def load_study(path: str | Path) -> dict:
-    return validate_study(read_with_extends(Path(path)), path)
+    raw = read_with_extends(Path(path))
+    inherited = set(raw) - set(read_yaml(path)) if isinstance(raw, dict) and "extends" in raw else set()
+    return validate_study(raw, path, inherited=inherited)
 
 
 def read_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> Any:

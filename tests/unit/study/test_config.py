@@ -112,7 +112,7 @@ def test_inapplicable_cell_must_be_declared_as_exclusion(demo):
     study = copy.deepcopy(demo)
     study["methods"]["bitfit"] = {"kind": "bitfit"}
     study["matrix"] = [{"datasets": ["debian-products"], "models": ["gpt2-en", "t5-en"], "methods": ["bitfit"]}]
-    study["exclusions"] = []
+    study["exclusions"], study["overrides"] = [], []  # demo's overrides select datasets this matrix leaves out
     with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[0\]: method 'bitfit' cannot run on model 't5-en'"):
         studyconfig.validate_study(study, "demo.yaml")
     study["exclusions"] = [{"model": "t5-en", "method": "bitfit", "reason": "T5 has no biases"}]
