@@ -68,7 +68,7 @@ def logged(snakemake):
             sys.stderr.flush()
 
 
-ORPHAN_CHECK_S = 1.0
+ORPHAN_CHECK_S = 0.25  # a getppid() call: cheap
 
 
 def stop_when_orphaned(interval_s: float = ORPHAN_CHECK_S) -> None:

@@ -15,9 +15,11 @@ single process's, whatever the number of ranks.
 from __future__ import annotations
 
 import math
+import pickle
 import shutil
 import signal
 import threading
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -145,9 +147,33 @@ def save(directory: str | Path, fingerprint: str, model, optimizer, scheduler, s
         "loop": {**saved_state["loop"], "best_state": best_state},
     }
     path = Path(directory) / CHECKPOINT_FILE
-    with io.atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer = _Writer(handle)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None  # atomic_path names the checkpoint
     return path
+
+
+class _Writer:
+    """The file torch.save writes through, keeping the OS error that torch would report as
+    'enforce fail ... unexpected pos' (a full disk)."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def load(directory: str | Path | None, fingerprint: str) -> dict | None:
@@ -156,7 +182,17 @@ def load(directory: str | Path | None, fingerprint: str) -> dict | None:
 
     if directory is None or not (Path(directory) / CHECKPOINT_FILE).is_file():
         return None
-    payload = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=True)
+    path = Path(directory) / CHECKPOINT_FILE
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a bare pickle is never opened
+        raise ValueError(f"{path}: not a training checkpoint this code wrote (not a torch zip archive); delete it to"
+                         f" train the run from the start")
+    try:  # weights_only: torch's restricted unpickler, which refuses every object but tensors and plain data
+        payload = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"{path}: not a training checkpoint this code wrote ({str(error).splitlines()[0][:200]});"
+                         f" delete it to train the run from the start") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: not a training checkpoint this code wrote (a {type(payload).__name__})")
     if payload.get("fingerprint") != fingerprint:
         remove(directory)
         return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from peftstudy import io, provenance
+from peftstudy import checksums, io, provenance
 from peftstudy.methods import get_method
 from peftstudy.methods.base import Method
 from peftstudy.metrics.efficiency import PhaseMonitor
@@ -80,7 +80,7 @@ def evaluate_loss(model, examples, goal: heads.Objective, pad_token_id: int, bat
 def encode_split(goal: heads.Objective, path: Path) -> list[dict]:
     """A split's examples; a record the head cannot encode is an error naming the file."""
     try:
-        return goal.encode(io.read_jsonl(path))
+        return goal.encode(io.read_jsonl(path, required=("id", "input", "reference")))
     except heads.HeadError as error:
         raise heads.HeadError(f"{path}: {error}") from None
 
@@ -110,7 +110,7 @@ class TrainingData:
         train = encode_split(goal, data_dir / "train.jsonl")
         validation = encode_split(goal, data_dir / "validation.jsonl")
         if not train:
-            raise ValueError(f"{data_dir}: the train split is empty")
+            raise ValueError(f"{data_dir / 'train.jsonl'}: the train split is empty (no records)")
         return cls(goal, train, validation, [goal.targets(example) for example in train],
                    [len(example["input_ids"]) for example in train], [goal.logits_from(example) for example in train],
                    pad_token_id, precision, device)
@@ -261,7 +261,7 @@ def fit(setup: Setup, state: LoopState) -> LoopState:
     ends the run; the state's elapsed_s then holds the training time of all the run's sessions."""
     with checkpoint.StopRequest() as stop, Progress(setup.total_steps, "train", initial=state.step) as progress:
         started = time.perf_counter()
-        session = StepLosses(state, progress, started)
+        session = StepLosses(state, progress, started, setup.training)
         while state.epoch <= setup.training["epochs"]:
             train_epoch(setup, state, stop, session)
             finished = validate(setup, state)
@@ -277,12 +277,28 @@ def batching(training: Mapping) -> str:
     return training.get("batching", "random")
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss (or its regularization) became NaN or infinite: the run stops before it writes weights or a record."""
+
+
+def check_finite(what: str, value: float, step: int, training: Mapping, epoch: int) -> None:
+    """Raise TrainingDiverged naming the step, the value and the setting to change, when ``value`` is not finite."""
+    if math.isfinite(value):
+        return
+    raise TrainingDiverged(
+        f"training diverged: the {what} is {value} at optimizer step {step} (epoch {epoch}) with "
+        f"training.learning_rate {training['learning_rate']}; lower training.learning_rate (for this method: "
+        f"methods.<name>.training.learning_rate), or lower max_grad_norm / raise warmup_ratio. No weights or "
+        f"train.json were written (training.on_divergence: fail)")
+
+
 class StepLosses:
     """Step losses as the device computes them, read back into the state in one go (for a progress line, a
-    checkpoint, an epoch's end): reading each step's at once would make the host wait for the GPU every step."""
+    checkpoint, an epoch's end): reading each step's at once would make the host wait for the GPU every step.
+    A non-finite one stops the run there (TrainingDiverged), before a checkpoint or the weights keep it."""
 
-    def __init__(self, state: LoopState, progress: Progress, started: float):
-        self.state, self.progress, self.started = state, progress, started
+    def __init__(self, state: LoopState, progress: Progress, started: float, training: Mapping):
+        self.state, self.progress, self.started, self.training = state, progress, started, training
         self.pending: list = []  # (loss, penalty) 0-d tensors of steps not yet in the state
         self.tokens_at_start = state.tokens_seen
 
@@ -301,6 +317,10 @@ class StepLosses:
 
         if self.pending:
             values = torch.stack([torch.stack([loss, penalty]) for loss, penalty in self.pending]).tolist()
+            first = len(self.state.step_losses) + 1  # the 1-based step of values[0]
+            for offset, (loss, penalty) in enumerate(values):
+                check_finite("training loss", loss, first + offset, self.training, self.state.epoch)
+                check_finite("regularization loss", penalty, first + offset, self.training, self.state.epoch)
             self.state.step_losses += [loss for loss, _ in values]
             self.state.step_penalties += [penalty for _, penalty in values]
             self.pending.clear()
@@ -405,6 +425,7 @@ def validate(setup: Setup, state: LoopState) -> bool:
     """The epoch's validation loss, kept with its weights when it is the best so far; whether training ends."""
     loss = evaluate_loss(setup.model, setup.data.validation, setup.data.goal, setup.tokenizer.pad_token_id,
                          setup.training["batch_size"], setup.device, ranks=setup.ranks)
+    check_finite("validation loss", loss, state.step, setup.training, state.epoch)
     state.validation_losses.append(loss)
     if loss < state.best_loss:
         state.best_loss, state.best_epoch, state.epochs_without_gain = loss, state.epoch, 0
@@ -444,14 +465,16 @@ def save_weights(setup: Setup, weights_dir: str | Path) -> None:
 
 
 def record(setup: Setup, state: LoopState, efficiency: dict, weights_dir: str | Path, *, code: str | None) -> dict:
-    """The run's train.json: what was trained, its losses, time and throughput, and where it came from."""
+    """The run's train.json: what was trained, its losses, time and throughput, and where it came from; sealed with
+    its own checksum, and its weights' (what `peftstudy verify` re-checks)."""
     settings, manifest, train_time_s = setup.settings, setup.base_manifest, state.elapsed_s
-    return {
+    return checksums.sealed({
         "settings": dict(settings),
         "base": {k: manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
         "trainable_parameters": setup.trainable_parameters,
         "total_parameters": setup.total_parameters,
         "stored_bytes": directory_size_bytes(Path(weights_dir)),
+        "weights_sha256": checksums.file_checksums(weights_dir),
         "steps": state.step,
         "epochs_run": len(state.validation_losses),
         "best_epoch": state.best_epoch,
@@ -477,4 +500,4 @@ def record(setup: Setup, state: LoopState, efficiency: dict, weights_dir: str | 
         "distributed": setup.ranks.record(),
         "data_manifest_sha256": io.sha256_file(setup.data_dir / "manifest.json"),
         "provenance": provenance.record("train", settings, code=code, device=setup.device),
-    }
+    })
