@@ -5,6 +5,9 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,8 @@ MICRO = {
         "max_target_tokens": 24, "early_stopping_patience": 1, "precision": "fp32",
     },
     "generation": {"batch_size": 32, "max_new_tokens": 16, "num_beams": 1, "no_repeat_ngram_size": 0},
+    # A CPU study: its model jobs ask for no GPU (one that asked and saw none would fail, peftstudy.devices).
+    "resources": {"jobs": {"pretrain": {"gpus": 0}, "train": {"gpus": 0}, "generate": {"gpus": 0}}},
     "matrix": [{"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["full", "lora"]},
                {"datasets": ["micro-data"], "models": ["gpt2-micro"], "methods": ["qlora"], "seeds": [1]},
                {"datasets": ["micro-sections", "micro-qa"], "models": ["gpt2-micro"], "methods": ["full"], "seeds": [1]},
@@ -452,3 +457,57 @@ def test_editing_a_study_key_redoes_only_the_outputs_that_read_it(workdir):
     finally:
         write_study(workdir, MICRO)
     assert planned_jobs(workdir, "micro") == {}
+
+
+def _process_with(parts, controller, timeout=180):
+    """The pid of a running process whose command line holds every one of `parts` (polled from /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if controller.poll() is not None:
+            raise AssertionError(f"snakemake ended (exit {controller.returncode}) before a process with {parts} ran")
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if all(part in command for part in parts):
+                return int(entry.name)
+        time.sleep(0.02)
+    raise AssertionError(f"no process with {parts} appeared within {timeout} s")
+
+
+@pytest.mark.slow
+def test_a_job_killed_during_generation_scoring_or_the_pdf_is_redone_alone_with_the_same_numbers(workdir):
+    """SIGKILL (no handler runs) one job at a time: the failed job leaves no output that looks complete, the
+    plan after it holds that job and what depends on it only, and the rerun reproduces the numbers."""
+    from support.workflow_runner import SNAKEMAKE
+
+    run = workdir / "results/micro/runs/micro-data/gpt2-micro/lora-r2/seed1"
+    generations = (run / "generations.jsonl").read_bytes()
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    (run / "generations.jsonl").unlink()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(workdir / "tmp"), "PEFTSTUDY_ZYGOTE": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(FORCED_AVX512BF16), os.environ.get("PYTHONPATH")]))}
+    command = [str(SNAKEMAKE), "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(workdir / "config/micro.yaml"), "--cores", "2", "micro"]
+    stages = [("generate", [str(workdir), "generate.py"], run / "generations.jsonl"),
+              ("score", [str(workdir), "score.py"], run / "metrics.json"),
+              ("paper_pdf", ["paper.tex"], workdir / "reports/micro/paper.pdf")]
+    for rule, process, output in stages:
+        controller = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            os.kill(_process_with(process, controller), signal.SIGKILL)
+            assert controller.wait(timeout=300) != 0, f"snakemake succeeded though its {rule} job was killed"
+        finally:
+            if controller.poll() is None:
+                controller.kill()
+        assert not output.exists(), f"the killed {rule} job left {output}"
+        plan = planned_jobs(workdir, "micro")
+        assert plan.get(rule) == 1 and "train" not in plan and plan.get("generate", 0) <= 1, plan
+    snakemake(workdir, "micro")
+    assert planned_jobs(workdir, "micro") == {}
+    assert (run / "generations.jsonl").read_bytes() == generations
+    assert json.loads((run / "metrics.json").read_text())["metrics"] == metrics
+    assert (workdir / "reports/micro/paper.pdf").read_bytes()[:5] == b"%PDF-"

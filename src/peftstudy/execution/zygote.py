@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import struct
@@ -42,6 +43,7 @@ PRELOAD = ("torch", "transformers", "peft", "tokenizers", "safetensors", "numpy"
 IDLE_EXIT_S = 60
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory holding this checkout's peftstudy
 START_TIMEOUT_S = 90
+STOP_GRACE_S = 60  # for a job's SIGTERM handler (a checkpoint) once its client is gone
 
 
 _WARM: dict[str, Any] = {}
@@ -248,11 +250,14 @@ def _run_child(conn: socket.socket, request: dict) -> None:
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             os.close(fd)
-        # The client dies (job cancelled, Snakemake interrupted): stop the work too.
+        # The client dies (job cancelled, Snakemake killed): stop the work too, as a cancelled job is stopped:
+        # SIGTERM first, so training saves its checkpoint (checkpoint.StopRequest), then an exit after a grace.
         def watch_client():
             try:
                 conn.recv(1)
             finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(STOP_GRACE_S)
                 os._exit(1)
 
         threading.Thread(target=watch_client, daemon=True).start()
