@@ -165,10 +165,20 @@ def generate_run(
     max_target_tokens: int | None = None,
     threads: int = 1,
     code: str | None = None,
+    training_record_path: str | Path | None = None,
 ) -> dict:
-    """Generate for the test split (timed, with peak memory and energy), then the references' perplexity."""
+    """Generate for the test split (timed, with peak memory and energy), then the references' perplexity.
+
+    A run whose train.json (training_record_path) records a divergence (on_divergence: record) has no weights:
+    it gets an empty generations file and a record marked diverged (diverged_generation)."""
     import torch
 
+    hashed = {"method_spec": method_spec, "family": family, "generation": settings,
+              "max_source_tokens": max_source_tokens, "max_target_tokens": max_target_tokens}
+    if training_record_path is not None:
+        diverged = io.read_json(training_record_path).get("diverged")
+        if diverged is not None:
+            return diverged_generation(diverged, generations_path, record_path, settings, hashed, code=code)
     torch.set_num_threads(threads)
     device = pick_device()
     method = get_method(method_spec["kind"])
@@ -212,8 +222,6 @@ def generate_run(
         for r, p in zip(records, predictions)
     ]
     io.write_jsonl(generations_path, rows)
-    hashed = {"method_spec": method_spec, "family": family, "generation": settings,
-              "max_source_tokens": max_source_tokens, "max_target_tokens": max_target_tokens}
     record = {
         "examples": len(rows),
         "generations_sha256": io.sha256_file(generations_path),
@@ -231,5 +239,21 @@ def generate_run(
         "provenance": provenance.record("generate", hashed, code=code, device=device, hashed_settings=hashed),
     }
     record = checksums.sealed(record)
+    io.write_json(record_path, record)
+    return record
+
+
+def diverged_generation(diverged: Mapping, generations_path: str | Path, record_path: str | Path, settings: Mapping,
+                        hashed: Mapping, *, code: str | None = None) -> dict:
+    """A diverged run's generation.json: its train.json's ``diverged`` block, no examples, and an empty
+    generations file (the rule's output; its checksum recorded, as `peftstudy verify` checks it)."""
+    io.write_jsonl(generations_path, [])
+    record = checksums.sealed({
+        "diverged": dict(diverged),
+        "examples": 0,
+        "generations_sha256": io.sha256_file(generations_path),
+        "settings": dict(settings),
+        "provenance": provenance.record("generate", hashed, code=code, hashed_settings=hashed),
+    })
     io.write_json(record_path, record)
     return record

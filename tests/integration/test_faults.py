@@ -10,6 +10,7 @@ import math
 import os
 import queue
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -206,21 +207,159 @@ def test_the_first_non_finite_step_is_the_one_named(tiny_workspace, tmp_path, mo
     assert not (out / "weights").exists() and not (out / "train.json").exists()
 
 
-def test_on_divergence_record_is_refused_until_it_is_implemented():
+def test_on_divergence_is_fail_or_record():
     from test_workflow import MICRO
 
     from peftstudy.study.config import StudyConfigError, validate_study
 
     study = copy.deepcopy(MICRO)
     study["training"]["on_divergence"] = "fail"
-    validate_study(study, "micro.yaml")
     study["methods"]["lora"]["training"]["on_divergence"] = "record"
-    with pytest.raises(StudyConfigError, match=r"micro.yaml: methods.lora.training.on_divergence: 'record' is not "
-                                               r"implemented yet"):
-        validate_study(study, "micro.yaml")
+    validate_study(study, "micro.yaml")
     study["methods"]["lora"]["training"]["on_divergence"] = "ignore"
     with pytest.raises(StudyConfigError, match="on_divergence: 'ignore' is not one of"):
         validate_study(study, "micro.yaml")
+
+
+DIVERGED_RUN = "runs/d/gpt2/full/seed5"  # run_settings("full"): dataset d, model gpt2, seed 5
+
+
+@pytest.fixture(scope="module")
+def recorded_divergence(tiny_workspace, tmp_path_factory):
+    """A run of results/study whose loss diverges under on_divergence: record: its train_run's return value and
+    its directory (train.json, weights/; the checkpoint directory beside it)."""
+    from peftstudy.execution.snakefile import script_fingerprint
+    from peftstudy.training.loop import train_run
+
+    results = tmp_path_factory.mktemp("record") / "results" / "study"
+    run = results / DIVERGED_RUN
+    settings = run_settings("full", learning_rate=1000.0, checkpoint_every_steps=2, on_divergence="record")
+    returned = train_run(settings, tiny_workspace / "base-gpt2", tiny_workspace / "data", run / "weights",
+                         run / "train.json", checkpoint_dir=run.parent / "checkpoint",
+                         code=script_fingerprint(REPOSITORY / "workflow" / "scripts" / "train.py"))
+    return returned, results
+
+
+def test_a_diverging_run_with_on_divergence_record_returns_and_writes_a_marked_train_json(recorded_divergence):
+    from peftstudy import checksums
+    from peftstudy.training.loop import DIVERGED_MARKER
+
+    returned, results = recorded_divergence
+    run = results / DIVERGED_RUN
+    record = json.loads((run / "train.json").read_text())
+    assert record == returned and record[checksums.SEAL] == checksums.record_hash(record)
+    diverged = record["diverged"]
+    assert diverged["what"] == "training loss" and diverged["loss"] == "nan" and diverged["learning_rate"] == 1000.0
+    assert 1 <= diverged["step"] < STEPS and record["steps"] == diverged["step"]
+    assert re.search(rf"the training loss is nan at optimizer step {diverged['step']} .*training\.learning_rate "
+                     r"1000\.0; .*train\.json records the divergence; .*\(training\.on_divergence: record\)",
+                     diverged["message"])
+    # The learning rate of that step: cosine decay after ceil(0.1 * 24) = 3 warm-up steps, from 1000.
+    assert diverged["step"] > 3
+    expected = 1000.0 * 0.5 * (1 + math.cos(math.pi * (diverged["step"] - 1 - 3) / (STEPS - 3)))
+    assert diverged["scheduled_learning_rate"] == pytest.approx(expected, rel=1e-9)
+    # Every step before the diverged one, finite; none of the usual results (no losses, times or throughput).
+    assert len(record["step_losses"]) == diverged["step"] - 1
+    assert all(math.isfinite(loss) for loss in record["step_losses"])
+    assert not {"best_validation_loss", "train_time_s", "tokens_per_s", "stored_bytes"} & set(record)
+    # No weights: a marker only, listed for `peftstudy verify`; no checkpoint left to resume into the divergence.
+    assert sorted(path.name for path in (run / "weights").iterdir()) == [DIVERGED_MARKER]
+    assert list(record["weights_sha256"]) == [DIVERGED_MARKER]
+    assert json.loads((run / "weights" / DIVERGED_MARKER).read_text())["diverged"] == diverged
+    assert not (run.parent / "checkpoint").exists()
+
+
+@pytest.fixture(scope="module")
+def scored_divergence(recorded_divergence, tiny_workspace):
+    """The diverged run generated and scored as the workflow's jobs do it; and a normal run's metrics.json (a
+    minimal one, for aggregation)."""
+    from peftstudy import io
+    from peftstudy.execution.snakefile import script_fingerprint
+    from peftstudy.generation import generate_run
+    from peftstudy.metrics.scoring import score_run_files
+
+    _, results = recorded_divergence
+    run, data, scripts = results / DIVERGED_RUN, tiny_workspace / "data", REPOSITORY / "workflow" / "scripts"
+    generation = {"batch_size": 8, "max_new_tokens": 6, "num_beams": 1, "no_repeat_ngram_size": 0}
+    spec = run_settings("full")["method_spec"]
+    generate_run(spec, "gpt2", tiny_workspace / "base-gpt2", run / "weights", data / "test.jsonl",
+                 run / "generations.jsonl", run / "generation.json", generation, 24, max_target_tokens=24,
+                 code=script_fingerprint(scripts / "generate.py"), training_record_path=run / "train.json")
+    score_run_files({"study": "study", "dataset": "d", "model": "gpt2", "variant": "full", "seed": "5"},
+                    run / "generations.jsonl", run / "train.json", run / "generation.json", run / "metrics.json",
+                    train_path=data / "train.jsonl", code=script_fingerprint(scripts / "score.py"))
+    normal = results.parent.parent / "normal" / "metrics.json"  # outside the tree `peftstudy verify` checks
+    io.write_json(normal, {"run": {"study": "study", "dataset": "d", "model": "gpt2", "variant": "lora-r4", "seed": "5"},
+                           "metrics": {"rougeL": 0.25}, "units": {"rougeL": "F1"}})
+    return results, normal
+
+
+def test_a_diverged_run_is_marked_downstream_and_left_out_of_the_metrics(scored_divergence, tmp_path):
+    import pandas as pd
+
+    from peftstudy.metrics.aggregate import aggregate_metrics
+    from peftstudy.verify import verify
+
+    results, normal = scored_divergence
+    run = results / DIVERGED_RUN
+    diverged = json.loads((run / "train.json").read_text())["diverged"]
+    generated = json.loads((run / "generation.json").read_text())
+    assert generated["diverged"] == diverged and generated["examples"] == 0
+    assert (run / "generations.jsonl").read_bytes() == b""  # no generations: there are no weights to generate with
+    scored = json.loads((run / "metrics.json").read_text())
+    assert scored["diverged"] == diverged and scored["metrics"] == {} and scored["run"]["variant"] == "full"
+    # `peftstudy verify` re-checks the diverged run's records, its weights marker and its empty generations.
+    report = verify(results, REPOSITORY / "workflow" / "scripts")
+    assert report.clean, "\n".join(drift.line() for drift in report.drifts)
+    checked = {Path(path).relative_to(results).as_posix() for path in report.checked}
+    assert {f"{DIVERGED_RUN}/{name}" for name in ("train.json", "generation.json", "metrics.json",
+                                                   "generations.jsonl", "weights/DIVERGED.json")} <= checked
+
+    rows = aggregate_metrics([run / "metrics.json", normal], tmp_path / "metrics.csv", tmp_path / "diverged_runs.csv")
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert rows == 1 and metrics["method"].tolist() == ["lora"] and metrics["metric"].tolist() == ["rougeL"]
+    listed = pd.read_csv(tmp_path / "diverged_runs.csv", keep_default_na=False).to_dict("records")
+    assert len(listed) == 1
+    assert {k: listed[0][k] for k in ("dataset", "model", "method", "seed", "step", "what", "loss", "learning_rate")} \
+        == {"dataset": "d", "model": "gpt2", "method": "full", "seed": 5, "step": diverged["step"],
+            "what": "training loss", "loss": "nan", "learning_rate": 1000.0}
+    # No diverged run: the list is there, with its header only (the workflow's declared output).
+    aggregate_metrics([normal], tmp_path / "alone" / "metrics.csv")
+    assert (tmp_path / "alone" / "diverged_runs.csv").read_text().startswith("study,dataset,model,method,rank,seed,step")
+    assert len((tmp_path / "alone" / "diverged_runs.csv").read_text().splitlines()) == 1
+    # A record marked diverged that still carries metric values is refused, naming it.
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps({**scored, "metrics": {"rougeL": 0.1}}))
+    with pytest.raises(ValueError, match="edited.json: marked diverged but has metric values"):
+        aggregate_metrics([edited], tmp_path / "edited.csv")
+
+
+def test_the_report_lists_the_runs_that_diverged(scored_divergence, tmp_path):
+    from test_workflow import MICRO
+
+    from peftstudy.report import paper
+    from peftstudy.study.config import validate_study
+
+    results, _ = scored_divergence
+    diverged = json.loads((results / DIVERGED_RUN / "train.json").read_text())["diverged"]
+    study = validate_study(copy.deepcopy(MICRO), "micro.yaml")
+    context = paper.paper_context(study, [str(results / DIVERGED_RUN / "metrics.json")], [])
+    assert context["diverged_runs"] == [["d", "gpt2", "full", 5, f"{diverged['step']} (training loss)", "nan", "1000",
+                                         f"{diverged['scheduled_learning_rate']:.3g}"]]
+    latex = paper.paper_latex(study, context)
+    start = latex.index(r"\paragraph{Runs that diverged (excluded).}")
+    end = latex.index(r"\end{center}", start)
+    section = latex[start : end + len(r"\end{center}")]
+    assert r"1 run(s) diverged" in section and rf"d & gpt2 & full & 5 & {diverged['step']} (training loss) & nan" in section
+    # Without a diverged run the paper says nothing of it.
+    assert "Runs that diverged" not in paper.paper_latex(study, {**context, "diverged_runs": []})
+    # The section compiles (booktabs, as the paper's preamble loads it).
+    if shutil.which("latexmk") is None:
+        pytest.skip("latexmk not installed: the section's LaTeX was checked as text only")
+    (tmp_path / "section.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                                          f"{section}\n\\end{{document}}\n")
+    paper.build_pdf(tmp_path / "section.tex", tmp_path / "section.pdf")
+    assert (tmp_path / "section.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 # ---------------------------------------------------------------------------------- full or read-only disk

@@ -29,7 +29,9 @@ rule aggregate_metrics:
     input:
         study_metrics_inputs,
     output:
-        "results/{study}/metrics.csv",
+        metrics="results/{study}/metrics.csv",
+        # Runs that diverged (training.on_divergence: record): out of metrics.csv, listed here and in the paper.
+        diverged="results/{study}/diverged_runs.csv",
     params:
         code=code_of("aggregate_metrics.py"),
     log:

@@ -2,4 +2,4 @@ from peftstudy.execution.jobs import logged
 from peftstudy.metrics.aggregate import aggregate_metrics
 
 with logged(snakemake):
-    aggregate_metrics(list(snakemake.input), snakemake.output[0])
+    aggregate_metrics(list(snakemake.input), snakemake.output.metrics, snakemake.output.diverged)

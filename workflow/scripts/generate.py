@@ -17,5 +17,6 @@ with logged(snakemake):
         max_target_tokens=settings["max_target_tokens"],
         threads=snakemake.threads,
         code=snakemake.params.code,
+        training_record_path=snakemake.input.record,
         log=snakemake.log[0],
     )

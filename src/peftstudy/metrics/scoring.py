@@ -86,15 +86,35 @@ def score_run_files(run: Mapping, generations_path, training_record_path, genera
 
     pin_scoring_threads()
     started = time.perf_counter()
-    train_references = [row["reference"] for row in io.read_jsonl(train_path)] if train_path else None
-    scored = score_run(generations_path, io.read_json(training_record_path), io.read_json(generation_record_path),
-                       settings=settings, costs=costs, wordnet_dir=wordnet_dir, train_references=train_references,
-                       task=task)
+    training_record, generation_record = io.read_json(training_record_path), io.read_json(generation_record_path)
+    if "diverged" in training_record:
+        scored = diverged_scores(generations_path, training_record, generation_record)
+    else:
+        train_references = [row["reference"] for row in io.read_jsonl(train_path)] if train_path else None
+        scored = score_run(generations_path, training_record, generation_record, settings=settings, costs=costs,
+                           wordnet_dir=wordnet_dir, train_references=train_references, task=task)
     scored["run"] = dict(run)
     scored["scoring_time_s"] = time.perf_counter() - started
     hashed = {"settings": metric_settings(settings), "costs": costs, "task": task}
     scored["provenance"]["score"] = provenance.record("score", hashed, code=code, hashed_settings=hashed)
     io.write_json(out_path, checksums.sealed(scored))  # its own checksum: `peftstudy verify` re-checks it
+
+
+def diverged_scores(generations_path, training_record: Mapping, generation_record: Mapping) -> dict:
+    """A diverged run's metrics.json (on_divergence: record): its ``diverged`` block and no metric values, so that
+    aggregation leaves it out of metrics.csv (and every statistic) and lists it among the diverged runs. A
+    generation record that does not say so too was not written from this train.json: an error, not a guess."""
+    if "diverged" not in generation_record:
+        raise ValueError("train.json records a divergence but generation.json does not (it predates the diverged "
+                         "train.json): regenerate the run")
+    return {
+        "diverged": training_record["diverged"],
+        "metrics": {},
+        "examples": 0,
+        "generations_sha256": io.sha256_file(generations_path),
+        "settings": training_record["settings"],
+        "provenance": {"train": training_record["provenance"], "generate": generation_record.get("provenance")},
+    }
 
 
 def _finite(value) -> bool:

@@ -96,6 +96,9 @@ def paper_values(study: Mapping, context: Mapping) -> dict:
         "hardware": {"device": latex_escape(hardware.get("device")), "cpu": latex_escape(hardware.get("cpu", "unknown")),
                      "gpu": latex_escape(hardware.get("gpu", "no GPU")), "torch_threads": hardware.get("torch_threads"),
                      "python": latex_escape(hardware.get("python"))},
+        # Contexts built before on_divergence: record have no such key: no run of theirs diverged.
+        "diverged_table": diverged_table(context.get("diverged_runs", [])),
+        "diverged_count": len(context.get("diverged_runs", [])),
         "exclusions": [(latex_escape(", ".join(f"{k}={v}" for k, v in exclusion.items() if k != "reason")),
                         latex_escape(exclusion["reason"])) for exclusion in study["exclusions"]],
         "results": RESULTS_SECTIONS,
@@ -106,6 +109,23 @@ def paper_values(study: Mapping, context: Mapping) -> dict:
         "data_checksums": [(latex_escape(name), digest[:16]) for name, digest in sorted(context["data_checksums"].items())],
         **run_provenance_values(context),
     }
+
+
+DIVERGED_HEADER = ["Dataset", "Model", "Method", "Seed", "Step", "Loss", "LR", "LR at step"]
+
+
+def diverged_run_row(run: Mapping, diverged: Mapping) -> list:
+    """One run that diverged (its metrics.json's ``diverged`` block, as train.json recorded it): a row of the paper's
+    "Runs that diverged (excluded)" table."""
+    scheduled = diverged.get("scheduled_learning_rate")
+    return [run["dataset"], run["model"], run["variant"], int(run["seed"]),
+            f"{diverged['step']} ({diverged['what']})", diverged["loss"], f"{diverged['learning_rate']:g}",
+            "" if scheduled is None else f"{scheduled:.3g}"]
+
+
+def diverged_table(rows: Sequence[Sequence]) -> str:
+    """The runs that diverged, as a LaTeX tabular; empty when none did (the paper then says nothing of it)."""
+    return tabular(DIVERGED_HEADER, rows, "lllrlrrr") if rows else ""
 
 
 def paper_latex(study: Mapping, context: Mapping) -> str:
@@ -144,6 +164,7 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
     provenance_runs: list[tuple[Mapping, dict]] = []
     settings_cells: dict[tuple, set] = {}
     quantized: dict[tuple, list] = {}
+    diverged_runs: list[list] = []
     for path in metrics_paths:
         scored = io.read_json(path)
         settings = scored["settings"]
@@ -156,10 +177,13 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         runs_per_dataset[scored["run"]["dataset"]] = runs_per_dataset.get(scored["run"]["dataset"], 0) + 1
         signatures = signatures or scored.get("signatures", {})
         run = scored["run"]
-        model_parameters.setdefault(run["model"], int(scored["metrics"]["total_parameters"]))
         method = parse_variant(run["variant"])[0]
-        if method == study["statistics"]["baseline_method"]:
-            model_parameters[run["model"]] = int(scored["metrics"]["total_parameters"])
+        if "diverged" in scored:  # no metric values (on_divergence: record): listed, in no table or statistic
+            diverged_runs.append(diverged_run_row(run, scored["diverged"]))
+        else:
+            model_parameters.setdefault(run["model"], int(scored["metrics"]["total_parameters"]))
+            if method == study["statistics"]["baseline_method"]:
+                model_parameters[run["model"]] = int(scored["metrics"]["total_parameters"])
         if method not in methods_used:
             methods_used.append(method)
         stages = run_provenance(scored)
@@ -218,6 +242,7 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         "hyperparameter_rows": hyperparameter_rows(study, settings_cells),
         "quantization_rows": quantization_rows(study, quantized),
         "runs_per_dataset": runs_per_dataset,
+        "diverged_runs": sorted(diverged_runs, key=lambda row: [str(cell) for cell in row]),
         "metric_signatures": signatures,
         "limitations": "\n".join(rf"\item {latex_escape(text)}" for text in limitations),
     }

@@ -75,9 +75,12 @@ def mean_interval(values: Sequence[float], confidence: float, resamples: int, se
 
 def cell_example_scores(run_records: Mapping[str, Mapping]) -> dict[tuple, dict]:
     """(dataset, model, method, rank) -> {ids, seeds, scores: metric -> per-example mean over the cell's seeds}, from
-    run metrics.json records keyed by their path. Every seed of a cell must have scored the same examples."""
+    run metrics.json records keyed by their path. Every seed of a cell must have scored the same examples. A run
+    that diverged (on_divergence: record) has no scores: it is left out, as from metrics.csv."""
     grouped: dict[tuple, list] = {}
     for path, record in run_records.items():
+        if "diverged" in record:
+            continue
         if "example_scores" not in record:
             raise ValueError(f"{path}: no example_scores (scored before per-example scores were recorded: rescore it)")
         identity = record["run"]

@@ -340,12 +340,6 @@ def _check_references(study: dict, source: str | Path, inherited: Collection[str
                 if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
                     fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
                                              f" declare it under 'exclusions' with that reason")
-    for key, training in [("training", study["training"]),
-                          *((f"methods.{name}.training", spec.get("training", {})) for name, spec in study["methods"].items()),
-                          *((f"overrides[{i}].training", o.get("training", {})) for i, o in enumerate(study["overrides"]))]:
-        if training.get("on_divergence") == "record":  # no silent half path: generation and statistics would read it
-            fail(f"{key}.on_divergence", "'record' is not implemented yet (a diverged cell would need generation, "
-                                         "scoring and statistics to skip it); use 'fail'")
     _check_selections_match(study, fail, inherited)
     for problem in validate_resources(study):
         fail(*problem.split(": ", 1))

@@ -190,8 +190,13 @@ def _train(settings, base_dir, data_dir, weights_dir, record_path, *, code, thre
     setup = setup_run(settings, base_dir, data_dir, threads=threads, checkpoint_dir=checkpoint_dir, ranks=ranks,
                       device=device)
     state = start_state(setup)
-    with PhaseMonitor(device) as monitor:  # peak memory, energy and GPU samples of the training loop
-        state = fit(setup, state)
+    try:
+        with PhaseMonitor(device) as monitor:  # peak memory, energy and GPU samples of the training loop
+            state = fit(setup, state)
+    except TrainingDiverged as diverged:
+        if setup.training.get("on_divergence", "fail") != "record":
+            raise
+        return record_divergence(setup, state, diverged, weights_dir, record_path, code=code)
     efficiency = ranks.efficiency(monitor.record())
     keep_best_weights(setup, state)
     save_weights(setup, weights_dir)
@@ -278,18 +283,27 @@ def batching(training: Mapping) -> str:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss (or its regularization) became NaN or infinite: the run stops before it writes weights or a record."""
+    """The loss (or its regularization) became NaN or infinite: the run stops before it writes weights or a record
+    (on_divergence: fail), or records where it diverged instead (on_divergence: record, see record_divergence)."""
+
+    def __init__(self, message: str, *, what: str, value: float, step: int, epoch: int, learning_rate: float):
+        super().__init__(message)
+        self.what, self.value, self.step, self.epoch, self.learning_rate = what, value, step, epoch, learning_rate
 
 
 def check_finite(what: str, value: float, step: int, training: Mapping, epoch: int) -> None:
     """Raise TrainingDiverged naming the step, the value and the setting to change, when ``value`` is not finite."""
     if math.isfinite(value):
         return
+    policy = training.get("on_divergence", "fail")
+    outcome = ("No weights or train.json were written" if policy == "fail"
+               else "train.json records the divergence; the run has no weights, generations or metrics")
     raise TrainingDiverged(
         f"training diverged: the {what} is {value} at optimizer step {step} (epoch {epoch}) with "
         f"training.learning_rate {training['learning_rate']}; lower training.learning_rate (for this method: "
-        f"methods.<name>.training.learning_rate), or lower max_grad_norm / raise warmup_ratio. No weights or "
-        f"train.json were written (training.on_divergence: fail)")
+        f"methods.<name>.training.learning_rate), or lower max_grad_norm / raise warmup_ratio. {outcome} "
+        f"(training.on_divergence: {policy})",
+        what=what, value=value, step=step, epoch=epoch, learning_rate=training["learning_rate"])
 
 
 class StepLosses:
@@ -318,12 +332,13 @@ class StepLosses:
         if self.pending:
             values = torch.stack([torch.stack([loss, penalty]) for loss, penalty in self.pending]).tolist()
             first = len(self.state.step_losses) + 1  # the 1-based step of values[0]
+            self.pending.clear()
             for offset, (loss, penalty) in enumerate(values):
                 check_finite("training loss", loss, first + offset, self.training, self.state.epoch)
                 check_finite("regularization loss", penalty, first + offset, self.training, self.state.epoch)
-            self.state.step_losses += [loss for loss, _ in values]
-            self.state.step_penalties += [penalty for _, penalty in values]
-            self.pending.clear()
+                # Step by step: a diverged run's record (on_divergence: record) keeps every finite step before.
+                self.state.step_losses.append(loss)
+                self.state.step_penalties.append(penalty)
 
 
 def train_epoch(setup: Setup, state: LoopState, stop: checkpoint.StopRequest, session: StepLosses) -> None:
@@ -501,3 +516,50 @@ def record(setup: Setup, state: LoopState, efficiency: dict, weights_dir: str | 
         "data_manifest_sha256": io.sha256_file(setup.data_dir / "manifest.json"),
         "provenance": provenance.record("train", settings, code=code, device=setup.device),
     })
+
+
+DIVERGED_MARKER = "DIVERGED.json"  # the only file in a diverged run's weights directory
+
+
+def record_divergence(setup: Setup, state: LoopState, diverged: TrainingDiverged, weights_dir: str | Path,
+                      record_path: str | Path, *, code: str | None) -> dict:
+    """on_divergence: record. The weights directory holds only a marker (no weights: a diverged model is not a
+    result), train.json says where it diverged; generation, scoring and aggregation see its ``diverged`` block and
+    keep the run out of the metrics and statistics, and the report lists it. The checkpoint goes (as after weights
+    are saved): a rerun would diverge again at the same step."""
+    # Not JSON numbers: NaN and infinities are not valid JSON, and a reader must not take them for a loss.
+    loss = "nan" if math.isnan(diverged.value) else ("inf" if diverged.value > 0 else "-inf")
+    divergence = {"step": diverged.step, "epoch": diverged.epoch, "what": diverged.what, "loss": loss,
+                  "learning_rate": diverged.learning_rate,
+                  # What the schedule (warm-up and decay; a LambdaLR for every lr_scheduler the schema allows) gave
+                  # that step: losses are read back in batches, so the scheduler itself may be a few steps on.
+                  "scheduled_learning_rate": float(setup.scheduler.base_lrs[0]
+                                                   * setup.scheduler.lr_lambdas[0](diverged.step - 1)),
+                  "message": str(diverged)}
+    if setup.ranks.main:
+        with io.atomic_directory(weights_dir) as tmp_dir:
+            io.write_json(Path(tmp_dir) / DIVERGED_MARKER,
+                          {"diverged": divergence, "note": "no weights: training diverged (see train.json)"})
+        checkpoint.remove(setup.checkpoint_dir)
+    setup.ranks.barrier()
+    settings = setup.settings
+    manifest = setup.base_manifest
+    run_record = checksums.sealed({
+        "diverged": divergence,
+        "settings": dict(settings),
+        "base": {k: manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
+        "trainable_parameters": setup.trainable_parameters,
+        "total_parameters": setup.total_parameters,
+        "weights_sha256": checksums.file_checksums(weights_dir),  # the marker's: `peftstudy verify` checks it
+        "steps": diverged.step,
+        "step_losses": state.step_losses,  # the finite ones, before the step that diverged
+        "validation_losses": state.validation_losses,
+        "resumed_from_step": state.resumed_from_step or None,
+        "train_examples": len(setup.data.train),
+        "distributed": setup.ranks.record(),
+        "data_manifest_sha256": io.sha256_file(setup.data_dir / "manifest.json"),
+        "provenance": provenance.record("train", settings, code=code, device=setup.device),
+    })
+    if setup.ranks.main:
+        io.write_json(record_path, run_record)
+    return run_record
