@@ -4,7 +4,8 @@ packages installed now?
 Per file of a study's runs and baselines it re-checks what was recorded when the file was written: a JSON
 record's checksum of its own content, the checksums of the weights and generations it lists, each stage's
 settings hash (recomputed from the settings the record keeps), its code fingerprint (against the workflow
-scripts' import closures now) and its package versions (against this environment). A difference is drift: the
+scripts' import closures now) and its package versions (against this environment); and a run's inputs: the
+prepared data's manifest and the base model's weights it was trained from. A difference is drift: the
 file was changed after it was written, or rerunning its stage now would run other code or packages.
 """
 
@@ -96,8 +97,10 @@ def verify(results_dir: str | Path, scripts_dir: str | Path) -> Report:
         raise VerifyError(f"{results_dir}: no run records (runs/<dataset>/<model>/<variant>/seed<n>/train.json, ...) "
                           f"and no baseline records (baselines/<dataset>/<baseline>/metrics.json)")
     environment, report = Environment(scripts_dir), Report()
+    workdir = results_dir.resolve().parent.parent  # results/<study> -> the directory Snakemake ran in
     for run_dir in run_dirs:
         _check_run(run_dir, environment, report)
+        _check_inputs(run_dir, workdir, report)
     for path in baseline_records:
         record = _read(path, report)
         if record is not None:
@@ -131,6 +134,30 @@ def _check_run(run_dir: Path, environment: Environment, report: Report) -> None:
             if source is not None and stages.get(stage) != source.get("provenance"):
                 report.drifts.append(Drift(str(path), f"{stage} provenance (copied from {_record_of(stage)})",
                                            _hash_or_none(stages.get(stage)), _hash_or_none(source.get("provenance"))))
+
+
+def _check_inputs(run_dir: Path, workdir: Path, report: Report) -> None:
+    """What a run was trained from, as train.json records it: the prepared data's manifest and the base model's
+    weights (a base rebuilt or data re-prepared since makes every run trained on the old one stale)."""
+    path = run_dir / "train.json"
+    train = io.read_json(path) if path.is_file() else None
+    if not isinstance(train, dict):
+        return  # unreadable: reported by _check_run already
+    settings = train.get("settings") or {}
+    if settings.get("dataset"):
+        _check_file(workdir / "data" / "prepared" / settings["dataset"] / "manifest.json",
+                    train.get("data_manifest_sha256"), "train.json", report)
+    if settings.get("model"):
+        base_dir = workdir / "results" / "bases" / settings["model"]
+        manifest = io.read_json(base_dir / "base.json") if (base_dir / "base.json").is_file() else {}
+        recorded, now = (train.get("base") or {}).get("sha256"), manifest.get("sha256", "missing")
+        if str(base_dir / "base.json") not in report.checked:
+            report.checked.append(str(base_dir / "base.json"))
+        if recorded != now:
+            report.drifts.append(Drift(str(base_dir / "base.json"), "base weights sha256 (as train.json records it)",
+                                       recorded, now))
+        if (base_dir / "model.safetensors").is_file():  # a base built here: its weights against its own manifest
+            _check_file(base_dir / "model.safetensors", manifest.get("sha256"), "base.json", report)
 
 
 def _record_of(stage: str) -> str:

@@ -294,7 +294,7 @@ def scored_divergence(recorded_divergence, tiny_workspace):
     return results, normal
 
 
-def test_a_diverged_run_is_marked_downstream_and_left_out_of_the_metrics(scored_divergence, tmp_path):
+def test_a_diverged_run_is_marked_downstream_and_left_out_of_the_metrics(scored_divergence, tiny_workspace, tmp_path):
     import pandas as pd
 
     from peftstudy.metrics.aggregate import aggregate_metrics
@@ -309,9 +309,12 @@ def test_a_diverged_run_is_marked_downstream_and_left_out_of_the_metrics(scored_
     scored = json.loads((run / "metrics.json").read_text())
     assert scored["diverged"] == diverged and scored["metrics"] == {} and scored["run"]["variant"] == "full"
     # `peftstudy verify` re-checks the diverged run's records, its weights marker and its empty generations.
+    workdir = results.parent.parent  # where verify finds what the run was trained from, as the workflow lays it out
+    shutil.copytree(tiny_workspace / "data", workdir / "data/prepared/d", dirs_exist_ok=True)
+    shutil.copytree(tiny_workspace / "base-gpt2", workdir / "results/bases/gpt2", dirs_exist_ok=True)
     report = verify(results, REPOSITORY / "workflow" / "scripts")
     assert report.clean, "\n".join(drift.line() for drift in report.drifts)
-    checked = {Path(path).relative_to(results).as_posix() for path in report.checked}
+    checked = {Path(path).relative_to(results).as_posix() for path in report.checked if Path(path).is_relative_to(results)}
     assert {f"{DIVERGED_RUN}/{name}" for name in ("train.json", "generation.json", "metrics.json",
                                                    "generations.jsonl", "weights/DIVERGED.json")} <= checked
 

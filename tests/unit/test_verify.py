@@ -35,8 +35,11 @@ def scripts(repository):
 @pytest.fixture(scope="module")
 def written(tiny_workspace, scripts, tmp_path_factory):
     """results/study with one run (train, generate, score) and one baseline, as the workflow's jobs write them."""
-    results = tmp_path_factory.mktemp("verify") / "results" / "study"
-    run, data, base = results / RUN, tiny_workspace / "data", tiny_workspace / "base-gpt2"
+    workdir = tmp_path_factory.mktemp("verify")  # laid out as the workflow's: data/prepared, results/bases
+    results, data, base = workdir / "results" / "study", workdir / "data/prepared/d", workdir / "results/bases/gpt2"
+    shutil.copytree(tiny_workspace / "data", data)
+    shutil.copytree(tiny_workspace / "base-gpt2", base)
+    run = results / RUN
     code = {stage: script_fingerprint(scripts / f"{stage}.py") for stage in ("train", "generate", "score", "baseline")}
     method_spec = {"kind": "lora", "alpha": 8, "dropout": 0.0}
     settings = {"dataset": "d", "model": "gpt2", "family": "gpt2", "method": "lora", "rank": 4,
@@ -56,10 +59,9 @@ def written(tiny_workspace, scripts, tmp_path_factory):
 
 @pytest.fixture
 def results(written, tmp_path):
-    """A private copy of the written tree, for a test to edit."""
-    copy = tmp_path / "results" / "study"
-    shutil.copytree(written, copy)
-    return copy
+    """A private copy of the written tree (and the data and base it was made from), for a test to edit."""
+    shutil.copytree(written.parent.parent, tmp_path / "work")
+    return tmp_path / "work" / "results" / "study"
 
 
 def console(*args, cwd=None):
@@ -70,7 +72,11 @@ def console(*args, cwd=None):
 def test_a_fresh_results_tree_verifies_clean(results, repository, scripts):
     report = verify(results, scripts)
     assert report.clean, "\n".join(drift.line() for drift in report.drifts)
-    checked = {Path(path).relative_to(results).as_posix() for path in report.checked}
+    workdir = results.parent.parent
+    checked = {Path(path).relative_to(workdir).as_posix() for path in report.checked}
+    assert {"data/prepared/d/manifest.json", "results/bases/gpt2/base.json",
+            "results/bases/gpt2/model.safetensors"} <= checked  # what the run was trained from
+    checked = {Path(path).relative_to(results).as_posix() for path in report.checked if Path(path).is_relative_to(results)}
     assert {f"{RUN}/train.json", f"{RUN}/generation.json", f"{RUN}/generations.jsonl", f"{RUN}/metrics.json",
             f"{RUN}/weights/adapter_model.safetensors", "baselines/d/majority_class/metrics.json",
             "baselines/d/majority_class/generations.jsonl"} <= checked
@@ -213,3 +219,22 @@ def test_help_names_each_command():
     done = console("verify", "--help")
     assert done.returncode == 0 and "--scripts" in done.stdout and "results/<study>" in done.stdout
     assert console().returncode == 2  # a command is required
+
+
+def test_re_prepared_data_or_a_changed_base_is_drift_of_the_runs_trained_on_them(results, scripts):
+    workdir = results.parent.parent
+    manifest = workdir / "data/prepared/d/manifest.json"
+    manifest.write_text(manifest.read_text() + "\n")
+    weights = workdir / "results/bases/gpt2/model.safetensors"
+    flipped = bytearray(weights.read_bytes())
+    flipped[-1] ^= 1
+    weights.write_bytes(bytes(flipped))
+    report = verify(results, scripts)
+    lines = [drift.line() for drift in report.drifts]
+    assert report.drifted == [str(manifest), str(weights)], lines
+    assert any("sha256 (as train.json records it)" in line for line in lines)
+    assert any("sha256 (as base.json records it)" in line for line in lines)
+    # A base rebuilt (its manifest says other weights) is drift of the runs trained on the old one.
+    base_json = workdir / "results/bases/gpt2/base.json"
+    io.write_json(base_json, {**io.read_json(base_json), "sha256": "0" * 64})
+    assert str(base_json) in verify(results, scripts).drifted

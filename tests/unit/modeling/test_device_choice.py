@@ -133,8 +133,8 @@ def test_the_study_setting_reaches_the_job_through_its_resources(machine, monkey
         job = SimpleNamespace(resources=SimpleNamespace(**resources), log=[])
         with jobs.logged(job):
             assert (os.environ[devices.GPUS_VARIABLE], os.environ[devices.FALLBACK_VARIABLE]) == expected
-        monkeypatch.delenv(devices.GPUS_VARIABLE)
-        monkeypatch.delenv(devices.FALLBACK_VARIABLE)
+        for variable in (devices.GPUS_VARIABLE, devices.FALLBACK_VARIABLE):  # not monkeypatch: it would restore
+            os.environ.pop(variable)  # the value logged() set, as the one to put back after the test
 
 
 def test_the_study_sets_it_as_a_boolean_next_to_gpus(repository):
