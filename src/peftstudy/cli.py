@@ -1,6 +1,8 @@
 """The `peftstudy` command: one console script, one subcommand per task, each a thin front to a package module.
 
     peftstudy verify results/<study>
+    peftstudy export results/<study>/runs/<dataset>/<model>/<variant>/seed<n> OUT_DIR
+    peftstudy matrix config/<study>.yaml
 
 Exit status: 0 when the task succeeded (verify: nothing drifted), 1 when verify found drift, 2 on a usage error.
 """
@@ -30,7 +32,82 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the workflow scripts whose code fingerprints are compared (default: %(default)s, "
                              "from the checkout's root)")
     verify.set_defaults(handler=_verify)
+    export = commands.add_parser(
+        "export", help="copy one run's weights as a directory that loads with plain peft and transformers",
+        description="Copy RUN_DIR/weights (adapter or model, tokenizer, model card README.md) to OUT_DIR, with the "
+                    "run's decoding settings (generation.json) as generation_config.json and, when the study built "
+                    "the base itself, the base's directory as OUT_DIR/base, so that OUT_DIR loads anywhere without "
+                    "peftstudy (the model card names the methods that still need it). Refuses an OUT_DIR that "
+                    "exists and is not empty.")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a trained and generated run, results/<study>/runs/<dataset>/<model>/<variant>/seed<n>")
+    export.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where to write (new or empty)")
+    export.set_defaults(handler=_export)
+    matrix = commands.add_parser(
+        "matrix", help="list a study's cells and runs, and how far each run got",
+        description="List every run of the study CONFIG (its cells: dataset x model x method variant, each with "
+                    "its seeds), one line per run: done (train.json and metrics.json present), failed (a job of "
+                    "the run left logs/<study>/<stage>/...failure.json), resumable (a training checkpoint under "
+                    "checkpoints/<study>/...) or missing; then a summary count line.")
+    matrix.add_argument("config", type=Path, metavar="CONFIG", help="the study's config file, config/<study>.yaml")
+    matrix.add_argument("--root", type=Path, default=Path("."),
+                        help="the checkout's root, which holds results/, logs/ and checkpoints/ (default: %(default)s)")
+    matrix.set_defaults(handler=_matrix)
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from peftstudy.export import ExportError, export
+
+    try:
+        out_dir = export(args.run_dir, args.out_dir)
+    except (ExportError, FileNotFoundError) as error:
+        print(f"peftstudy export: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {args.run_dir} to {out_dir}")
+    return 0
+
+
+STAGES_WITH_LOGS = ("train", "generate", "score")  # a run's jobs: logs/<study>/<stage>/<dataset>/<model>/<variant>/
+
+
+def run_status(run, root: Path) -> str:
+    """done, failed, resumable or missing: what the workflow left for this run under ``root``."""
+    from peftstudy.execution.jobs import failure_path
+    from peftstudy.training.checkpoint import CHECKPOINT_FILE
+
+    directory = root / run.directory
+    if (directory / "train.json").is_file() and (directory / "metrics.json").is_file():
+        return "done"
+    cell = f"{run.dataset}/{run.model}/{run.variant}/seed{run.seed}"
+    if any(failure_path(root / "logs" / run.study / stage / f"{cell}.log").is_file() for stage in STAGES_WITH_LOGS):
+        return "failed"
+    if (root / "checkpoints" / run.study / cell / CHECKPOINT_FILE).is_file():
+        return "resumable"
+    return "missing"
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from peftstudy.study.config import StudyConfigError, load_study
+    from peftstudy.study.matrix import expand_runs
+
+    try:
+        study = load_study(args.config)
+    except (StudyConfigError, OSError) as error:
+        print(f"peftstudy matrix: {error}", file=sys.stderr)
+        return 2
+    runs = expand_runs(study)
+    counts = {status: 0 for status in ("done", "resumable", "failed", "missing")}
+    cells = sorted({(run.dataset, run.model, run.variant) for run in runs})
+    for cell in cells:
+        print(f"{'/'.join(cell)}:")
+        for run in (run for run in runs if (run.dataset, run.model, run.variant) == cell):
+            status = run_status(run, args.root)
+            counts[status] += 1
+            print(f"  seed{run.seed:<6} {status:<10} {run.directory}")
+    print(f"{study['study']}: {len(cells)} cells, {len(runs)} runs: "
+          + ", ".join(f"{count} {status}" for status, count in counts.items()))
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from peftstudy import checksums, io, provenance
+from peftstudy import checksums, io, model_card, provenance
 from peftstudy.methods import get_method
 from peftstudy.methods.base import Method
 from peftstudy.metrics.efficiency import PhaseMonitor
@@ -475,6 +475,8 @@ def save_weights(setup: Setup, weights_dir: str | Path) -> None:
     if setup.ranks.main:
         with io.atomic_directory(weights_dir) as tmp_dir:
             setup.method.save(whole, setup.tokenizer, tmp_dir)
+            # Before train.json lists the directory's files: what loads the run outside peftstudy.
+            model_card.finish_weights_dir(tmp_dir, settings, setup.base_dir, setup.tokenizer)
         checkpoint.remove(setup.checkpoint_dir)
     setup.ranks.barrier()
 

@@ -127,7 +127,8 @@ def test_training_lowers_loss_and_reloaded_generation_is_deterministic(tiny_work
     assert record["trainable_parameters"] == lora_count(8, attention_lora_shapes(family))
     assert record["total_parameters"] == base_total + record["trainable_parameters"]  # Params4bit: 2 per byte
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == [
-        "README.md", "adapter_config.json", "adapter_model.safetensors", "quantization.json"]
+        "README.md", "adapter_config.json", "adapter_model.safetensors", "quantization.json",
+        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]  # tokenizer: for loading without peftstudy
     assert io.read_json(tmp_path / "weights/quantization.json")["bits"] == spec.get("bits", 4)
 
     for name in ("a", "b"):

@@ -1,0 +1,71 @@
+"""The `peftstudy` command's export and matrix subcommands: their help, export's refusals (each naming the path),
+and matrix's status of each run (done, failed, resumable, missing) with its summary line. The export itself, from
+a trained run to a directory that loads without peftstudy, is tested in test_portable_adapters.py."""
+
+import pytest
+
+from peftstudy import io
+from peftstudy.cli import main
+from peftstudy.execution.jobs import failure_path
+from peftstudy.study.config import load_study
+from peftstudy.study.matrix import expand_runs
+from peftstudy.training.checkpoint import CHECKPOINT_FILE
+
+STUDY = "config/demo.yaml"
+
+
+@pytest.mark.parametrize(("command", "words"), [("export", ["RUN_DIR", "OUT_DIR", "generation_config.json"]),
+                                                ("matrix", ["CONFIG", "--root", "resumable", "failure.json"])])
+def test_each_command_has_help(command, words, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"])
+    assert exit.value.code == 0
+    shown = capsys.readouterr().out
+    assert all(word in shown for word in words), shown
+
+
+def test_export_refuses_an_occupied_directory_and_a_missing_run(tmp_path, capsys):
+    occupied = tmp_path / "out"
+    (occupied / "x").mkdir(parents=True)
+    assert main(["export", str(tmp_path / "run"), str(occupied)]) == 2
+    assert f"{occupied}: exists and is not empty" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "new")]) == 2
+    assert f"{tmp_path / 'run' / 'train.json'}: missing; run the train step" in capsys.readouterr().err
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    io.write_json(run / "train.json", {"diverged": {"step": 3}})
+    io.write_json(run / "generation.json", {})
+    assert main(["export", str(run), str(tmp_path / "new")]) == 2
+    assert "the run diverged" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_matrix_gives_each_run_its_status(repository, tmp_path, capsys):
+    study = load_study(repository / STUDY)
+    runs = expand_runs(study)
+    done, failed, resumable = runs[0], runs[1], runs[2]
+    for name in ("train.json", "metrics.json"):
+        io.write_json(tmp_path / done.directory / name, {})
+    io.write_json(tmp_path / runs[3].directory / "train.json", {})  # trained, not scored: not done
+    cell = f"{failed.dataset}/{failed.model}/{failed.variant}/seed{failed.seed}"
+    io.write_json(failure_path(tmp_path / "logs" / failed.study / "generate" / f"{cell}.log"), {"cause": "x"})
+    cell = f"{resumable.dataset}/{resumable.model}/{resumable.variant}/seed{resumable.seed}"
+    (tmp_path / "checkpoints" / resumable.study / cell).mkdir(parents=True)
+    (tmp_path / "checkpoints" / resumable.study / cell / CHECKPOINT_FILE).write_bytes(b"")
+    assert main(["matrix", str(repository / STUDY), "--root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    status = {line.split()[-1]: line.split()[1] for line in lines if line.startswith("  seed")}
+    assert len(status) == len(runs)
+    assert [status[run.directory] for run in runs[:4]] == ["done", "failed", "resumable", "missing"]
+    assert set(status[run.directory] for run in runs[4:]) == {"missing"}
+    cells = {(run.dataset, run.model, run.variant) for run in runs}
+    assert lines[-1] == (f"{study['study']}: {len(cells)} cells, {len(runs)} runs: 1 done, 1 resumable, 1 failed, "
+                         f"{len(runs) - 3} missing")
+    assert sum(line.endswith(":") and not line.startswith(" ") for line in lines) == len(cells)
+
+
+def test_matrix_names_a_bad_config(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text("study: x\n")
+    assert main(["matrix", str(path)]) == 2
+    assert str(path) in capsys.readouterr().err
