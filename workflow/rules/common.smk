@@ -16,6 +16,7 @@ os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
 from peftstudy import baselines
 from peftstudy import human_eval
 from peftstudy import study as studyconfig
+from peftstudy.data import user_files
 from peftstudy.data.prepare import SPLITS, dataset_task, snapshot_corpus
 from peftstudy.execution import cluster
 from peftstudy.execution.snakefile import (log_scheme_problems, remember_signature, remember_signatures,
@@ -210,6 +211,8 @@ def dataset_inputs(wildcards):
     spec = DATASETS[wildcards.dataset]
     if spec["source"] == "snapshot":
         return [f"data/snapshots/{snapshot_corpus(spec['corpus'])}.jsonl.gz"]
+    if spec["source"] == "files":  # the study's own data: editing a file prepares the dataset again
+        return user_files.input_files(spec)
     return []
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from peftstudy import io
-from peftstudy.data import registry, synthetic
+from peftstudy.data import registry, synthetic, user_files
 from peftstudy.data.decontaminate import decontaminate, leakage_key
 from peftstudy.data.sources import DERIVED, Corpus, get_corpus
 
@@ -32,7 +32,7 @@ SPLITS = ("train", "validation", "test")
 # extractive_qa: "question: .. context: .." -> an answer span (SQuAD v1.1 fields kept beside it).
 TASKS = ("generation", "classification", "extractive_qa")
 DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
-SOURCES = ("snapshot", "system", "synthetic", "hub")
+SOURCES = ("snapshot", "system", "synthetic", "hub", "files")
 SYNTHETIC_DEFAULT_SIZE = 1000
 
 
@@ -147,6 +147,8 @@ def read_records(spec: Mapping, snapshot_dir: Path, name: str | None = None) -> 
         return list(derived.derive(records)), {**provenance, "derived": {"corpus": derived.name, "from": derived.base}}
     if source == "hub":
         return _hub_records(spec, name)
+    if source == "files":
+        return user_files.read_records(spec, dataset_task(spec), name)
     corpus = get_corpus(spec.get("corpus", ""))
     if corpus.kind != "pairs":
         raise ValueError(f"corpus {corpus.name!r} is a pretraining corpus (plain text), not a fine-tuning dataset")
@@ -589,8 +591,13 @@ def prepare_dataset(spec: Mapping, out_dir: Path, *, snapshot_dir: Path, name: s
     fractions = split_fractions(spec)
     task = dataset_task(spec)
     records, provenance = read_records(spec, Path(snapshot_dir), name)
+    # A study's own train/validation/test files keep their splits, as a hub's do (a missing validation file:
+    # carved from train); one file is split like any other source.
+    splitting = spec
+    if spec["source"] == "files" and "files" in spec:
+        splitting = {**spec, "keep_hub_splits": {split: split for split in spec["files"]}}
     try:
-        splits, dropped, leakage = _clean_and_split(records, provenance, spec, task, fractions, seed)
+        splits, dropped, leakage = _clean_and_split(records, provenance, splitting, task, fractions, seed)
     except ValueError as error:  # what is wrong with the records: say which file they came from
         raise ValueError(f"dataset {name!r} ({read_from(provenance)}): {error}") from None
 
