@@ -23,7 +23,10 @@ mirror. A mirror cannot prove which revision it holds, so its files' sha256 are 
 
 Revisions: a 40-hex commit pins the data; anything else (``main``, a branch such as
 ``refs/convert/parquet``) is unpinned, and the manifest says ``pinned: false`` next to the commit the hub
-resolved it to at download time. Pin an entry by replacing its revision with that resolved commit.
+resolved it to at download time. Every entry is pinned except the two whose ``allow_unpinned`` says no
+commit is known (e2e_nlg, arxiv_abstracts); a study refuses any other moving ref unless it sets
+``allow_unpinned: true``. The pinned commits were seen in public code, not checked against the hub from
+here: the first load verifies them (a pinned revision the hub cannot resolve fails, saying what to do).
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class HubDataset:
     pair: tuple[str, str] | None = None  # two mapped fields forming a sentence pair (kept for pair-aware tokenizers)
     max_examples: int | None = None  # the paper's size, when it gives one
     revision_note: str = ""
+    # True only where no commit is known (revision_note says why): studies may use the entry's own moving ref.
+    allow_unpinned: bool = False
     notes: str = ""
 
     @property
@@ -105,18 +110,22 @@ class HubDataset:
 
 UNPINNED = ("unpinned: no commit could be looked up when this entry was written; the manifest records the commit "
             "the hub resolved it to, which is the one to pin")
+SEEN_IN_PUBLIC_CODE = ("seen in public code as this repository's revision, not checked against the hub from here; "
+                       "verified on first fetch (the prepare step fails, saying what to do, when the hub cannot "
+                       "resolve it)")
 
 def glue_pair_task(config: str, description: str, licence: str, labels: tuple[str, str],
                    hub_splits: Mapping[str, int]) -> HubDataset:
     """A GLUE sentence-pair task of nyu-mll/glue (one parquet folder per config)."""
     return HubDataset(
-        name=f"glue_{config}", hub_id="nyu-mll/glue", config_name=config, revision="main", licence=licence,
+        name=f"glue_{config}", hub_id="nyu-mll/glue", config_name=config,
+        revision="bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c", licence=licence,
         task="classification", description=description,
         fields={"sentence1": "sentence1", "sentence2": "sentence2", "reference": "label"},
         template="sentence 1: {sentence1} sentence 2: {sentence2}", pair=("sentence1", "sentence2"),
         label_names=labels, hub_splits=hub_splits,
         keep_hub_splits={"train": ("train",), "test": ("validation",)}, validation_from_train=0.1,
-        revision_note=UNPINNED,
+        revision_note=SEEN_IN_PUBLIC_CODE,
         notes=f"parquet per config ({config}/<split>-00000-of-00001.parquet); the hub's test labels are hidden (-1): "
               "those rows are dropped as unlabelled, the hub's validation split is the study's test split (as GLUE "
               "papers report), and a stratified 10% of the hub's train split becomes the validation split; "
@@ -134,7 +143,9 @@ REGISTRY: dict[str, HubDataset] = {entry.name: entry for entry in [
         hub_splits={"train": 42061, "validation": 4672, "test": 4693}, max_examples=100_000,
         revision_note="unpinned: the repository's main branch still held a loading script (e2e_nlg.py), which "
                       "datasets >= 4 refuses to run; the hub's parquet export (branch refs/convert/parquet, "
-                      "default/<split>/0000.parquet) serves the same rows",
+                      "default/<split>/0000.parquet) serves the same rows; no commit of that branch is known, so the "
+                      "entry stays unpinned (allowed: the manifest records the commit it resolved to)",
+        allow_unpinned=True,
         notes="stands in for the paper's product descriptions (100k); each meaning representation has several "
               "references and deduplication keeps one per input, so far fewer than 100k remain",
     ),
@@ -143,17 +154,18 @@ REGISTRY: dict[str, HubDataset] = {entry.name: entry for entry in [
         licence="CC0 1.0 (arXiv metadata)", task="generation",
         description="arXiv metadata: title -> abstract",
         fields={"input": "title", "reference": "abstract"},
-        hub_splits={"train": 1_999_486}, max_examples=75_000, revision_note=UNPINNED,
+        hub_splits={"train": 1_999_486}, max_examples=75_000, revision_note=UNPINNED, allow_unpinned=True,
         notes="one gzipped JSON-lines file (arxiv-abstracts.jsonl.gz), one split (about 2M rows; the count here "
               "is from memory, not checked): re-split 80/10/10",
     ),
     HubDataset(
-        name="coco_karpathy", hub_id="yerevann/coco-karpathy", config_name=None, revision="main",
+        name="coco_karpathy", hub_id="yerevann/coco-karpathy", config_name=None,
+        revision="448fdb1bc7b2d09e46881c4541a14d796a3d41e8",
         licence="CC BY 4.0 (COCO annotations)", task="generation",
         description="COCO captions (Karpathy split): one caption -> another caption of the same image",
         fields={"input": "sentences[0]", "reference": "sentences[1]"},
         hub_splits={"train": 82783, "validation": 5000, "test": 5000, "restval": 30504}, max_examples=50_000,
-        revision_note=UNPINNED,
+        revision_note=SEEN_IN_PUBLIC_CODE,
         notes="all four hub splits pooled and re-split 80/10/10 (one record per image)",
     ),
     HubDataset(
@@ -165,32 +177,35 @@ REGISTRY: dict[str, HubDataset] = {entry.name: entry for entry in [
         hub_splits={"train": 67349, "validation": 872, "test": 1821},
         keep_hub_splits={"train": ("train",), "test": ("validation",)}, validation_from_train=0.05,
         revision_note="the 'Convert dataset to Parquet (#7)' commit (data/<split>-00000-of-00001.parquet); "
-                      "taken from public pages, not checked against the hub from here",
+                      "seen in public code; verified on first fetch",
         notes="the hub's test labels are hidden (-1): those rows are dropped as unlabelled, the hub's "
               "validation split is the study's test split (as GLUE papers report), and a stratified 5% of "
               "the hub's train split becomes the validation split",
     ),
     HubDataset(
-        name="squad", hub_id="rajpurkar/squad", config_name="plain_text", revision="main",
+        name="squad", hub_id="rajpurkar/squad", config_name="plain_text",
+        revision="7b6d24c440a36b6815f21b70d25016731768db1f",
         licence="CC BY-SA 4.0", task="extractive_qa",
         description="SQuAD v1.1: question + Wikipedia paragraph -> answer span",
         fields={"id": "id", "title": "title", "context": "context", "question": "question",
                 "answers": "answers.text", "answer_start": "answers.answer_start"},
         hub_splits={"train": 87599, "validation": 10570},
         keep_hub_splits={"train": ("train",), "test": ("validation",)}, validation_from_train=0.1,
-        group_by="title", windowing={"max_length": 384, "stride": 128}, revision_note=UNPINNED,
+        group_by="title", windowing={"max_length": 384, "stride": 128},
+        revision_note=SEEN_IN_PUBLIC_CODE,
         notes="the hub has no test split (SQuAD's is hidden): its validation split (articles disjoint from "
               "train) is the test split and 10% of the train articles, whole, the validation split; every "
               "gold answer is kept for scoring, the first is the training target",
     ),
     HubDataset(
-        name="cnn_dailymail", hub_id="abisee/cnn_dailymail", config_name="3.0.0", revision="main",
+        name="cnn_dailymail", hub_id="abisee/cnn_dailymail", config_name="3.0.0",
+        revision="96df5e686bee6baa90b8bee7c28b81fa3fa6223d",
         licence="Apache 2.0", task="generation",
         description="CNN/DailyMail 3.0.0 (non-anonymised): news article -> highlights",
         fields={"input": "article", "reference": "highlights"}, template="{input} <sum>",
         hub_splits={"train": 287113, "validation": 13368, "test": 11490},
         keep_hub_splits={"train": ("train",), "validation": ("validation",), "test": ("test",)},
-        revision_note=UNPINNED,
+        revision_note=SEEN_IN_PUBLIC_CODE,
         notes="seed 004's summarisation prompt: the article followed by the token <sum>; the hub's splits kept",
     ),
     HubDataset(
@@ -203,7 +218,7 @@ REGISTRY: dict[str, HubDataset] = {entry.name: entry for entry in [
         hub_splits={"train": 3_600_000, "test": 400_000},
         split={"train": 0.7, "validation": 0.15, "test": 0.15},
         revision_note="the 'Convert dataset to Parquet (#3)' commit (amazon_polarity/<split>-*.parquet); "
-                      "taken from public pages, not checked against the hub from here",
+                      "seen in public code; verified on first fetch",
         notes="seed 004: pooled and re-split 70/15/15, stratified by label; set max_examples (4M rows are "
               "read into memory otherwise)",
     ),
@@ -334,6 +349,16 @@ def fetch_instructions(spec: Mapping) -> str:
             f"(older huggingface_hub: `huggingface-cli download ...`), then {MIRROR_ENV}=<mirror>")
 
 
+def pin_advice(spec: Mapping) -> str:
+    """What to do when a pinned commit does not resolve: the registry's commits were not checked against the hub."""
+    hub_id, revision = spec["hub_id"], spec["revision"]
+    where = (f"peftstudy.data.registry entry {spec['registry']!r} (or the study's datasets.<name>.revision)"
+             if spec.get("registry") else "the study's datasets.<name>.revision")
+    return (f" If the hub cannot resolve the pinned commit {revision} (it was seen in public code, not verified from "
+            f"here), look up the commit to use on https://huggingface.co/datasets/{hub_id}/commits/main and set it in "
+            f"{where}.")
+
+
 def load(spec: Mapping, name: str | None = None) -> tuple[Any, dict]:
     """(the DatasetDict, provenance) for a hub spec: from the mirror when PEFTSTUDY_HUB_MIRROR is set, else
     through the hub (or the datasets cache). A dataset that cannot be had raises HubDatasetUnavailable
@@ -367,8 +392,13 @@ def load(spec: Mapping, name: str | None = None) -> tuple[Any, dict]:
                 f"{label}could not be loaded from the Hugging Face Hub: {hub_id} (config {config}, revision "
                 f"{revision}) is not in the local datasets cache and the hub could not serve it"
                 + (f" (offline mode: {', '.join(f'{k}={v}' for k, v in offline.items())})" if offline else "")
-                + f" [{type(error).__name__}: {error}]. To {fetch_instructions(spec)}.") from error
+                + f" [{type(error).__name__}: {error}]. To {fetch_instructions(spec)}."
+                + (pin_advice(spec) if is_pinned(revision) and not offline else "")) from error
         provenance.update({"loaded_from": "hub", "resolved_commit": resolved_commit(data)})
+        found = provenance["resolved_commit"]
+        if is_pinned(revision) and found is not None and found != revision:
+            raise HubDatasetUnavailable(f"{label}({hub_id}): asked for commit {revision}, the hub served {found}. "
+                                        + pin_advice(spec))
     splits = sorted(data)
     provenance["splits"] = {split: len(data[split]) for split in splits}
     return data, provenance
@@ -452,5 +482,6 @@ def describe(entries: Iterable[HubDataset] | None = None) -> list[dict]:
     """The registry as plain data (for documentation and the report)."""
     return [{"name": e.name, "hub_id": e.hub_id, "config_name": e.config_name, "revision": e.revision,
              "pinned": e.pinned, "licence": e.licence, "task": e.task, "hub_splits": dict(e.hub_splits),
-             "max_examples": e.max_examples, "revision_note": e.revision_note, "notes": e.notes}
+             "max_examples": e.max_examples, "revision_note": e.revision_note, "allow_unpinned": e.allow_unpinned,
+             "notes": e.notes}
             for e in (entries if entries is not None else REGISTRY.values())]

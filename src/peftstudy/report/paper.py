@@ -14,12 +14,15 @@ from peftstudy import io
 from peftstudy.data.prepare import dataset_task
 from peftstudy.provenance import canonical_hash
 from peftstudy.report.appendix import (
+    base_commits,
+    hub_note,
     hyperparameter_rows,
     provenance_tables,
     quantization_rows,
     run_provenance,
     run_provenance_values,
     seeds_text,
+    unpinned_notes,
 )
 from peftstudy.report.latex import latex_escape, tabular
 from peftstudy.report.outputs import FIGURES, RESULTS_SECTIONS
@@ -153,10 +156,10 @@ def build_pdf(tex_path: str | Path, pdf_path: str | Path) -> None:
 
 def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_paths: Sequence[str]) -> dict:
     """What the paper needs besides the tables: counts, parameters, hardware and provenance of the runs."""
-    data_counts, data_checksums = {}, {}
+    data_counts, data_checksums, data_manifests = {}, {}, {}
     for path in data_manifest_paths:
         name = Path(path).parent.name
-        manifest = io.read_json(path)
+        manifest = data_manifests[name] = io.read_json(path)
         data_counts[name] = manifest.get("counts", {})
         data_checksums[name] = io.sha256_file(path)
     model_parameters, code_versions, methods_used = {}, set(), []
@@ -191,7 +194,7 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         packages = packages or stages["train"]["packages"]
         hardware = hardware or stages["train"]["hardware"]
         provenance_runs.append((run, stages))
-    model_notes = {}
+    model_notes, commits = {}, base_commits(metrics_paths)
     for name, spec in study["models"].items():
         if spec["source"] == "scratch":
             p = spec["pretraining"]
@@ -203,10 +206,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         elif spec["source"] == "package":
             model_notes[name] = f"{spec.get('hub_id', spec['package'])}, as shipped by the Python package {spec['package']}"
         elif spec["source"] == "warm_start":
-            origin = spec.get("package") or f"{spec['hub_id']}@{spec['revision']}"
+            origin = spec.get("package") or hub_note(spec["hub_id"], spec["revision"], commits.get(name))
             model_notes[name] = f"BERT2BERT warm-started from {origin} (new cross-attention, seed {spec.get('init_seed', 0)})"
         else:
-            model_notes[name] = f"{spec['hub_id']}@{spec['revision']}"
+            model_notes[name] = hub_note(spec["hub_id"], spec["revision"], commits.get(name))
     limitations = [
         f"Seeds per cell: {seeds_text(study)}; intervals and tests rest on that n, and cells run once have"
         " neither.",
@@ -223,6 +226,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         limitations.insert(1, "The datasets are real human-written texts from Debian packages standing in for the"
                               " paper's domains, not the paper's own (unpublished) data.")
     tasks = {dataset_task(spec) for spec in study["datasets"].values()} - {"generation"}
+    unpinned = unpinned_notes(study, data_manifests, commits)
+    if unpinned:
+        limitations.append("Run at a moving hub revision (marked [unpinned]; a later fetch may get other files): "
+                           + "; ".join(unpinned) + ".")
     if tasks:
         limitations.append("Classification and question answering are done text-to-text, without a classification or"
                            " span head: a label is chosen by its likelihood under the fine-tuned model, an answer is"

@@ -20,12 +20,18 @@ from typing import Any, Collection, Iterable, Mapping
 import yaml
 
 from peftstudy.baselines import BASELINES
+from peftstudy.data import user_files
 from peftstudy.data.prepare import dataset_task
-from peftstudy.data.registry import resolve_datasets
+from peftstudy.data.registry import get_entry as get_dataset_entry
+from peftstudy.data.registry import is_pinned, resolve_datasets
 from peftstudy.execution.cluster import validate_resources
 from peftstudy.methods import METHODS, get_method
 from peftstudy.modeling import heads
-from peftstudy.modeling.registry import ModelRegistryError, resolve
+from peftstudy.modeling.registry import (
+    PACKAGED_SCORING_NAMES,
+    ModelRegistryError,
+    resolve,
+)
 from peftstudy.study.claims import validate_claims
 from peftstudy.study.matrix import is_excluded
 from peftstudy.study.settings import cell_head, method_options, training_settings
@@ -200,6 +206,7 @@ def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] =
             study["models"][name] = resolve(model, key=f"models.{name}")
         except ModelRegistryError as error:
             raise StudyConfigError(f"{source}: {error}") from None
+    _check_pinned(study, source)
     study["statistics"] = {**STATISTICS_DEFAULTS, **study.get("statistics", {})}
     for section in ("rank_study", "against_baselines"):
         study["statistics"][section] = {**STATISTICS_DEFAULTS[section], **study["statistics"][section]}
@@ -210,6 +217,43 @@ def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] =
     _check_references(study, source, inherited)
     study["report"].setdefault("table1_dataset", study["matrix"][0]["datasets"][0])
     return study
+
+
+def unpinned_sources(study: Mapping) -> list[tuple[str, str | None, bool]]:
+    """(key, revision, allowed by its registry entry) of every hub model, dataset and metric model of a resolved
+    study whose revision is not a 40-hex commit; local models and datasets (scratch, snapshot, package,
+    synthetic) have nothing to pin."""
+    found = []
+    for name, spec in study["datasets"].items():
+        if spec.get("source") == "hub" and not is_pinned(spec.get("revision")):
+            entry = get_dataset_entry(spec["registry"]) if "registry" in spec else None
+            allowed = bool(entry and entry.allow_unpinned and spec.get("revision") == entry.revision)
+            found.append((f"datasets.{name}.revision", spec.get("revision"), allowed))
+    for name, spec in study["models"].items():
+        hub = spec.get("source") == "hub" or (spec.get("source") == "warm_start" and not spec.get("package"))
+        if hub and not is_pinned(spec.get("revision")):
+            found.append((f"models.{name}.revision", spec.get("revision"), False))
+    for section in ("bertscore", "embeddings"):
+        settings = (study.get("metrics") or {}).get(section) or {}
+        model = settings.get("model")
+        if model and model not in PACKAGED_SCORING_NAMES \
+                and not is_pinned(settings.get("revision")):
+            found.append((f"metrics.{section}.revision", settings.get("revision"), False))
+    return found
+
+
+def _check_pinned(study: Mapping, source: str | Path) -> None:
+    """A moving ref (main, a branch, a tag) changes what a study measures without a trace: refused unless the
+    study says allow_unpinned: true (the report then marks those models and datasets)."""
+    if study.get("allow_unpinned"):
+        return
+    for key, revision, allowed in unpinned_sources(study):
+        if not allowed:
+            raise StudyConfigError(
+                f"{source}: {key}: {revision!r} is not a pinned revision (a 40-hex commit): set it to the commit to "
+                "use (a fetched model's results/bases/<model>/base.json and a dataset's manifest name the commit "
+                "they resolved to), or set allow_unpinned: true at the top of the study to run at a moving ref "
+                "(the report marks it)")
 
 
 @functools.lru_cache(maxsize=4)
@@ -309,6 +353,9 @@ def _check_references(study: dict, source: str | Path, inherited: Collection[str
             fail(f"datasets.{name}.labels", "a classification dataset declares its label set (the classes scored)")
         if "labels" in spec and task != "classification":
             fail(f"datasets.{name}.labels", f"a label set only applies to classification (this dataset's task: {task})")
+        if spec.get("source") == "files":
+            for key, message in user_files.spec_problems(spec, task):
+                fail(f"datasets.{name}.{key}", message)
     for name, spec in study["methods"].items():
         accepted = set(get_method(spec["kind"]).options)
         extra = sorted(set(spec) - {"kind", "description", "training"} - accepted)
