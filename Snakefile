@@ -19,6 +19,13 @@ gc.freeze()
 
 min_version("9.0")
 
+# One software stack for the whole workflow (envs/peftstudy.yaml: the pins of envs/requirements.lock, the same
+# that setup.sh installs): with --use-conda Snakemake injects it into its own process, and every job inherits it.
+# Deliberately not repeated as a per-rule conda: directive (every rule would name the same file), so
+# `snakemake --lint` lists "Specify a conda environment or container for each rule" for each rule;
+# tests/unit/test_conventions.py allows that lint and no other.
+conda: "envs/peftstudy.yaml"
+
 
 report: "workflow/report/workflow.rst"
 

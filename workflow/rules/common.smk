@@ -12,6 +12,13 @@ sys.path.insert(0, PACKAGE_SOURCE)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")]))
 # Where prepare_wordnet puts METEOR's WordNet: the zygote keeps it loaded for the scoring jobs.
 os.environ["PEFTSTUDY_NLTK_DATA"] = str(Path("data/nltk").resolve())
+# Both are set above, so the assertion always holds; the directive passes them on to jobs on remote executors.
+
+
+envvars:
+    "PYTHONPATH",
+    "PEFTSTUDY_NLTK_DATA",
+
 
 from peftstudy import baselines
 from peftstudy import human_eval
@@ -32,7 +39,7 @@ PACKAGE_ROOT = Path(PACKAGE_SOURCE) / "peftstudy"
 
 
 def code_of(script):
-    """The `code` param of a rule running workflow/scripts/<script>: the fingerprint of the package modules the
+    """The `code` param of the rules running workflow/scripts/<script>, the fingerprint of the package modules the
     script imports (its import closure). Snakemake tracks the script, not the package it calls; with this param a
     change to any module a rule's script imports redoes that rule and what follows, nothing else."""
     known = _script_fingerprints()
@@ -92,7 +99,7 @@ def run_of(wildcards):
 
 
 def check_rules(rules):
-    """The Snakefile's check of its rules, before it adds a target rule per study: every rule that runs a script
+    """The Snakefile's check of its rules, before it adds a target rule per study. Every rule that runs a script
     keeps one log, logs/{study}/<rule>/<its other wildcards>.log (or .../job.log), logs/shared/<rule>/... where it
     has no study (README, "Logs"); and no study is named like a rule (its target rule would clash)."""
     rules = list(rules)
@@ -100,7 +107,7 @@ def check_rules(rules):
                                    for rule in rules)
     if problems:
         raise WorkflowError("log paths outside the one scheme:\n" + "\n".join(problems))
-    for name in sorted(set(STUDIES) & {rule.name for rule in rules}):
+    for name in sorted(set(STUDIES) & {each.name for each in rules}):
         raise WorkflowError(f"{STUDY_FILES[name]}: study name {name!r} is reserved (it names a rule)")
 
 

@@ -3,13 +3,13 @@
 
 rule generate:
     input:
-        weights=RUN_DIR + "/weights",
-        record=RUN_DIR + "/train.json",
+        weights=f"{RUN_DIR}/weights",
+        record=f"{RUN_DIR}/train.json",
         base="results/bases/{model}",
         test="data/prepared/{dataset}/test.jsonl",
     output:
-        generations=RUN_DIR + "/generations.jsonl",
-        record=RUN_DIR + "/generation.json",
+        generations=f"{RUN_DIR}/generations.jsonl",
+        record=f"{RUN_DIR}/generation.json",
     params:
         settings=generation_settings,
         code=code_of("generate.py"),

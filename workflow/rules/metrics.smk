@@ -3,13 +3,13 @@
 
 rule score:
     input:
-        generations=RUN_DIR + "/generations.jsonl",
-        train_record=RUN_DIR + "/train.json",
-        generation_record=RUN_DIR + "/generation.json",
+        generations=f"{RUN_DIR}/generations.jsonl",
+        train_record=f"{RUN_DIR}/train.json",
+        generation_record=f"{RUN_DIR}/generation.json",
         train="data/prepared/{dataset}/train.jsonl",
         wordnet="data/nltk",
     output:
-        RUN_DIR + "/metrics.json",
+        f"{RUN_DIR}/metrics.json",
     params:
         settings=lambda w: study_of(w).get("metrics", {}),
         costs=lambda w: study_of(w).get("costs"),

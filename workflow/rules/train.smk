@@ -6,8 +6,8 @@ rule train:
         data="data/prepared/{dataset}/manifest.json",
         base="results/bases/{model}",
     output:
-        weights=directory(RUN_DIR + "/weights"),
-        record=RUN_DIR + "/train.json",
+        weights=directory(f"{RUN_DIR}/weights"),
+        record=f"{RUN_DIR}/train.json",
     params:
         settings=settings_of_run,
         code=code_of("train.py"),
