@@ -9,7 +9,7 @@ rule table1_methods:
         baselines="results/{study}/baselines.csv",
         against="results/{study}/stats/against_baselines.csv",
     output:
-        csv=report("reports/{study}/tables/table1_methods.csv", caption="../report/table.rst", category="Tables"),
+        csv=report("reports/{study}/tables/table1_methods.csv", caption="../report/table1_methods.rst", category="Tables"),
         tex="reports/{study}/tables/table1_methods.tex",
     params:
         study=study_part("datasets", "methods", "costs", "report.table1_dataset", "statistics.baseline_method",
@@ -28,7 +28,7 @@ rule learned_table:
         comparisons="results/{study}/stats/against_baselines.csv",
         learned="results/{study}/stats/learned.csv",
     output:
-        csv=report("reports/{study}/tables/learned.csv", caption="../report/table.rst", category="Tables"),
+        csv=report("reports/{study}/tables/learned.csv", caption="../report/learned.rst", category="Tables"),
         tex="reports/{study}/tables/learned.tex",
     params:
         study=study_part("methods", "statistics.confidence"),
@@ -44,7 +44,7 @@ rule significance_table:
     input:
         comparisons="results/{study}/stats/comparisons.csv",
     output:
-        csv=report("reports/{study}/tables/significance.csv", caption="../report/table.rst", category="Tables"),
+        csv=report("reports/{study}/tables/significance.csv", caption="../report/significance.rst", category="Tables"),
         tex="reports/{study}/tables/significance.tex",
     params:
         study=study_part("datasets", "methods", "report.table1_dataset", "statistics.baseline_method",
@@ -98,7 +98,7 @@ rule metric_table:
         metrics="results/{study}/metrics.csv",
         baselines="results/{study}/baselines.csv",
     output:
-        csv=report("reports/{study}/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
+        csv=report("reports/{study}/tables/{table}.csv", caption="../report/metric_table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",
     wildcard_constraints:
         table=paper_report.wildcard_constraint("metric_table"),
@@ -118,7 +118,7 @@ rule data_card:
         manifests=study_data_manifests,
         bases=lambda w: list(study_model_bases(w).values()),
     output:
-        csv=report("reports/{study}/tables/data_card.csv", caption="../report/table.rst", category="Tables"),
+        csv=report("reports/{study}/tables/data_card.csv", caption="../report/data_card.rst", category="Tables"),
         tex="reports/{study}/tables/data_card.tex",
     params:
         study=study_part("training", "methods", "overrides", "statistics.baseline_method"),
@@ -143,7 +143,7 @@ rule stats_table:
         correlations="results/{study}/stats/correlations.csv",
         rank_study="results/{study}/stats/rank_study.csv",
     output:
-        csv=report("reports/{study}/tables/{table}.csv", caption="../report/table.rst", category="Tables"),
+        csv=report("reports/{study}/tables/{table}.csv", caption="../report/stats_table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",
     wildcard_constraints:
         table=paper_report.wildcard_constraint("stats_table"),
@@ -167,7 +167,7 @@ rule claims_table:
         rank_study="results/{study}/stats/rank_study.csv",
         learned="results/{study}/stats/learned.csv",
     output:
-        csv=report("reports/{study}/tables/claims_check.csv", caption="../report/table.rst", category="Tables"),
+        csv=report("reports/{study}/tables/claims_check.csv", caption="../report/claims_check.rst", category="Tables"),
         tex="reports/{study}/tables/claims_check.tex",
     params:
         # The claims, the names and matrix their cells are checked against, and the rank study's settings.
@@ -188,7 +188,7 @@ rule figure_stats:
         rank_study="results/{study}/stats/rank_study.csv",
         correlations="results/{study}/stats/correlations.csv",
     output:
-        report("reports/{study}/figures/{figure}.pdf", caption="../report/figure.rst", category="Figures"),
+        report("reports/{study}/figures/{figure}.pdf", caption="../report/figure_stats.rst", category="Figures"),
     wildcard_constraints:
         figure=paper_report.wildcard_constraint("figure_stats"),
     params:
@@ -207,7 +207,7 @@ rule figure_output_clusters:
         generations=lambda w: [s["generations"] for p in cluster_figure_panels(w) for s in p["series"]],
         metrics=lambda w: [s["metrics"] for p in cluster_figure_panels(w) for s in p["series"]],
     output:
-        report("reports/{study}/figures/output_clusters.pdf", caption="../report/figure.rst", category="Figures"),
+        report("reports/{study}/figures/output_clusters.pdf", caption="../report/output_clusters.rst", category="Figures"),
     params:
         panels=cluster_figure_panels,
         embedding_model=lambda w: study_of(w).get("metrics", {}).get("embeddings", {}).get("model", "all-MiniLM-L6-v2"),

@@ -4,6 +4,7 @@ built into a PDF. The tables it includes are rendered elsewhere in report/, each
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 import tempfile
@@ -137,8 +138,14 @@ def paper_latex(study: Mapping, context: Mapping) -> str:
     return render("paper.tex", paper_values(study, context))
 
 
+def undefined_references(log: str) -> list[str]:
+    """The labels a LaTeX log reports as referenced but undefined (after latexmk's last pass), sorted."""
+    return sorted(set(re.findall(r"LaTeX Warning: Reference `([^']+)' on page", log)))
+
+
 def build_pdf(tex_path: str | Path, pdf_path: str | Path) -> None:
-    """latexmk in a scratch directory; the PDF appears at pdf_path only when the build succeeded."""
+    """latexmk in a scratch directory; the PDF appears at pdf_path only when the build succeeded with every
+    reference resolved (no "Figure ??")."""
     tex_path = Path(tex_path).resolve()
     if shutil.which("latexmk") is None:
         raise RuntimeError("latexmk not found: install TeX Live and latexmk (the README's set-up command does)")
@@ -150,6 +157,10 @@ def build_pdf(tex_path: str | Path, pdf_path: str | Path) -> None:
             log = Path(build) / (tex_path.stem + ".log")
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else result.stdout[-3000:]
             raise RuntimeError(f"latexmk failed on {tex_path}:\n{tail}")
+        undefined = undefined_references((Path(build) / (tex_path.stem + ".log")).read_text(errors="replace"))
+        if undefined:  # a "Figure ??" in the PDF: a caption names a label no table or figure defines
+            raise RuntimeError(f"{tex_path}: undefined reference(s) {', '.join(undefined)}: the \\ref names a label"
+                               " that no included table or figure defines")
         with io.atomic_path(pdf_path) as tmp:
             shutil.copyfile(built, tmp)
 

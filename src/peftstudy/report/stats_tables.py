@@ -128,7 +128,7 @@ def correlations_latex(table: pd.DataFrame, study: Mapping) -> str:
             for _, r in table.iterrows()]
     caption = (rf"Correlation between metrics across the runs on \texttt{{{latex_escape(study['report']['table1_dataset'])}}}"
                rf" (every run of every variant; $n$ runs): Pearson $r$ and Spearman $\rho$ with two-sided $p$ (uncorrected);"
-               rf" * marks $p < {alpha}$. See also Figure~\ref{{fig:correlations}}.")
+               rf" * marks $p < {alpha}$. See also Figure~\ref{{fig:correlation_heatmap}}.")
     notes = [f"-- (undefined): {reason}" for reason in _reasons(table, ("reason",))]
     return _table("correlations", caption, ["Metric", "Metric", "$n$", "$r$", "$p$", r"$\rho$", "$p$"], rows, "llrrrrr",
                   notes)

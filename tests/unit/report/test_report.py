@@ -1,4 +1,5 @@
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -204,8 +205,40 @@ def test_paper_compiles_to_pdf(tmp_path):
     }
     (tmp_path / "paper.tex").write_text(paper.paper_latex(STUDY, context))
     assert r"\subsection{Per-run provenance}" in (tmp_path / "paper.tex").read_text()
-    paper.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
+    text = re.sub(r"\\input\{(tables/[^}]+)\}", lambda m: (tmp_path / m.group(1)).read_text(),
+                  (tmp_path / "paper.tex").read_text())
+    refs, labels = set(re.findall(r"\\(?:auto)?ref\{([^}]+)\}", text)), set(re.findall(r"\\label\{([^}]+)\}", text))
+    assert {"fig:correlation_heatmap", "fig:rank_saturation", "tab:methods"} <= refs
+    assert refs <= labels, f"referenced, never labelled: {sorted(refs - labels)}"
+    paper.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")  # refuses a log with an undefined reference
     assert (tmp_path / "paper.pdf").read_bytes()[:5] == b"%PDF-"
+    if shutil.which("pdftotext"):  # no page left with a heading alone (and its number) by floats piling up
+        import subprocess
+
+        pages = subprocess.run(["pdftotext", "-layout", str(tmp_path / "paper.pdf"), "-"], capture_output=True,
+                               text=True, check=True).stdout.split("\f")[:-1]
+        lines = [sum(1 for line in page.splitlines() if line.strip()) for page in pages]
+        assert all(n >= 3 for n in lines), f"near-empty pages (text lines per page): {lines}"
+
+
+def test_undefined_reference_fails_the_build_and_names_the_label(tmp_path):
+    (tmp_path / "paper.tex").write_text("\\documentclass{article}\\begin{document}\n"
+                                        "See Figure~\\ref{fig:absent}.\\label{sec:here} \\ref{sec:here}\n\\end{document}\n")
+    with pytest.raises(RuntimeError, match="undefined reference.*fig:absent"):
+        paper.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
+    assert not (tmp_path / "paper.pdf").exists()
+    log = "LaTeX Warning: Reference `fig:a' on page 3 undefined on input line 9.\nLaTeX Warning: There were undefined references.\n"
+    assert paper.undefined_references(log) == ["fig:a"]
+    assert paper.undefined_references("LaTeX Warning: Label(s) may have changed.\n") == []
+
+
+def test_figures_float_under_their_heading_not_alone_on_float_pages():
+    """[p] floats left the "Figures" heading alone on an otherwise empty page; [htbp] at most 0.7 of the page lets
+    the first figure sit under it."""
+    study, context = paper_inputs()
+    text = paper.paper_latex(study, context)
+    assert text.count(r"\begin{figure}[htbp]") == len(paper.FIGURES) and r"\begin{figure}[p]" not in text
+    assert "height=0.7\\textheight" in text
 
 
 GOLDEN = Path(__file__).with_name("golden")

@@ -65,7 +65,10 @@ def test_every_stats_table_builds_and_compiles(inputs, tmp_path):
         (tmp_path / "tables" / f"{name}.tex").write_text(tex)
         names.append(name)
     document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs,graphicx,array}", r"\begin{document}",
-                          *(rf"\input{{tables/{n}.tex}}" for n in names), r"\end{document}"])
+                          *(rf"\input{{tables/{n}.tex}}" for n in names),
+                          # the figures the captions point to (the paper's; build_pdf refuses an undefined reference)
+                          *(rf"\begin{{figure}}\caption{{stand-in}}\label{{fig:{n}}}\end{{figure}}" for n in paper.FIGURES),
+                          r"\end{document}"])
     (tmp_path / "paper.tex").write_text(document)
     paper.build_pdf(tmp_path / "paper.tex", tmp_path / "paper.pdf")
     assert (tmp_path / "paper.pdf").read_bytes()[:5] == b"%PDF-"
