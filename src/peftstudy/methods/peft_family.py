@@ -477,4 +477,99 @@ class PromptTuning(PeftMethod):
 
 
 
-METHODS = [DoRA(), AdaLoRA(), VeRA(), IA3(), PrefixTuning(), PromptTuning()]
+# peft tuners that `kind: peft` does not run: prompt learning needs the corrections of PrefixTuning/PromptTuning,
+# and these need more than one adapter, task ids or a model-specific wrapper.
+PEFT_TYPES_REFUSED = {"XLORA": "it mixes several trained LoRA adapters", "POLY": "it routes by task ids",
+                      "ADAPTION_PROMPT": "it wraps LLaMA attention modules only",
+                      "TRAINABLE_TOKENS": "it trains token embeddings, not layers"}
+# Tuners whose layers refuse GPT-2's Conv1D (fused, transposed weights), as peft 0.21 raises in get_peft_model:
+# a table rather than building a model at validation, which must not load torch.
+CONV1D_REFUSED = {"LOHA", "LOKR", "OFT", "BOFT", "HRA", "C3A", "SHIRA", "MISS", "ROAD"}
+# Config keys the study sets itself (the swept rank is ``r`` where the tuner has one).
+PEFT_KEYS_SET_BY_STUDY = ("peft_type", "task_type", "modules_to_save", "target_modules", "fan_in_fan_out")
+
+
+def peft_tuner_config_class(peft_type: str):
+    """peft's config dataclass of a tuner (its PeftConfig subclass), or a ValueError naming the known ones."""
+    from peft import PromptLearningConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    known = {str(getattr(t, "value", t)): config for t, config in PEFT_TYPE_TO_CONFIG_MAPPING.items()}
+    if peft_type not in known:
+        raise ValueError(f"unknown peft_type {peft_type!r} (peft's tuners: {', '.join(sorted(known))})")
+    if peft_type in PEFT_TYPES_REFUSED:
+        raise ValueError(f"peft_type {peft_type!r} is not run as kind peft: {PEFT_TYPES_REFUSED[peft_type]}")
+    config = known[peft_type]
+    if issubclass(config, PromptLearningConfig):
+        raise ValueError(f"peft_type {peft_type!r} is prompt learning: use kind prefix or prompt")
+    return config
+
+
+class PeftTuner(PeftMethod):
+    """Any of peft's layer tuners by name (``peft_type``: LOHA, LOKR, OFT, BOFT, HRA, FOURIERFT, LN_TUNING, ...).
+
+    ``peft_options`` are keyword arguments of that tuner's config dataclass, checked against its fields; peft's
+    defaults fill the rest. The study sets task_type, modules_to_save (heads), target_modules (the option of that
+    name, default the family's attention targets) and fan_in_fan_out; the swept rank, when the entry has ranks, is
+    the config's ``r``. Saved and reloaded as a peft adapter like LoRA.
+    """
+
+    kind = "peft"
+    options = shared_options(
+        "ranks", "target_modules",
+        peft_type={"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$",
+                   "description": "peft: the tuner's PeftType name (LOHA, LOKR, OFT, BOFT, HRA, FOURIERFT, ...)"},
+        peft_options={"type": "object", "description": "peft: keyword arguments of the tuner's config dataclass"},
+    )
+    defaults = {"target_modules": "attention", "peft_options": {}}
+    required_options = ("peft_type",)
+    label = "PEFT tuner"
+    trains_heads = False  # classifier/span heads untested across tuners: text-to-text cells only
+    shardable = False
+    not_shardable_reason = "a tuner chosen by name has not been tested sharded"
+
+    def spec_problems(self, spec) -> list[tuple[str, str]]:
+        """(key, problem) of a study entry: its tuner and options, checked against peft (imported here)."""
+        import dataclasses
+
+        try:
+            config = peft_tuner_config_class(spec["peft_type"])
+        except ValueError as error:
+            return [("peft_type", str(error))]
+        fields = {field.name for field in dataclasses.fields(config)}
+        problems = []
+        for key in self.option(spec, "peft_options"):
+            if key in PEFT_KEYS_SET_BY_STUDY or (key == "r" and "ranks" in spec):
+                problems.append((f"peft_options.{key}", "set by the study, not by the tuner's options"))
+            elif key not in fields:
+                problems.append((f"peft_options.{key}", f"not a field of peft's {config.__name__}"))
+        if "ranks" in spec and "r" not in fields:
+            problems.append(("ranks", f"peft's {config.__name__} has no rank r to sweep"))
+        return problems
+
+    def family_problem(self, spec, family: str) -> str | None:
+        """Why this entry's tuner cannot run on a model family (None: it can); from a known table."""
+        if family == "gpt2" and spec.get("peft_type") in CONV1D_REFUSED:
+            return f"peft's {spec['peft_type']} layers refuse GPT-2's Conv1D (known table, peft 0.21)"
+        return None
+
+    def peft_config(self, family, spec, rank):
+        import dataclasses
+
+        problems = self.spec_problems(spec)
+        if self.family_problem(spec, family):
+            problems.append(("peft_type", self.family_problem(spec, family)))
+        if problems:
+            raise ValueError("; ".join(f"{key}: {problem}" for key, problem in problems))
+        config = peft_tuner_config_class(spec["peft_type"])
+        fields = {field.name for field in dataclasses.fields(config)}
+        kwargs = dict(self.option(spec, "peft_options"))
+        if rank is not None:
+            kwargs["r"] = positive_rank(spec["peft_type"], rank)
+        if "fan_in_fan_out" in fields:
+            kwargs["fan_in_fan_out"] = FAN_IN_FAN_OUT.get(family, False)
+        return config(task_type=task_type(family, spec), modules_to_save=head_modules(spec),
+                      target_modules=lora_targets(family, self.option(spec, "target_modules")), **kwargs)
+
+
+METHODS = [DoRA(), AdaLoRA(), VeRA(), IA3(), PrefixTuning(), PromptTuning(), PeftTuner()]

@@ -27,6 +27,7 @@ from peftstudy.data.registry import is_pinned, resolve_datasets
 from peftstudy.execution.cluster import validate_resources
 from peftstudy.methods import METHODS, get_method
 from peftstudy.modeling import heads
+from peftstudy.modeling.families import GENERIC_FAMILIES
 from peftstudy.modeling.registry import (
     PACKAGED_SCORING_NAMES,
     ModelRegistryError,
@@ -37,6 +38,8 @@ from peftstudy.study.matrix import is_excluded
 from peftstudy.study.settings import cell_head, method_options, training_settings
 
 SCHEMA_PATH = Path(__file__).with_name("study.schema.yaml")  # package data: a clone or an installed wheel alike
+# Method kinds that read a family's layer layout beyond its target modules: refused on the generic families.
+NEEDS_FAMILY_LAYOUT = {"ia3": "the feed-forward output layers of the family", "ft_top_k": "the family's block layout"}
 
 # Seed 000 §5.8's practical-significance thresholds; the metrics compared pairwise and by ANOVA (comparing
 # all ~60 recorded metrics would only dilute the corrections and cost minutes).
@@ -215,6 +218,14 @@ def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] =
     study.setdefault("corpora", {})
     study.setdefault("report", {})
     _check_references(study, source, inherited)
+    # A model's own target modules (models.<m>.target_modules.<kind>) apply to its cells, before the study's
+    # overrides: the first overrides, so an override the study states still wins.
+    study["overrides"] = [{"model": model, "method": method, "options": {"target_modules": list(targets[spec["kind"]])}}
+                          for model, targets in ((m, s.get("target_modules") or {}) for m, s in study["models"].items())
+                          for method, spec in study["methods"].items() if spec["kind"] in targets
+                          and not any(o.get("model") == model and o.get("method") == method
+                                      and o.get("options", {}).get("target_modules") == list(targets[spec["kind"]])
+                                      for o in study["overrides"])] + study["overrides"]
     study["report"].setdefault("table1_dataset", study["matrix"][0]["datasets"][0])
     return study
 
@@ -313,6 +324,13 @@ def _check_references(study: dict, source: str | Path, inherited: Collection[str
                     known = ", ".join(sorted(study[section]))
                     fail(f"matrix[{index}].{axis}[{position}]", f"unknown {axis[:-1]} {name!r} (declared: {known})")
     for name, model in study["models"].items():
+        for kind in model.get("target_modules") or {}:
+            if kind not in METHODS or "target_modules" not in METHODS[kind].options:
+                fail(f"models.{name}.target_modules.{kind}", "not a method kind that takes target_modules (those: "
+                     f"{', '.join(sorted(k for k, m in METHODS.items() if 'target_modules' in m.options))})")
+        if model["family"] in GENERIC_FAMILIES and model.get("source") not in ("hub", None):
+            fail(f"models.{name}.source", f"family {model['family']} is a hub model's (source hub): the package "
+                                          "builds and pretrains only its own families")
         corpus = model.get("pretraining", {}).get("corpus")
         if corpus is not None and corpus not in study["corpora"]:
             fail(f"models.{name}.pretraining.corpus", f"unknown corpus {corpus!r} (declare it under 'corpora')")
@@ -362,6 +380,8 @@ def _check_references(study: dict, source: str | Path, inherited: Collection[str
         if extra:
             allowed = ", ".join(sorted(accepted)) or "none"
             fail(f"methods.{name}.{extra[0]}", f"not an option of method kind {spec['kind']!r} (its options: {allowed})")
+        for key, problem in getattr(get_method(spec["kind"]), "spec_problems", lambda _: [])(spec):
+            fail(f"methods.{name}.{key}", problem)  # kind peft: the tuner's own config fields
     for index, block in enumerate(study["matrix"]):
         for dataset in block["datasets"]:
             task = dataset_task(study["datasets"][dataset])
@@ -383,7 +403,19 @@ def _check_references(study: dict, source: str | Path, inherited: Collection[str
         for model in block["models"]:
             family = study["models"][model]["family"]
             for method in block["methods"]:
-                reason = get_method(study["methods"][method]["kind"]).not_applicable.get(family)
+                spec = study["methods"][method]
+                if family in GENERIC_FAMILIES and spec["kind"] in NEEDS_FAMILY_LAYOUT:
+                    fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r}: kind {spec['kind']!r}"
+                                             f" needs {NEEDS_FAMILY_LAYOUT[spec['kind']]}, unknown for family {family}")
+                if family in GENERIC_FAMILIES and "target_modules" in get_method(spec["kind"]).options \
+                        and not isinstance(spec.get("target_modules"), list) \
+                        and spec["kind"] not in (study["models"][model].get("target_modules") or {}):
+                    fail(f"models.{model}.target_modules.{spec['kind']}", f"family {family}: name the modules method "
+                         f"kind {spec['kind']!r} adapts on this model (e.g. [q_proj, v_proj]); the package knows "
+                         "only its own families' layers")
+                kind = get_method(spec["kind"])
+                reason = kind.not_applicable.get(family) or getattr(kind, "family_problem", lambda *_: None)(
+                    spec, family)
                 if reason and not any(is_excluded(study, d, model, method) is not None for d in block["datasets"]):
                     fail(f"matrix[{index}]", f"method {method!r} cannot run on model {model!r} ({reason});"
                                              f" declare it under 'exclusions' with that reason")

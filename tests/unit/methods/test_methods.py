@@ -86,6 +86,7 @@ OLD_METHOD_OPTIONS = {
     "adalora": {"ranks", "alpha", "dropout", "target_modules", "init_rank", "orth_reg_weight"},
     "vera": {"ranks", "dropout", "target_modules"},
     "ia3": {"target_modules"},
+    "peft": {"ranks", "target_modules", "peft_type", "peft_options"},  # any peft tuner by name (issue 21)
     "qlora": OLD_LORA_OPTIONS | {"bits", "quant_type", "double_quant", "compute_dtype", "gradient_checkpointing"},
     "prefix": {"num_virtual_tokens", "prefix_projection"},
     "prompt": {"num_virtual_tokens", "prompt_init", "prompt_init_text"},
@@ -107,12 +108,13 @@ OLD_FSDP_SUPPORTED = ("full", "lora", "dora", "vera", "ia3", "prefix", "prompt",
 OLD_FSDP_REASONS = {
     "adalora": "AdaLoRA's orthogonality penalty and rank reallocation compute with whole parameters outside the "
                "forward pass, where FSDP holds only shards",
+    "peft": "a tuner chosen by name has not been tested sharded",
     "qlora": "QLoRA's quantized base (bitsandbytes, on CUDA) is loaded onto the device whole and FSDP does not "
              "shard its quantized weights here",
 }
 OLD_METHOD_LABELS = {
     "full": "Full fine-tuning", "lora": "LoRA", "dora": "DoRA", "adalora": "AdaLoRA", "vera": "VeRA",
-    "ia3": "(IA)$^3$", "qlora": "QLoRA", "prefix": "Prefix tuning", "prompt": "Prompt tuning", "bitfit": "BitFit",
+    "ia3": "(IA)$^3$", "peft": "PEFT tuner", "qlora": "QLoRA", "prefix": "Prefix tuning", "prompt": "Prompt tuning", "bitfit": "BitFit",
     "ft_top_k": "FT top-$k$", "adapter": "Bottleneck adapter", "mam": "MAM adapter", "unipelt": "UniPELT",
     "lora_prefix": "LoRA + prefix",
 }
@@ -151,7 +153,8 @@ def test_the_methods_reproduce_the_tables_they_replace():
 
     assert {kind: set(method.options) for kind, method in METHODS.items()} == OLD_METHOD_OPTIONS
     assert {kind for kind, method in METHODS.items() if "ranks" in method.required_options} == OLD_RANKS_REQUIRED
-    assert all(method.required_options in ((), ("ranks",)) for method in METHODS.values())
+    assert all(method.required_options in ((), ("ranks",)) for kind, method in METHODS.items() if kind != "peft")
+    assert METHODS["peft"].required_options == ("peft_type",)
     assert {(kind, family): reason for kind, method in METHODS.items()
             for family, reason in method.not_applicable.items()} == OLD_NOT_APPLICABLE
     assert {kind for kind, method in METHODS.items() if method.trains_heads} == OLD_HEAD_METHODS
@@ -181,7 +184,8 @@ def test_the_study_schema_takes_method_entries_from_the_registry():
     assert entry["properties"]["bits"] == {"enum": [4, 8]} and entry["properties"]["alpha"] == \
         {"type": "number", "exclusiveMinimum": 0}
     ranked = [kind for kind in METHODS if kind in OLD_RANKS_REQUIRED]
-    assert entry["allOf"] == [{"if": {"properties": {"kind": {"enum": ranked}}}, "then": {"required": ["ranks"]}}]
+    assert entry["allOf"] == [{"if": {"properties": {"kind": {"enum": ranked}}}, "then": {"required": ["ranks"]}},
+                              {"if": {"properties": {"kind": {"enum": ["peft"]}}}, "then": {"required": ["peft_type"]}}]
 
 
 def test_an_option_key_means_one_thing_for_every_kind(monkeypatch):
@@ -284,9 +288,10 @@ OLD_DEFAULTS = {
     "mam": {"prefix_length": 30},
     "unipelt": {"prefix_length": 10},
     "lora_prefix": {"alpha": 16, "dropout": 0.05, "prefix_length": 30},
+    "peft": {"peft_options": {}, "target_modules": "attention"},  # any peft tuner by name (added with it)
 }
 # Options without a default in ``defaults``: required, absent = unused, or computed from the rank where read.
-OLD_NO_DEFAULT = {"ranks", "decoder_rank", "init_rank"}
+OLD_NO_DEFAULT = {"ranks", "decoder_rank", "init_rank", "peft_type"}
 
 
 def test_every_default_names_a_declared_option_of_its_method():
