@@ -484,40 +484,49 @@ def save_weights(setup: Setup, weights_dir: str | Path) -> None:
 def record(setup: Setup, state: LoopState, efficiency: dict, weights_dir: str | Path, *, code: str | None) -> dict:
     """The run's train.json: what was trained, its losses, time and throughput, and where it came from; sealed with
     its own checksum, and its weights' (what `peftstudy verify` re-checks)."""
-    settings, manifest, train_time_s = setup.settings, setup.base_manifest, state.elapsed_s
+    train_time_s = state.elapsed_s
     return checksums.sealed({
-        "settings": dict(settings),
-        "base": {k: manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
-        "trainable_parameters": setup.trainable_parameters,
-        "total_parameters": setup.total_parameters,
+        **_identity(setup, state, weights_dir, code),
         "stored_bytes": directory_size_bytes(Path(weights_dir)),
-        "weights_sha256": checksums.file_checksums(weights_dir),
         "steps": state.step,
         "epochs_run": len(state.validation_losses),
         "best_epoch": state.best_epoch,
-        "step_losses": state.step_losses,  # token cross-entropy only, comparable across methods
         "step_regularization": state.step_penalties if any(state.step_penalties) else None,
-        "validation_losses": state.validation_losses,
         "best_validation_loss": state.best_loss,
         "train_time_s": train_time_s,
-        # Steps at which an interrupted run was resumed (its numbers equal an uninterrupted run's on CPU).
-        "resumed_from_step": state.resumed_from_step or None,
         "time_per_step_s": train_time_s / max(state.step, 1),
         "tokens_seen": state.tokens_seen,  # real (non-padding) input tokens of every step
         "tokens_per_s": state.tokens_seen / train_time_s if train_time_s > 0 else None,
         # How micro-batches were formed, and the share of their input positions that was padding.
         "batching": {"strategy": batching(setup.training), "micro_batch_size": setup.training["batch_size"],
                      "padding_fraction": (1 - state.tokens_seen / state.padded_tokens) if state.padded_tokens else None},
-        "train_examples": len(setup.data.train),
         "optimizer": optimizer_name(setup.optimizer),
         "method_extras": setup.method_extras,
         # None when this session made no optimizer step (resumed after the last one).
         "state_memory": dict(setup.state_memory) or None,
         "efficiency": efficiency,
+    })
+
+
+def _identity(setup: Setup, state: LoopState, weights_dir: str | Path, code: str | None) -> dict:
+    """What every train.json holds, trained through or diverged: the run's settings, base, data, parameter counts,
+    losses so far, weights' checksums and provenance."""
+    manifest = setup.base_manifest
+    return {
+        "settings": dict(setup.settings),
+        "base": {k: manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
+        "trainable_parameters": setup.trainable_parameters,
+        "total_parameters": setup.total_parameters,
+        "weights_sha256": checksums.file_checksums(weights_dir),
+        "step_losses": state.step_losses,  # token cross-entropy only, comparable across methods
+        "validation_losses": state.validation_losses,
+        # Steps at which an interrupted run was resumed (its numbers equal an uninterrupted run's on CPU).
+        "resumed_from_step": state.resumed_from_step or None,
+        "train_examples": len(setup.data.train),
         "distributed": setup.ranks.record(),
         "data_manifest_sha256": io.sha256_file(setup.data_dir / "manifest.json"),
-        "provenance": provenance.record("train", settings, code=code, device=setup.device),
-    })
+        "provenance": provenance.record("train", setup.settings, code=code, device=setup.device),
+    }
 
 
 DIVERGED_MARKER = "DIVERGED.json"  # the only file in a diverged run's weights directory
@@ -544,24 +553,9 @@ def record_divergence(setup: Setup, state: LoopState, diverged: TrainingDiverged
                           {"diverged": divergence, "note": "no weights: training diverged (see train.json)"})
         checkpoint.remove(setup.checkpoint_dir)
     setup.ranks.barrier()
-    settings = setup.settings
-    manifest = setup.base_manifest
-    run_record = checksums.sealed({
-        "diverged": divergence,
-        "settings": dict(settings),
-        "base": {k: manifest.get(k) for k in ("model", "family", "source", "hub_id", "resolved_revision", "sha256")},
-        "trainable_parameters": setup.trainable_parameters,
-        "total_parameters": setup.total_parameters,
-        "weights_sha256": checksums.file_checksums(weights_dir),  # the marker's: `peftstudy verify` checks it
-        "steps": diverged.step,
-        "step_losses": state.step_losses,  # the finite ones, before the step that diverged
-        "validation_losses": state.validation_losses,
-        "resumed_from_step": state.resumed_from_step or None,
-        "train_examples": len(setup.data.train),
-        "distributed": setup.ranks.record(),
-        "data_manifest_sha256": io.sha256_file(setup.data_dir / "manifest.json"),
-        "provenance": provenance.record("train", settings, code=code, device=setup.device),
-    })
+    # step_losses: the finite ones, before the step that diverged; weights_sha256: the marker's (verify checks it).
+    run_record = checksums.sealed({"diverged": divergence, **_identity(setup, state, weights_dir, code),
+                                   "steps": diverged.step})
     if setup.ranks.main:
         io.write_json(record_path, run_record)
     return run_record
