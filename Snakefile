@@ -19,6 +19,7 @@ gc.freeze()
 
 min_version("9.0")
 
+
 # One software stack for the whole workflow (envs/peftstudy.yaml: the pins of envs/requirements.lock, the same
 # that setup.sh installs): with --use-conda Snakemake injects it into its own process, and every job inherits it.
 # Deliberately not repeated as a per-rule conda: directive (every rule would name the same file), so
@@ -43,9 +44,9 @@ include: "workflow/rules/human_eval.smk"
 
 
 rule all:
+    default_target: True
     input:
         study_target_inputs(MAIN_STUDY),
-    default_target: True
     localrule: True
 
 

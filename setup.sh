@@ -2,7 +2,8 @@
 # Installs everything peftstudy needs on a fresh Debian machine; safe to run again (does only what is missing).
 #   - Debian packages: TeX Live + latexmk (the PDF report), WordNet and dictionaries (demo data sources),
 #     and SLURM + munge for the tests' single-node cluster where no SLURM is installed
-#   - .venv with the pinned Python stack (envs/requirements.lock) and peftstudy itself (editable)
+#   - .venv with the pinned Python stack (envs/requirements.lock), the test tools (envs/requirements-test.lock)
+#     and peftstudy itself (editable)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,12 +40,15 @@ quiet_pip() {
 }
 
 stamp=".setup-stamp"
-want="$(cat envs/requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat envs/requirements.lock envs/requirements-test.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing the pinned Python stack into .venv (a few minutes the first time)"
     quiet_pip --upgrade pip
-    # The lock is a complete freeze: no resolver needed, and nothing outside it may come in.
+    # The locks are a complete freeze: no resolver needed, and nothing outside them may come in. The runtime
+    # lock is what the workflow runs on (also the conda env's and the container's); the test lock adds pytest,
+    # pingouin, ruff, snakefmt and what they alone pull in (tests/unit/test_conventions.py checks the split).
     quiet_pip --no-deps -r envs/requirements.lock
+    quiet_pip --no-deps -r envs/requirements-test.lock
     quiet_pip --no-deps -e .
     .venv/bin/python -m pip check
     echo "$want" > "$stamp"

@@ -6,38 +6,38 @@ rule prepare_base:
         base_inputs,
     output:
         directory("results/bases/{model}"),
-    params:
-        spec=base_spec,
-        code=code_of("prepare_base.py"),
-    resources:
-        **rule_resources("pretrain"),
-    threads: job_threads("pretrain")
     log:
         "logs/shared/prepare_base/{model}.log",
     benchmark:
         "logs/benchmarks/prepare_base/{model}.tsv"
+    threads: job_threads("pretrain")
+    resources:
+        **rule_resources("pretrain"),
+    params:
+        spec=base_spec,
+        code=code_of("prepare_base.py"),
     script:
         "../scripts/prepare_base.py"
 
 
 # A shipped base (source: snapshot), pretrained again from its recipe: `snakemake --cores 2 <study>_bases`.
-# The result has the layout of data/bases/<model>/; copying it there ships it (README, "The demo's bases").
+# The result has the layout of data/bases/<model>/; copying it there ships it (docs/demo.md, "The demo's bases").
 rule build_snapshot_base:
     input:
         unpack(snapshot_corpus_inputs),
     output:
         directory("results/base_builds/{model}"),
-    wildcard_constraints:
-        model="|".join(SNAPSHOT_MODELS) or "(?!)",
-    params:
-        spec=base_spec,
-        code=code_of("build_snapshot_base.py"),
-    resources:
-        **rule_resources("pretrain"),
-    threads: job_threads("pretrain")
     log:
         "logs/shared/build_snapshot_base/{model}.log",
     benchmark:
         "logs/benchmarks/build_snapshot_base/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(SNAPSHOT_MODELS) or "(?!)",
+    threads: job_threads("pretrain")
+    resources:
+        **rule_resources("pretrain"),
+    params:
+        spec=base_spec,
+        code=code_of("build_snapshot_base.py"),
     script:
         "../scripts/build_snapshot_base.py"

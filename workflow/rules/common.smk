@@ -26,13 +26,17 @@ from peftstudy import study as studyconfig
 from peftstudy.data import user_files
 from peftstudy.data.prepare import SPLITS, dataset_task, snapshot_corpus
 from peftstudy.execution import cluster
-from peftstudy.execution.snakefile import (log_scheme_problems, remember_signature, remember_signatures,
-                                           script_fingerprint, script_fingerprints)
+from peftstudy.execution.snakefile import (
+    log_scheme_problems,
+    remember_signature,
+    remember_signatures,
+    script_fingerprint,
+    script_fingerprints,
+)
 from peftstudy.report import outputs as paper_report
 from peftstudy.report.panels import output_cluster_panels
 from peftstudy.study import matrix
 from peftstudy.study import settings as study_settings
-
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 PACKAGE_ROOT = Path(PACKAGE_SOURCE) / "peftstudy"
@@ -101,10 +105,11 @@ def run_of(wildcards):
 def check_rules(rules):
     """The Snakefile's check of its rules, before it adds a target rule per study. Every rule that runs a script
     keeps one log, logs/{study}/<rule>/<its other wildcards>.log (or .../job.log), logs/shared/<rule>/... where it
-    has no study (README, "Logs"); and no study is named like a rule (its target rule would clash)."""
+    has no study (docs/cluster.md, "Logs"); and no study is named like a rule (its target rule would clash)."""
     rules = list(rules)
-    problems = log_scheme_problems((rule.name, list(rule.log), rule.wildcard_names, rule.script is not None)
-                                   for rule in rules)
+    problems = log_scheme_problems(
+        (rule.name, list(rule.log), rule.wildcard_names, rule.script is not None) for rule in rules
+    )
     if problems:
         raise WorkflowError("log paths outside the one scheme:\n" + "\n".join(problems))
     for name in sorted(set(STUDIES) & {each.name for each in rules}):
@@ -127,9 +132,12 @@ def cluster_resources(job):
 
     The local executor ignores them (it schedules by --cores), so they never change a local run.
     """
-    return {name: remember_signature(lambda wildcards, attempt, name=name: _job_resources(
-                job, *_resource_cell(job, wildcards), attempt)[name])
-            for name in cluster.SLURM_RESOURCE_NAMES}
+    return {
+        name: remember_signature(
+            lambda wildcards, attempt, name=name: _job_resources(job, *_resource_cell(job, wildcards), attempt)[name]
+        )
+        for name in cluster.SLURM_RESOURCE_NAMES
+    }
 
 
 def _resource_cell(job, wildcards):
@@ -154,8 +162,9 @@ def _declaring_study(section, name):
 @functools.lru_cache(maxsize=None)
 def _job_resources(job, study, model, method, attempt):
     """cluster.slurm_resources, once per cell and attempt: Snakemake asks for each resource of each job apart."""
-    return cluster.slurm_resources(STUDIES[study], RESOURCES_OF.get(job, job), model=model, method=method,
-                                   attempt=attempt, site=CLUSTER_SITE)
+    return cluster.slurm_resources(
+        STUDIES[study], RESOURCES_OF.get(job, job), model=model, method=method, attempt=attempt, site=CLUSTER_SITE
+    )
 
 
 # Jobs that ask for another job kind's resources: a baseline is scored like a run.
@@ -180,8 +189,11 @@ def rule_resources(job):
     elif job == "pretrain":
         cells = {(_declaring_study("models", model), model, None) for model in MODELS}
     else:
-        cells = {(_declaring_study(section, name), None, None)
-                 for section, names in (("datasets", DATASETS), ("corpora", CORPORA)) for name in names}
+        cells = {
+            (_declaring_study(section, name), None, None)
+            for section, names in (("datasets", DATASETS), ("corpora", CORPORA))
+            for name in names
+        }
     resources = cluster_resources(job)
     for name in cluster.SLURM_RESOURCE_NAMES:
         values = {_job_resources(job, *cell, 1)[name] for cell in cells}
@@ -278,14 +290,19 @@ def study_baseline_specs(study_name):
     """(dataset, baseline name) -> its spec, for every dataset the study trains on and each baseline of its task."""
     study = STUDIES[study_name]
     datasets = sorted({run.dataset for run in RUNS[study_name]})
-    return {(dataset, name): spec for dataset in datasets
-            for name, spec in baselines.study_baselines(study, dataset_task(DATASETS[dataset])).items()}
+    return {
+        (dataset, name): spec
+        for dataset in datasets
+        for name, spec in baselines.study_baselines(study, dataset_task(DATASETS[dataset])).items()
+    }
 
 
 def study_baseline_records(wildcards):
     study_of(wildcards)
-    return [f"results/{wildcards.study}/baselines/{dataset}/{name}/metrics.json"
-            for dataset, name in study_baseline_specs(wildcards.study)]
+    return [
+        f"results/{wildcards.study}/baselines/{dataset}/{name}/metrics.json"
+        for dataset, name in study_baseline_specs(wildcards.study)
+    ]
 
 
 def baseline_spec(wildcards):
@@ -293,8 +310,10 @@ def baseline_spec(wildcards):
     key = (wildcards.dataset, wildcards.baseline)
     specs = study_baseline_specs(wildcards.study)
     if key not in specs:
-        raise WorkflowError(f"study {wildcards.study!r} runs no baseline {wildcards.baseline!r} on dataset "
-                            f"{wildcards.dataset!r} (its baselines: {', '.join(sorted(n for _, n in specs)) or 'none'})")
+        raise WorkflowError(
+            f"study {wildcards.study!r} runs no baseline {wildcards.baseline!r} on dataset "
+            f"{wildcards.dataset!r} (its baselines: {', '.join(sorted(n for _, n in specs)) or 'none'})"
+        )
     return specs[key]
 
 
@@ -353,10 +372,15 @@ def paper_tables(wildcards):
 
 
 def study_targets(study_name, with_runs=False):
-    targets = [f"reports/{study_name}/tables/{name}.tex" for name in PAPER_TABLES] + [
-        f"reports/{study_name}/figures/{name}.pdf" for name in PAPER_FIGURES] + [
-        f"reports/{study_name}/paper.pdf", f"reports/{study_name}/human_eval/rating_sheet.csv",
-        f"results/{study_name}/baselines.csv"]
+    targets = (
+        [f"reports/{study_name}/tables/{name}.tex" for name in PAPER_TABLES]
+        + [f"reports/{study_name}/figures/{name}.pdf" for name in PAPER_FIGURES]
+        + [
+            f"reports/{study_name}/paper.pdf",
+            f"reports/{study_name}/human_eval/rating_sheet.csv",
+            f"results/{study_name}/baselines.csv",
+        ]
+    )
     return targets + (run_paths(study_name, "metrics.json") if with_runs else [])
 
 

@@ -7,13 +7,13 @@ rule prepare_dataset:
     output:
         splits=expand("data/prepared/{{dataset}}/{split}.jsonl", split=SPLITS),
         manifest="data/prepared/{dataset}/manifest.json",
+    log:
+        "logs/shared/prepare_dataset/{dataset}.log",
+    resources:
+        **rule_resources("prepare"),
     params:
         spec=lambda w: DATASETS[w.dataset],
         code=code_of("prepare_dataset.py"),
-    resources:
-        **rule_resources("prepare"),
-    log:
-        "logs/shared/prepare_dataset/{dataset}.log",
     script:
         "../scripts/prepare_dataset.py"
 
@@ -25,13 +25,13 @@ rule prepare_corpus:
     output:
         text="data/corpora/{corpus}.txt",
         manifest="data/corpora/{corpus}.manifest.json",
+    log:
+        "logs/shared/prepare_corpus/{corpus}.log",
+    resources:
+        **rule_resources("prepare"),
     params:
         spec=lambda w: CORPORA[w.corpus],
         code=code_of("prepare_corpus.py"),
-    resources:
-        **rule_resources("prepare"),
-    log:
-        "logs/shared/prepare_corpus/{corpus}.log",
     script:
         "../scripts/prepare_corpus.py"
 
@@ -42,10 +42,10 @@ rule prepare_wordnet:
         lexnames=str(Path(workflow.basedir) / "data/snapshots/wordnet_lexnames.tsv"),
     output:
         directory("data/nltk"),
-    params:
-        code=code_of("prepare_wordnet.py"),
     log:
         "logs/shared/prepare_wordnet/job.log",
     localrule: True
+    params:
+        code=code_of("prepare_wordnet.py"),
     script:
         "../scripts/prepare_wordnet.py"

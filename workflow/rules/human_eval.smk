@@ -9,13 +9,13 @@ rule rating_sheet:
     output:
         sheet="reports/{study}/human_eval/rating_sheet.csv",
         key="results/{study}/human_eval/blinding_key.csv",
+    log:
+        "logs/{study}/rating_sheet/job.log",
+    localrule: True
     params:
         runs=human_eval_runs,
         settings=human_eval_settings("examples_per_cell", "seed"),
         code=code_of("rating_sheet.py"),
-    log:
-        "logs/{study}/rating_sheet/job.log",
-    localrule: True
     script:
         "../scripts/rating_sheet.py"
 
@@ -29,11 +29,11 @@ rule human_ratings:
         agreement="results/{study}/human_eval/agreement.csv",
         errors="results/{study}/human_eval/errors.csv",
         ratings="results/{study}/human_eval/ratings.csv",
-    params:
-        code=code_of("human_ratings.py"),
     log:
         "logs/{study}/human_ratings/job.log",
     localrule: True
+    params:
+        code=code_of("human_ratings.py"),
     script:
         "../scripts/human_ratings.py"
 
@@ -49,12 +49,12 @@ rule human_tables:
         table2_tex="reports/{study}/tables/table2_human.tex",
         errors_csv="reports/{study}/tables/human_errors.csv",
         errors_tex="reports/{study}/tables/human_errors.tex",
+    log:
+        "logs/{study}/human_tables/job.log",
+    localrule: True
     params:
         study=study_part("methods"),
         settings=human_eval_settings("ratings_dir"),
         code=code_of("human_tables.py"),
-    log:
-        "logs/{study}/human_tables/job.log",
-    localrule: True
     script:
         "../scripts/human_tables.py"

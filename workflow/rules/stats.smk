@@ -8,12 +8,12 @@ rule statistics:
         "results/{study}/metrics.csv",
     output:
         "results/{study}/stats/summary.csv",
-    params:
-        statistics=statistics_settings("confidence", "bootstrap"),
-        code=code_of("stats_summary.py"),
     log:
         "logs/{study}/statistics/job.log",
     localrule: True
+    params:
+        statistics=statistics_settings("confidence", "bootstrap"),
+        code=code_of("stats_summary.py"),
     script:
         "../scripts/stats_summary.py"
 
@@ -24,13 +24,14 @@ rule comparisons:
     output:
         comparisons="results/{study}/stats/comparisons.csv",
         power="results/{study}/stats/power.csv",
-    params:
-        statistics=statistics_settings("baseline_method", "correction", "alpha", "confidence", "practical_thresholds",
-                                       "compare_metrics", "power"),
-        code=code_of("stats_comparisons.py"),
     log:
         "logs/{study}/comparisons/job.log",
     localrule: True
+    params:
+        statistics=statistics_settings(
+            "baseline_method", "correction", "alpha", "confidence", "practical_thresholds", "compare_metrics", "power"
+        ),
+        code=code_of("stats_comparisons.py"),
     script:
         "../scripts/stats_comparisons.py"
 
@@ -42,12 +43,12 @@ rule anova:
         one_way="results/{study}/stats/anova_oneway.csv",
         tukey="results/{study}/stats/tukey_hsd.csv",
         two_way="results/{study}/stats/anova_twoway.csv",
-    params:
-        statistics=statistics_settings("alpha", "compare_metrics"),
-        code=code_of("stats_anova.py"),
     log:
         "logs/{study}/anova/job.log",
     localrule: True
+    params:
+        statistics=statistics_settings("alpha", "compare_metrics"),
+        code=code_of("stats_anova.py"),
     script:
         "../scripts/stats_anova.py"
 
@@ -57,12 +58,12 @@ rule correlations:
         "results/{study}/metrics.csv",
     output:
         "results/{study}/stats/correlations.csv",
-    params:
-        statistics=statistics_settings("compare_metrics"),
-        code=code_of("stats_correlations.py"),
     log:
         "logs/{study}/correlations/job.log",
     localrule: True
+    params:
+        statistics=statistics_settings("compare_metrics"),
+        code=code_of("stats_correlations.py"),
     script:
         "../scripts/stats_correlations.py"
 
@@ -72,12 +73,12 @@ rule rank_study:
         "results/{study}/metrics.csv",
     output:
         "results/{study}/stats/rank_study.csv",
-    params:
-        statistics=statistics_settings("rank_study", "practical_thresholds", "confidence"),
-        code=code_of("stats_rank_study.py"),
     log:
         "logs/{study}/rank_study/job.log",
     localrule: True
+    params:
+        statistics=statistics_settings("rank_study", "practical_thresholds", "confidence"),
+        code=code_of("stats_rank_study.py"),
     script:
         "../scripts/stats_rank_study.py"
 
@@ -90,11 +91,11 @@ rule against_baselines:
     output:
         comparisons="results/{study}/stats/against_baselines.csv",
         learned="results/{study}/stats/learned.csv",
-    params:
-        statistics=statistics_settings("confidence", "against_baselines"),
-        code=code_of("stats_against_baselines.py"),
     log:
         "logs/{study}/against_baselines/job.log",
     localrule: True
+    params:
+        statistics=statistics_settings("confidence", "against_baselines"),
+        code=code_of("stats_against_baselines.py"),
     script:
         "../scripts/stats_against_baselines.py"

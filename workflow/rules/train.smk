@@ -8,16 +8,16 @@ rule train:
     output:
         weights=directory(f"{RUN_DIR}/weights"),
         record=f"{RUN_DIR}/train.json",
+    log:
+        "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",
+    threads: job_threads("train")
+    resources:
+        **rule_resources("train"),
     params:
         settings=settings_of_run,
         code=code_of("train.py"),
         # Outside the declared outputs (Snakemake deletes those before a rerun): a rerun resumes from here.
         max_oom_halvings=lambda w: cluster.resource_setting(study_of(w), "max_oom_halvings"),
         checkpoint_dir=lambda w: f"checkpoints/{w.study}/{w.dataset}/{w.model}/{w.variant}/seed{w.seed}",
-    resources:
-        **rule_resources("train"),
-    threads: job_threads("train")
-    log:
-        "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",
     script:
         "../scripts/train.py"
