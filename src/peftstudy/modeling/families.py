@@ -9,6 +9,10 @@ GENERIC_FAMILIES = {"causal_lm", "seq2seq_lm"}
 
 DECODER_ONLY_FAMILIES = {"gpt2", "llama", "causal_lm"}
 
+# Families the package can build and pretrain itself (source scratch or snapshot): a tokenizer trainer and a config
+# class each (peftstudy.modeling.loading.train_tokenizer, build_model).
+SCRATCH_FAMILIES = ("gpt2", "llama", "t5")
+
 
 # bert2bert: a BERT encoder and a BERT decoder with new cross-attention (Rothe et al. 2020), warm-started
 # from one BERT checkpoint (seed 004's BERT summariser).

@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 
 from peftstudy import devices, io
 from peftstudy.modeling import heads
+from peftstudy.modeling.families import SCRATCH_FAMILIES
 from peftstudy.modeling.registry import is_pinned
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -20,6 +21,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 T5_SENTINELS = 100
 GPT2_SPECIAL = "<|endoftext|>"
+# LLaMA's special tokens at LLaMA's ids (unk 0, bos 1, eos 2), and a pad token of its own: LLaMA has none, and a
+# pad id that is not EOS keeps the sequence classifier's "last non-pad token" and generation's padding unambiguous.
+LLAMA_SPECIAL = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
 def pick_device() -> str:
@@ -29,7 +33,8 @@ def pick_device() -> str:
 
 
 def train_tokenizer(family: str, lines: Iterable[str], vocab_size: int):
-    """Train a tokenizer of the family's kind (GPT-2: byte-level BPE; T5: Metaspace BPE with sentinels)."""
+    """Train a tokenizer of the family's kind (GPT-2: byte-level BPE; LLaMA: byte-level BPE that starts each text
+    with BOS, as LLaMA 3's does; T5: Metaspace BPE with sentinels)."""
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -63,6 +68,24 @@ def train_tokenizer(family: str, lines: Iterable[str], vocab_size: int):
             pad_token=GPT2_SPECIAL,
             model_input_names=input_names,
         )
+    if family == "llama":
+        tokenizer = Tokenizer(models.BPE(unk_token=LLAMA_SPECIAL["unk_token"]))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=list(LLAMA_SPECIAL.values()),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(lines, trainer)
+        bos = LLAMA_SPECIAL["bos_token"]
+        # BOS only where the caller asks for special tokens (LLaMA's add_bos_token); the text-to-text prompts and
+        # the pretraining stream ask for none (modeling.batching, training.pretrain.token_stream).
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+        )
+        return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_input_names=input_names, **LLAMA_SPECIAL)
     if family == "t5":
         # T5 uses a SentencePiece Unigram model, but the Unigram trainer of `tokenizers` 0.22 is not
         # deterministic across processes (two runs on one corpus gave different vocabularies), so the
@@ -93,7 +116,7 @@ def train_tokenizer(family: str, lines: Iterable[str], vocab_size: int):
             additional_special_tokens=sentinels,
             model_input_names=input_names,
         )
-    raise ValueError(f"no scratch tokenizer for model family {family!r} (supported: gpt2, t5)")
+    raise ValueError(f"no scratch tokenizer for model family {family!r} (supported: {', '.join(SCRATCH_FAMILIES)})")
 
 
 def build_model(family: str, architecture: Mapping, tokenizer):
@@ -117,8 +140,17 @@ def build_model(family: str, architecture: Mapping, tokenizer):
             **architecture,
         )
         model = transformers.T5ForConditionalGeneration(config)
+    elif family == "llama":
+        config = transformers.LlamaConfig(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **architecture,
+        )
+        model = transformers.LlamaForCausalLM(config)
     else:
-        raise ValueError(f"cannot build a {family!r} model from config (supported: gpt2, t5)")
+        raise ValueError(f"cannot build a {family!r} model from config (supported: {', '.join(SCRATCH_FAMILIES)})")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
 

@@ -27,7 +27,7 @@ from peftstudy.data.registry import is_pinned, resolve_datasets
 from peftstudy.execution.cluster import validate_resources
 from peftstudy.methods import METHODS, get_method
 from peftstudy.modeling import heads
-from peftstudy.modeling.families import GENERIC_FAMILIES
+from peftstudy.modeling.families import GENERIC_FAMILIES, SCRATCH_FAMILIES
 from peftstudy.modeling.registry import (
     PACKAGED_SCORING_NAMES,
     ModelRegistryError,
@@ -331,6 +331,9 @@ def _check_references(study: dict, source: str | Path, inherited: Collection[str
         if model["family"] in GENERIC_FAMILIES and model.get("source") not in ("hub", None):
             fail(f"models.{name}.source", f"family {model['family']} is a hub model's (source hub): the package "
                                           "builds and pretrains only its own families")
+        if model.get("source") in ("scratch", "snapshot") and model["family"] not in SCRATCH_FAMILIES:
+            fail(f"models.{name}.family", f"source {model['source']} builds and pretrains only the families "
+                                          f"{', '.join(SCRATCH_FAMILIES)}, not {model['family']!r}")
         corpus = model.get("pretraining", {}).get("corpus")
         if corpus is not None and corpus not in study["corpora"]:
             fail(f"models.{name}.pretraining.corpus", f"unknown corpus {corpus!r} (declare it under 'corpora')")

@@ -2,7 +2,7 @@
 
 The study compares methods that *adapt a pretrained model*; from a random
 initialisation PEFT methods barely learn, so the demo's bases are pretrained
-briefly (causal LM for GPT-2; span corruption mixed with prefix LM for T5) on a
+briefly (causal LM for GPT-2 and LLaMA; span corruption mixed with prefix LM for T5) on a
 corpus that is not the fine-tuning data.
 """
 
@@ -15,6 +15,7 @@ from typing import Mapping
 
 from peftstudy import io, provenance
 from peftstudy.modeling.batching import collate
+from peftstudy.modeling.families import SCRATCH_FAMILIES
 from peftstudy.modeling.loading import (
     T5_SENTINELS,
     build_model,
@@ -114,6 +115,9 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
     torch.set_num_threads(threads)
     device = pick_device()
     family = spec["family"]
+    if family not in SCRATCH_FAMILIES:  # before the corpus is read and a tokenizer trained on it
+        raise ValueError(f"models.{spec.get('name')}.family: no scratch builder for family {family!r} (source scratch "
+                         f"or snapshot builds only {', '.join(SCRATCH_FAMILIES)})")
     settings = {**PRETRAINING_DEFAULTS, **spec["pretraining"]}
     seed_everything(settings["seed"])
     lines = [line.strip() for line in Path(corpus_path).read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -180,7 +184,7 @@ def pretrain_base(spec: Mapping, corpus_path: str | Path, out_dir: str | Path, *
         "pretraining_loss_last": sum(losses[-20:]) / len(losses[-20:]),
         "pretraining_time_s": elapsed,
         "pretraining_tokens": steps * settings["batch_size"] * width,
-        # Perplexity on the held-out lines: causal LM (GPT-2), or continuing the second half of each held-out
+        # Perplexity on the held-out lines: causal LM (GPT-2, LLaMA), or continuing the second half of each held-out
         # sequence from its first (T5's prefix LM); None when the corpus has too few lines to hold any out.
         "heldout": {"lines": len(held_out), "objective": "prefix_lm" if family == "t5" else "causal_lm",
                     "loss": held_out_loss, "perplexity": math.exp(held_out_loss) if held_out_loss is not None else None,
