@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export", help="copy one run's weights as a directory that loads with plain peft and transformers",
         description="Copy RUN_DIR/weights (adapter or model, tokenizer, model card README.md) to OUT_DIR, with the "
-                    "run's decoding settings (generation.json) as generation_config.json and, when the study built "
+                    "run's decoding settings (RUN_DIR/generation_config.json, the generate job's) and, when the study built "
                     "the base itself, the base's directory as OUT_DIR/base, so that OUT_DIR loads anywhere without "
                     "peftstudy (the model card names the methods that still need it). Refuses an OUT_DIR that "
                     "exists and is not empty.")

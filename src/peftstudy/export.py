@@ -1,6 +1,6 @@
 """`peftstudy export RUN_DIR OUT_DIR`: one run's weights as a directory that loads anywhere with plain peft and
 transformers: the weights directory's files (adapter or model, tokenizer, model card), the run's decoding settings
-as generation_config.json and, when the study built the base itself, the base's directory as ``base/``."""
+(generation_config.json, written by the generate job beside weights/) and, when the study built the base itself, the base's directory as ``base/``."""
 
 from __future__ import annotations
 
@@ -18,19 +18,6 @@ class ExportError(ValueError):
 
 def _visible(directory, names):  # leaves out .snakemake_timestamp and other hidden files: no part of the artifact
     return [name for name in names if name.startswith(".")]
-
-
-def generation_config(settings: dict, tokenizer, family: str):
-    """The study's decoding settings (generation.json ``settings``) as a transformers GenerationConfig."""
-    from transformers import GenerationConfig
-
-    from peftstudy.modeling.families import is_decoder_only
-
-    ngram = settings.get("no_repeat_ngram_size") or None
-    extra = {} if is_decoder_only(family) else {"decoder_start_token_id": tokenizer.pad_token_id}  # T5's
-    return GenerationConfig(max_new_tokens=settings["max_new_tokens"], num_beams=settings["num_beams"],
-                            do_sample=False, no_repeat_ngram_size=ngram, pad_token_id=tokenizer.pad_token_id,
-                            eos_token_id=tokenizer.eos_token_id, **extra)
 
 
 def export(run_dir: str | Path, out_dir: str | Path) -> Path:
@@ -63,7 +50,13 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
             shutil.copytree(location, tmp_dir / BASE, ignore=_visible)
         reference = BASE if copy_base else location
         model_card.mark_base(tmp_dir, kind, reference, revision)
-        generation_config(generation["settings"], tokenizer, settings["family"]).save_pretrained(tmp_dir)
+        decoding = run_dir / model_card.GENERATION_CONFIG
+        if decoding.is_file():  # the generate job's
+            shutil.copyfile(decoding, tmp_dir / model_card.GENERATION_CONFIG)
+        else:  # a run generated before the job wrote it
+            from peftstudy.generation import portable_generation_config
+
+            portable_generation_config(generation["settings"], tokenizer, settings["family"]).save_pretrained(tmp_dir)
         text = model_card.card(settings, reference, revision, copy_base, exported=True)
         if copy_base:
             text += (f"\n`base_model_name_or_path` in {model_card.ADAPTER_CONFIG} is `{BASE}`: the paths above are "

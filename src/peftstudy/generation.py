@@ -151,6 +151,26 @@ def reference_perplexity(model, tokenizer, family: str, records, max_source_toke
     return (math.exp(total_loss / total_tokens) if total_tokens else float("nan")), total_tokens
 
 
+def portable_generation_config(settings: Mapping, tokenizer, family: str):
+    """The study's decoding settings as a transformers GenerationConfig, so that plain ``model.generate`` decodes
+    as the study did (generate_predictions applies the same settings; its n-gram ban is NoRepeatNGrams, which
+    matches transformers' no_repeat_ngram_size)."""
+    from transformers import GenerationConfig
+
+    ngram = settings.get("no_repeat_ngram_size") or None
+    extra = {} if is_decoder_only(family) else {"decoder_start_token_id": tokenizer.pad_token_id}  # T5's
+    return GenerationConfig(max_new_tokens=settings["max_new_tokens"], num_beams=settings["num_beams"],
+                            do_sample=False, no_repeat_ngram_size=ngram, pad_token_id=tokenizer.pad_token_id,
+                            eos_token_id=tokenizer.eos_token_id, **extra)
+
+
+def write_generation_config(settings: Mapping, tokenizer, family: str, path: str | Path) -> str:
+    """Write the portable GenerationConfig atomically, as its save_pretrained would; returns its sha256
+    (generation.json seals it)."""
+    io.write_text(path, portable_generation_config(settings, tokenizer, family).to_json_string(use_diff=True))
+    return io.sha256_file(path)
+
+
 def generate_run(
     method_spec: Mapping,
     family: str,
@@ -166,8 +186,10 @@ def generate_run(
     threads: int = 1,
     code: str | None = None,
     training_record_path: str | Path | None = None,
+    generation_config_path: str | Path | None = None,
 ) -> dict:
-    """Generate for the test split (timed, with peak memory and energy), then the references' perplexity.
+    """Generate for the test split (timed, with peak memory and energy), then the references' perplexity; the
+    decoding settings also go to ``generation_config_path`` (a GenerationConfig for plain transformers).
 
     A run whose train.json (training_record_path) records a divergence (on_divergence: record) has no weights:
     it gets an empty generations file and a record marked diverged (diverged_generation)."""
@@ -178,7 +200,15 @@ def generate_run(
     if training_record_path is not None:
         diverged = io.read_json(training_record_path).get("diverged")
         if diverged is not None:
-            return diverged_generation(diverged, generations_path, record_path, settings, hashed, code=code)
+            portable = None
+            if generation_config_path is not None:
+                from peftstudy.modeling.loading import base_location, load_tokenizer
+
+                _, location, revision = base_location(base_dir)
+                portable = write_generation_config(settings, load_tokenizer(location, revision), family,
+                                                   generation_config_path)
+            return diverged_generation(diverged, generations_path, record_path, settings, hashed, code=code,
+                                       generation_config_sha256=portable)
     torch.set_num_threads(threads)
     device = pick_device()
     method = get_method(method_spec["kind"])
@@ -222,9 +252,12 @@ def generate_run(
         for r, p in zip(records, predictions)
     ]
     io.write_jsonl(generations_path, rows)
+    portable = None if generation_config_path is None else write_generation_config(
+        settings, tokenizer, family, generation_config_path)
     record = {
         "examples": len(rows),
         "generations_sha256": io.sha256_file(generations_path),
+        "generation_config_sha256": portable,
         "generation_time_s": elapsed,
         "inference_ms_per_example": 1000 * elapsed / max(len(rows), 1),
         "examples_per_s": len(rows) / elapsed if elapsed > 0 else None,
@@ -244,7 +277,8 @@ def generate_run(
 
 
 def diverged_generation(diverged: Mapping, generations_path: str | Path, record_path: str | Path, settings: Mapping,
-                        hashed: Mapping, *, code: str | None = None) -> dict:
+                        hashed: Mapping, *, code: str | None = None,
+                        generation_config_sha256: str | None = None) -> dict:
     """A diverged run's generation.json: its train.json's ``diverged`` block, no examples, and an empty
     generations file (the rule's output; its checksum recorded, as `peftstudy verify` checks it)."""
     io.write_jsonl(generations_path, [])
@@ -252,6 +286,7 @@ def diverged_generation(diverged: Mapping, generations_path: str | Path, record_
         "diverged": dict(diverged),
         "examples": 0,
         "generations_sha256": io.sha256_file(generations_path),
+        "generation_config_sha256": generation_config_sha256,
         "settings": dict(settings),
         "provenance": provenance.record("generate", hashed, code=code, hashed_settings=hashed),
     })

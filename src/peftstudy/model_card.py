@@ -2,8 +2,9 @@
 ``base_model_name_or_path`` and ``revision`` in adapter_config.json), the tokenizer beside the weights, and a model
 card (README.md, the Hugging Face convention) with the exact loading code and prompt format.
 
-Written into the weights directory before train.json lists its files (``weights_sha256``); `peftstudy export` adds
-the decoding settings (generation_config.json) and the base, when the study built it, for a directory that loads
+Written into the weights directory before train.json lists its files (``weights_sha256``). The decoding settings
+are the generate job's (generation_config.json in the run directory, beside weights/: decoding can change without
+retraining); `peftstudy export` puts them and the base, when the study built it, in one directory that loads
 anywhere.
 """
 
@@ -20,7 +21,8 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's
 CARD = "README.md"
 GENERATION_CONFIG = "generation_config.json"  # transformers' GenerationConfig.save_pretrained
 TOKENIZER_CONFIG = "tokenizer_config.json"
-PEFT_KINDS = {"lora", "dora", "adalora", "vera", "ia3", "prefix", "prompt"}  # saved by peft's save_pretrained
+PEFT_KINDS = {"lora", "dora", "adalora", "vera", "ia3", "prefix", "prompt", "peft"}  # saved by peft's save_pretrained
+PLAIN_FAMILIES = {"gpt2", "llama", "t5", "causal_lm", "seq2seq_lm"}  # transformers' own classes load them
 
 
 def base_reference(base_dir: str | Path) -> tuple[str, str | None, bool]:
@@ -47,7 +49,7 @@ def needs_peftstudy(kind: str, family: str, method_spec: Mapping) -> str | None:
         return "the adapter fits the base quantized exactly as for training (quantization.json; methods/quantized.py)"
     if kind not in PEFT_KINDS and kind != "full":
         return f"method {kind!r} stores weights in peftstudy's own format (methods/partial.py, methods/adapterhub.py)"
-    if family not in ("gpt2", "llama", "t5"):
+    if family not in PLAIN_FAMILIES:
         return f"family {family!r} is built by peftstudy (modeling.heads)"
     return None
 
@@ -78,7 +80,8 @@ def auto_class(family: str) -> str:
     return "AutoModelForCausalLM" if is_decoder_only(family) else "AutoModelForSeq2SeqLM"
 
 
-def loading_code(settings: Mapping, name_or_path: str, revision: str | None, local: bool, here: str) -> str:
+def loading_code(settings: Mapping, name_or_path: str, revision: str | None, local: bool, here: str,
+                 decoding: str) -> str:
     kind, family, spec = settings["method_spec"]["kind"], settings["family"], settings["method_spec"]
     if needs_peftstudy(kind, family, spec):
         base_dir = name_or_path if local else f"results/bases/{settings['model']}"  # the base's base.json is there
@@ -98,7 +101,7 @@ def loading_code(settings: Mapping, name_or_path: str, revision: str | None, loc
             "",
             f"model = {model_class}.from_pretrained({here!r})",
             f"tokenizer = AutoTokenizer.from_pretrained({here!r})",
-            f"generation_config = GenerationConfig.from_pretrained({here!r})  # written by `peftstudy export`",
+            f"generation_config = GenerationConfig.from_pretrained({decoding!r})  # the study's decoding",
         ])
     return "\n".join([
         "from peft import PeftModel",
@@ -107,7 +110,7 @@ def loading_code(settings: Mapping, name_or_path: str, revision: str | None, loc
         f"base = {model_class}.from_pretrained({name_or_path!r}, revision={revision!r})",
         f"model = PeftModel.from_pretrained(base, {here!r})",
         f"tokenizer = AutoTokenizer.from_pretrained({here!r})",
-        f"generation_config = GenerationConfig.from_pretrained({here!r})  # written by `peftstudy export`",
+        f"generation_config = GenerationConfig.from_pretrained({decoding!r})  # the study's decoding",
     ])
 
 
@@ -118,7 +121,8 @@ def card(settings: Mapping, name_or_path: str, revision: str | None, local: bool
     kind = spec["kind"]
     reason = needs_peftstudy(kind, family, spec)
     library = "peft" if kind in PEFT_KINDS | {"qlora"} else "transformers" if kind == "full" else "peftstudy"
-    tags = ["peftstudy", kind, family, settings["dataset"]]
+    tags = ["peftstudy", kind, *([spec["peft_type"].lower()] if spec.get("peft_type") else []), family,
+            settings["dataset"]]
     front = ["---", f"base_model: {json.dumps(name_or_path)}", f"library_name: {library}", "tags:",
              *(f"- {json.dumps(tag)}" for tag in tags), "---", ""]
     run = f"{settings['dataset']} / {settings['model']} / {kind}" + (
@@ -138,7 +142,9 @@ def card(settings: Mapping, name_or_path: str, revision: str | None, local: bool
         lines += [f"Needs peftstudy: {reason}.", ""]
     else:
         lines += ["Plain `peft` and `transformers`; no peftstudy code is needed.", ""]
-    lines += ["```python", loading_code(settings, name_or_path, revision, local, here), "```", "", "## Prompt format", ""]
+    decoding = here if exported else ".."  # the generate job writes it into the run directory, beside weights/
+    lines += ["```python", loading_code(settings, name_or_path, revision, local, here, decoding), "```", "",
+              "## Prompt format", ""]
     if is_decoder_only(family):
         lines.append(f"The input's tokens (no special tokens, at most max_source_tokens = "
                      f"{settings['training'].get('max_source_tokens')}) followed by {PROMPT_SEPARATOR!r}; the "
@@ -148,7 +154,8 @@ def card(settings: Mapping, name_or_path: str, revision: str | None, local: bool
         lines.append(f"The input's tokens with the tokenizer's special tokens (cut to max_source_tokens = "
                      f"{settings['training'].get('max_source_tokens')}, keeping the final EOS); the prediction is "
                      "the decoded output without special tokens, stripped.")
-    lines += ["", "Decoding (greedy or beam, max_new_tokens, no_repeat_ngram_size): the run's generation.json "
-              "`settings`" + ("; here as generation_config.json." if exported else
-                              "; `peftstudy export` writes them as generation_config.json."), ""]
+    lines += ["", "Decoding (greedy or beam, max_new_tokens, no_repeat_ngram_size): generation_config.json "
+              + ("in this directory." if exported else
+                 "in the run directory (`..`), written by the generate job; generation.json `settings` has them too."),
+              ""]
     return "\n".join(front + lines)

@@ -18,9 +18,12 @@ from typing import Any, Mapping
 
 from peftstudy import checksums, io, provenance
 from peftstudy.execution.snakefile import script_fingerprints
+from peftstudy.model_card import GENERATION_CONFIG
 
 # The workflow script that runs each stage recorded under results/<study> (its code fingerprint is that script's).
-STAGE_SCRIPTS = {"train": "train.py", "generate": "generate.py", "score": "score.py", "baseline": "baseline.py"}
+STAGE_SCRIPTS = {"train": "train.py", "generate": "generate.py", "score": "score.py", "baseline": "baseline.py",
+                 "fetch_scorers": "fetch_scorers.py"}
+SCORERS = "scorers.json"  # results/<study>/scorers.json: the scoring models as fetched
 RUN_RECORDS = ("train.json", "generation.json", "metrics.json")
 SHOWN_HASH_CHARS = 16  # a drift line shows hashes this long; the Drift keeps them whole
 
@@ -107,7 +110,26 @@ def verify(results_dir: str | Path, scripts_dir: str | Path) -> Report:
             _check_record(path, record, report)
             _check_stage(path, record.get("provenance"), "baseline", environment, report)
             _check_file(path.parent / "generations.jsonl", record.get("generations_sha256"), path.name, report)
+    if (results_dir / SCORERS).is_file():
+        _check_scorers(results_dir / SCORERS, environment, report)
     return report
+
+
+def _check_scorers(path: Path, environment: Environment, report: Report) -> None:
+    """The scoring models' manifest, and every file of each model in this machine's cache (or package) against
+    the sha256 recorded at the fetch: a model changed under the same name would change every score."""
+    from peftstudy.metrics.scorers import drifted_files
+
+    record = _read(path, report)
+    if record is None:
+        return
+    _check_record(path, record, report)
+    _check_stage(path, record.get("provenance"), "fetch_scorers", environment, report)
+    for role, entry in (record.get("scorers") or {}).items():
+        report.checked.extend(f"{path}:{role}/{name}" for name in sorted(entry.get("sha256") or {}))
+    for role, name, recorded, now in drifted_files(record):
+        report.drifts.append(Drift(f"{path}:{role}/{name}", "scoring model file sha256 (as scorers.json records it)",
+                                   recorded, now))
 
 
 def _check_run(run_dir: Path, environment: Environment, report: Report) -> None:
@@ -123,6 +145,8 @@ def _check_run(run_dir: Path, environment: Environment, report: Report) -> None:
         _check_record(path, generation, report)
         _check_stage(path, generation.get("provenance"), "generate", environment, report)
         _check_file(run_dir / "generations.jsonl", generation.get("generations_sha256"), path.name, report)
+        if generation.get("generation_config_sha256"):  # absent in records written before it existed
+            _check_file(run_dir / GENERATION_CONFIG, generation["generation_config_sha256"], path.name, report)
     if metrics is not None:
         path = run_dir / "metrics.json"
         _check_record(path, metrics, report)

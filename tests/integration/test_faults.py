@@ -284,7 +284,8 @@ def scored_divergence(recorded_divergence, tiny_workspace):
     spec = run_settings("full")["method_spec"]
     generate_run(spec, "gpt2", tiny_workspace / "base-gpt2", run / "weights", data / "test.jsonl",
                  run / "generations.jsonl", run / "generation.json", generation, 24, max_target_tokens=24,
-                 code=script_fingerprint(scripts / "generate.py"), training_record_path=run / "train.json")
+                 code=script_fingerprint(scripts / "generate.py"), training_record_path=run / "train.json",
+                 generation_config_path=run / "generation_config.json")
     score_run_files({"study": "study", "dataset": "d", "model": "gpt2", "variant": "full", "seed": "5"},
                     run / "generations.jsonl", run / "train.json", run / "generation.json", run / "metrics.json",
                     train_path=data / "train.jsonl", code=script_fingerprint(scripts / "score.py"))
@@ -316,7 +317,8 @@ def test_a_diverged_run_is_marked_downstream_and_left_out_of_the_metrics(scored_
     assert report.clean, "\n".join(drift.line() for drift in report.drifts)
     checked = {Path(path).relative_to(results).as_posix() for path in report.checked if Path(path).is_relative_to(results)}
     assert {f"{DIVERGED_RUN}/{name}" for name in ("train.json", "generation.json", "metrics.json",
-                                                   "generations.jsonl", "weights/DIVERGED.json")} <= checked
+                                                   "generations.jsonl", "generation_config.json",
+                                                   "weights/DIVERGED.json")} <= checked
 
     rows = aggregate_metrics([run / "metrics.json", normal], tmp_path / "metrics.csv", tmp_path / "diverged_runs.csv")
     metrics = pd.read_csv(tmp_path / "metrics.csv")

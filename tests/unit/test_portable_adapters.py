@@ -18,7 +18,7 @@ from peftstudy.training.loop import train_run
 TRAINING = dict(epochs=2, max_steps=24, batch_size=16, gradient_accumulation_steps=1, learning_rate=1e-2,
                 weight_decay=0.0, warmup_ratio=0.0, lr_scheduler="constant", max_grad_norm=1.0, max_source_tokens=24,
                 max_target_tokens=24, early_stopping_patience=None, precision="fp32")
-GENERATION = {"batch_size": 8, "max_new_tokens": 6, "num_beams": 1, "no_repeat_ngram_size": 0}
+GENERATION = {"batch_size": 8, "max_new_tokens": 6, "num_beams": 1, "no_repeat_ngram_size": 2}
 METHOD_SPEC = {"kind": "lora", "alpha": 8, "dropout": 0.0}
 SETTINGS = {"dataset": "d", "model": "gpt2", "family": "gpt2", "method": "lora", "rank": 4,
             "method_spec": METHOD_SPEC, "training": TRAINING, "seed": 1}
@@ -41,13 +41,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 exported, weights, test_path, max_source = sys.argv[1:5]
 found = {}
-for directory in (exported, weights):
+for directory, decoding in ((exported, exported), (weights, os.path.dirname(weights))):
     with open(os.path.join(directory, "adapter_config.json")) as handle:
         config = json.load(handle)
     base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"], revision=config["revision"])
     model = PeftModel.from_pretrained(base, directory).eval()
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    generation = GenerationConfig.from_pretrained(exported)
+    generation = GenerationConfig.from_pretrained(decoding)
     predictions = []
     with open(test_path) as handle:
         for line in handle:
@@ -73,7 +73,8 @@ def run(tiny_workspace, tmp_path_factory):
     run = workdir / "results/study/runs/d/gpt2/lora-r4/seed1"
     train_run(SETTINGS, base, data, run / "weights", run / "train.json")
     generate_run(METHOD_SPEC, "gpt2", base, run / "weights", data / "test.jsonl", run / "generations.jsonl",
-                 run / "generation.json", GENERATION, 24, max_target_tokens=24)
+                 run / "generation.json", GENERATION, 24, max_target_tokens=24,
+                 generation_config_path=run / "generation_config.json")
     return run
 
 
@@ -92,6 +93,10 @@ def test_the_weights_directory_records_its_base_tokenizer_and_card(run):
                                   "tags": ["peftstudy", "lora", "gpt2", "d"]}
     assert "no peftstudy code is needed" in card and "copy it along" in card
     assert "PeftModel.from_pretrained(base, '.')" in card
+    assert "GenerationConfig.from_pretrained('..')" in card  # the run directory: the generate job writes it
+    decoding = io.read_json(run / "generation_config.json")
+    assert (decoding["max_new_tokens"], decoding["no_repeat_ngram_size"], decoding.get("do_sample", False)) == (6, 2, False)
+    assert io.read_json(run / "generation.json")["generation_config_sha256"] == io.sha256_file(run / "generation_config.json")
     # Written before train.json was: its checksums list every file, the ones added here included.
     recorded = io.read_json(run / "train.json")["weights_sha256"]
     assert recorded == checksums.file_checksums(weights)
@@ -105,6 +110,7 @@ def test_an_export_reproduces_the_generations_without_peftstudy(run, tmp_path):
     assert io.read_json(exported / "adapter_config.json")["base_model_name_or_path"] == "base"
     assert front_matter((exported / "README.md").read_text())["base_model"] == "base"
     generation = io.read_json(exported / "generation_config.json")
+    assert generation == io.read_json(run / "generation_config.json")  # the generate job's, copied
     assert (generation["max_new_tokens"], generation.get("num_beams", 1), generation.get("do_sample", False)) == (6, 1, False)
     test_path = run.parents[5].parent / "data/prepared/d/test.jsonl"
     done = subprocess.run([sys.executable, "-I", "-c", PLAIN_LOADER, str(exported), str(run / "weights"),
@@ -123,15 +129,18 @@ def test_an_export_reproduces_the_generations_without_peftstudy(run, tmp_path):
     ("lora", "t5", None), ("ia3", "gpt2", None), ("prefix", "gpt2", None), ("full", "gpt2", None),
     ("prompt", "gpt2", "PromptTuning.patch_peft_model"), ("prefix", "t5", "PrefixTuning.patch_peft_model"),
     ("bitfit", "gpt2", "peftstudy's own format"), ("qlora", "llama", "quantized"),
+    ("peft", "llama", None), ("lora", "causal_lm", None), ("full", "seq2seq_lm", None), ("lora", "bert", "built by peftstudy"),
 ])
 def test_the_card_says_which_runs_need_peftstudy(kind, family, needs):
-    settings = {**SETTINGS, "family": family, "method_spec": {"kind": kind}}
+    spec = {"kind": kind, **({"peft_type": "LOHA"} if kind == "peft" else {})}
+    settings = {**SETTINGS, "family": family, "method_spec": spec}
     card = model_card.card(settings, "org/model", "0123abcd", False)
     meta = front_matter(card)
     assert meta["base_model"] == "org/model" and kind in meta["tags"]
+    assert ("loha" in meta["tags"]) == (kind == "peft")
     if needs is None:
         assert "no peftstudy code is needed" in card and "peftstudy.methods" not in card
-        loader = "AutoModelForCausalLM" if family == "gpt2" else "AutoModelForSeq2SeqLM"
+        loader = "AutoModelForCausalLM" if family in ("gpt2", "llama", "causal_lm") else "AutoModelForSeq2SeqLM"
         assert f"{loader}.from_pretrained(" in card
         if kind != "full":
             assert "from_pretrained('org/model', revision='0123abcd')" in card

@@ -15,6 +15,7 @@ from peftstudy.cli import main
 from peftstudy.execution.snakefile import script_fingerprint
 from peftstudy.generation import generate_run
 from peftstudy.metrics.baseline_scoring import baseline_run
+from peftstudy.metrics.scorers import fetch_scorers
 from peftstudy.metrics.scoring import score_run_files
 from peftstudy.training.loop import train_run
 from peftstudy.verify import VerifyError, trained_settings, verify
@@ -40,14 +41,17 @@ def written(tiny_workspace, scripts, tmp_path_factory):
     shutil.copytree(tiny_workspace / "data", data)
     shutil.copytree(tiny_workspace / "base-gpt2", base)
     run = results / RUN
-    code = {stage: script_fingerprint(scripts / f"{stage}.py") for stage in ("train", "generate", "score", "baseline")}
+    code = {stage: script_fingerprint(scripts / f"{stage}.py")
+            for stage in ("train", "generate", "score", "baseline", "fetch_scorers")}
+    fetch_scorers(None, results / "scorers.json", code=code["fetch_scorers"])
     method_spec = {"kind": "lora", "alpha": 8, "dropout": 0.0}
     settings = {"dataset": "d", "model": "gpt2", "family": "gpt2", "method": "lora", "rank": 4,
                 "method_spec": method_spec, "training": TRAINING, "seed": 1}
     train_run(settings, base, data, run / "weights", run / "train.json", code=code["train"])
     (run / "weights" / ".snakemake_timestamp").touch()  # what Snakemake adds to a directory output: not the artifact's
     generate_run(method_spec, "gpt2", base, run / "weights", data / "test.jsonl", run / "generations.jsonl",
-                 run / "generation.json", GENERATION, 24, max_target_tokens=24, code=code["generate"])
+                 run / "generation.json", GENERATION, 24, max_target_tokens=24, code=code["generate"],
+                 generation_config_path=run / "generation_config.json")
     score_run_files({"study": "study", "dataset": "d", "model": "gpt2", "variant": "lora-r4", "seed": "1"},
                     run / "generations.jsonl", run / "train.json", run / "generation.json", run / "metrics.json",
                     train_path=data / "train.jsonl", task="classification", code=code["score"])
@@ -78,9 +82,10 @@ def test_a_fresh_results_tree_verifies_clean(results, repository, scripts):
             "results/bases/gpt2/model.safetensors"} <= checked  # what the run was trained from
     checked = {Path(path).relative_to(results).as_posix() for path in report.checked if Path(path).is_relative_to(results)}
     assert {f"{RUN}/train.json", f"{RUN}/generation.json", f"{RUN}/generations.jsonl", f"{RUN}/metrics.json",
-            f"{RUN}/weights/adapter_model.safetensors", "baselines/d/majority_class/metrics.json",
+            f"{RUN}/generation_config.json", f"{RUN}/weights/adapter_model.safetensors", "baselines/d/majority_class/metrics.json",
             "baselines/d/majority_class/generations.jsonl"} <= checked
     assert f"{RUN}/weights/.snakemake_timestamp" not in checked
+    assert "scorers.json" in checked and any(path.startswith("scorers.json:bertscore/") for path in checked)
     # The console script, from the checkout's root: the default --scripts is its workflow/scripts.
     done = console("verify", results, cwd=repository)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -128,9 +133,10 @@ def test_a_package_version_drift_is_reported_per_record(results, scripts, monkey
     assert drifts == {(f"{RUN}/train.json", "package torch (train)"): (torch_version, "0.0.0+drift"),
                       (f"{RUN}/generation.json", "package torch (generate)"): (torch_version, "0.0.0+drift"),
                       (f"{RUN}/metrics.json", "package torch (score)"): (torch_version, "0.0.0+drift"),
+                      ("scorers.json", "package torch (fetch_scorers)"): (torch_version, "0.0.0+drift"),
                       ("baselines/d/majority_class/metrics.json", "package torch (baseline)"): (torch_version,
                                                                                                  "0.0.0+drift")}
-    assert report.summary() == f"{len(report.checked)} artifacts checked, 4 drifted"
+    assert report.summary() == f"{len(report.checked)} artifacts checked, 5 drifted"
     assert main(["verify", str(results), "--scripts", str(scripts)]) == 1
 
 
@@ -167,16 +173,27 @@ def test_a_record_of_halved_micro_batches_verifies_against_the_settings_that_ran
     assert [drift.what for drift in verify(results, scripts).drifts] == ["settings hash (train)"]
 
 
+def test_an_edited_scoring_model_manifest_is_named(results, scripts):
+    path = results / "scorers.json"
+    record = io.read_json(path)
+    record["scorers"]["bertscore"]["version"] = "0.0.1"
+    io.write_json(path, record)
+    assert [(Path(drift.artifact).name, drift.what) for drift in verify(results, scripts).drifts] == [
+        ("scorers.json", f"content checksum ({checksums.SEAL})")]
+
+
 def test_missing_and_unrecorded_files_are_drift(results, scripts):
     run = results / RUN
     (run / "generations.jsonl").unlink()
     (run / "weights" / "extra.bin").write_bytes(b"x")
+    (run / "generation_config.json").write_text("{}")
     report = verify(results, scripts)
     assert sorted((Path(drift.artifact).name, drift.what, drift.now) for drift in report.drifts) == [
         ("extra.bin", "sha256 (as train.json records it)", io.sha256_text("x")),
+        ("generation_config.json", "sha256 (as generation.json records it)", io.sha256_text("{}")),
         ("generations.jsonl", "sha256 (as generation.json records it)", "missing"),
         ("generations.jsonl", "sha256 (as metrics.json records it)", "missing")]
-    assert report.summary().endswith(", 2 drifted")
+    assert report.summary().endswith(", 3 drifted")
 
 
 def test_a_record_written_before_checksums_is_drift_not_clean(results, scripts):

@@ -7,19 +7,20 @@ rule baseline:
         train="data/prepared/{dataset}/train.jsonl",
         test="data/prepared/{dataset}/test.jsonl",
         wordnet="data/nltk",
+        scorers="results/{study}/scorers.json",
     output:
         generations="results/{study}/baselines/{dataset}/{baseline}/generations.jsonl",
         record="results/{study}/baselines/{dataset}/{baseline}/metrics.json",
+    log:
+        "logs/{study}/baseline/{dataset}/{baseline}.log",
+    resources:
+        **rule_resources("baseline"),
     params:
         spec=baseline_spec,
         task=lambda w: dataset_task(DATASETS[w.dataset]),
         settings=lambda w: study_of(w).get("metrics", {}),
         max_test_examples=baseline_test_examples,
         code=code_of("baseline.py"),
-    resources:
-        **rule_resources("baseline"),
-    log:
-        "logs/{study}/baseline/{dataset}/{baseline}.log",
     script:
         "../scripts/baseline.py"
 
@@ -29,10 +30,10 @@ rule aggregate_baselines:
         study_baseline_records,
     output:
         "results/{study}/baselines.csv",
-    params:
-        code=code_of("aggregate_baselines.py"),
     log:
         "logs/{study}/aggregate_baselines/job.log",
     localrule: True
+    params:
+        code=code_of("aggregate_baselines.py"),
     script:
         "../scripts/aggregate_baselines.py"

@@ -10,13 +10,14 @@ rule generate:
     output:
         generations=f"{RUN_DIR}/generations.jsonl",
         record=f"{RUN_DIR}/generation.json",
+        generation_config=f"{RUN_DIR}/generation_config.json",
+    log:
+        "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",
+    threads: job_threads("generate")
+    resources:
+        **rule_resources("generate"),
     params:
         settings=generation_settings,
         code=code_of("generate.py"),
-    resources:
-        **rule_resources("generate"),
-    threads: job_threads("generate")
-    log:
-        "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",
     script:
         "../scripts/generate.py"

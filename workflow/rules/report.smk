@@ -9,15 +9,24 @@ rule table1_methods:
         baselines="results/{study}/baselines.csv",
         against="results/{study}/stats/against_baselines.csv",
     output:
-        csv=report("reports/{study}/tables/table1_methods.csv", caption="../report/table1_methods.rst", category="Tables"),
+        csv=report(
+            "reports/{study}/tables/table1_methods.csv", caption="../report/table1_methods.rst", category="Tables"
+        ),
         tex="reports/{study}/tables/table1_methods.tex",
-    params:
-        study=study_part("datasets", "methods", "costs", "report.table1_dataset", "statistics.baseline_method",
-                         "statistics.correction", "statistics.alpha"),
-        code=code_of("table1_methods.py"),
     log:
         "logs/{study}/table1_methods/job.log",
     localrule: True
+    params:
+        study=study_part(
+            "datasets",
+            "methods",
+            "costs",
+            "report.table1_dataset",
+            "statistics.baseline_method",
+            "statistics.correction",
+            "statistics.alpha",
+        ),
+        code=code_of("table1_methods.py"),
     script:
         "../scripts/table1_methods.py"
 
@@ -30,12 +39,12 @@ rule learned_table:
     output:
         csv=report("reports/{study}/tables/learned.csv", caption="../report/learned.rst", category="Tables"),
         tex="reports/{study}/tables/learned.tex",
-    params:
-        study=study_part("methods", "statistics.confidence"),
-        code=code_of("learned_table.py"),
     log:
         "logs/{study}/learned_table/job.log",
     localrule: True
+    params:
+        study=study_part("methods", "statistics.confidence"),
+        code=code_of("learned_table.py"),
     script:
         "../scripts/learned_table.py"
 
@@ -46,13 +55,20 @@ rule significance_table:
     output:
         csv=report("reports/{study}/tables/significance.csv", caption="../report/significance.rst", category="Tables"),
         tex="reports/{study}/tables/significance.tex",
-    params:
-        study=study_part("datasets", "methods", "report.table1_dataset", "statistics.baseline_method",
-                         "statistics.correction", "statistics.confidence", "statistics.practical_thresholds"),
-        code=code_of("significance_table.py"),
     log:
         "logs/{study}/significance_table/job.log",
     localrule: True
+    params:
+        study=study_part(
+            "datasets",
+            "methods",
+            "report.table1_dataset",
+            "statistics.baseline_method",
+            "statistics.correction",
+            "statistics.confidence",
+            "statistics.practical_thresholds",
+        ),
+        code=code_of("significance_table.py"),
     script:
         "../scripts/significance_table.py"
 
@@ -63,14 +79,15 @@ rule paper_tex:
         metrics="results/{study}/metrics.csv",
         data=study_data_manifests,
         runs=lambda w: run_paths(w.study, "metrics.json"),
+        scorers="results/{study}/scorers.json",
     output:
         "reports/{study}/paper.tex",
-    params:
-        study=study_of,  # all of it: the paper states the study's settings and the hash of its config
-        code=code_of("paper_tex.py"),
     log:
         "logs/{study}/paper_tex/job.log",
     localrule: True
+    params:
+        study=study_of,  # all of it: the paper states the study's settings and the hash of its config
+        code=code_of("paper_tex.py"),
     script:
         "../scripts/paper_tex.py"
 
@@ -82,11 +99,11 @@ rule paper_pdf:
         figures=paper_figures,
     output:
         report("reports/{study}/paper.pdf", caption="../report/paper.rst", category="Paper"),
-    params:
-        code=code_of("paper_pdf.py"),
     log:
         "logs/{study}/paper_pdf/job.log",
     localrule: True
+    params:
+        code=code_of("paper_pdf.py"),
     script:
         "../scripts/paper_pdf.py"
 
@@ -100,14 +117,14 @@ rule metric_table:
     output:
         csv=report("reports/{study}/tables/{table}.csv", caption="../report/metric_table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",
+    log:
+        "logs/{study}/metric_table/{table}.log",
     wildcard_constraints:
         table=paper_report.wildcard_constraint("metric_table"),
+    localrule: True
     params:
         study=study_part("datasets", "matrix", "methods", "generation", "metrics", "costs", "report.table1_dataset"),
         code=code_of("metric_table.py"),
-    log:
-        "logs/{study}/metric_table/{table}.log",
-    localrule: True
     script:
         "../scripts/metric_table.py"
 
@@ -120,14 +137,14 @@ rule data_card:
     output:
         csv=report("reports/{study}/tables/data_card.csv", caption="../report/data_card.rst", category="Tables"),
         tex="reports/{study}/tables/data_card.tex",
+    log:
+        "logs/{study}/data_card/job.log",
+    localrule: True
     params:
         study=study_part("training", "methods", "overrides", "statistics.baseline_method"),
         bases=study_model_bases,
         pairs=study_dataset_model_pairs,
         code=code_of("data_card.py"),
-    log:
-        "logs/{study}/data_card/job.log",
-    localrule: True
     script:
         "../scripts/data_card.py"
 
@@ -145,16 +162,24 @@ rule stats_table:
     output:
         csv=report("reports/{study}/tables/{table}.csv", caption="../report/stats_table.rst", category="Tables"),
         tex="reports/{study}/tables/{table}.tex",
-    wildcard_constraints:
-        table=paper_report.wildcard_constraint("stats_table"),
-    params:
-        study=study_part("datasets", "matrix", "methods", "report.table1_dataset", "statistics.alpha",
-                         "statistics.confidence", "statistics.baseline_method", "statistics.power",
-                         "statistics.rank_study"),
-        code=code_of("stats_table.py"),
     log:
         "logs/{study}/stats_table/{table}.log",
+    wildcard_constraints:
+        table=paper_report.wildcard_constraint("stats_table"),
     localrule: True
+    params:
+        study=study_part(
+            "datasets",
+            "matrix",
+            "methods",
+            "report.table1_dataset",
+            "statistics.alpha",
+            "statistics.confidence",
+            "statistics.baseline_method",
+            "statistics.power",
+            "statistics.rank_study",
+        ),
+        code=code_of("stats_table.py"),
     script:
         "../scripts/stats_table.py"
 
@@ -169,14 +194,23 @@ rule claims_table:
     output:
         csv=report("reports/{study}/tables/claims_check.csv", caption="../report/claims_check.rst", category="Tables"),
         tex="reports/{study}/tables/claims_check.tex",
-    params:
-        # The claims, the names and matrix their cells are checked against, and the rank study's settings.
-        study=study_part("claims", "datasets", "models", "methods", "matrix", "exclusions", "seeds",
-                         "statistics.confidence", "statistics.rank_study"),
-        code=code_of("claims_table.py"),
     log:
         "logs/{study}/claims_table/job.log",
     localrule: True
+    params:
+        # The claims, the names and matrix their cells are checked against, and the rank study's settings.
+        study=study_part(
+            "claims",
+            "datasets",
+            "models",
+            "methods",
+            "matrix",
+            "exclusions",
+            "seeds",
+            "statistics.confidence",
+            "statistics.rank_study",
+        ),
+        code=code_of("claims_table.py"),
     script:
         "../scripts/claims_table.py"
 
@@ -189,15 +223,23 @@ rule figure_stats:
         correlations="results/{study}/stats/correlations.csv",
     output:
         report("reports/{study}/figures/{figure}.pdf", caption="../report/figure_stats.rst", category="Figures"),
-    wildcard_constraints:
-        figure=paper_report.wildcard_constraint("figure_stats"),
-    params:
-        study=study_part("datasets", "models", "matrix", "methods", "report.table1_dataset", "statistics.alpha",
-                         "statistics.compare_metrics", "statistics.rank_study"),
-        code=code_of("figure_stats.py"),
     log:
         "logs/{study}/figure_stats/{figure}.log",
+    wildcard_constraints:
+        figure=paper_report.wildcard_constraint("figure_stats"),
     localrule: True
+    params:
+        study=study_part(
+            "datasets",
+            "models",
+            "matrix",
+            "methods",
+            "report.table1_dataset",
+            "statistics.alpha",
+            "statistics.compare_metrics",
+            "statistics.rank_study",
+        ),
+        code=code_of("figure_stats.py"),
     script:
         "../scripts/figure_stats.py"
 
@@ -207,13 +249,15 @@ rule figure_output_clusters:
         generations=lambda w: [s["generations"] for p in cluster_figure_panels(w) for s in p["series"]],
         metrics=lambda w: [s["metrics"] for p in cluster_figure_panels(w) for s in p["series"]],
     output:
-        report("reports/{study}/figures/output_clusters.pdf", caption="../report/output_clusters.rst", category="Figures"),
+        report(
+            "reports/{study}/figures/output_clusters.pdf", caption="../report/output_clusters.rst", category="Figures"
+        ),
+    log:
+        "logs/{study}/figure_output_clusters/job.log",
+    localrule: True
     params:
         panels=cluster_figure_panels,
         embedding_model=lambda w: study_of(w).get("metrics", {}).get("embeddings", {}).get("model", "all-MiniLM-L6-v2"),
         code=code_of("figure_output_clusters.py"),
-    log:
-        "logs/{study}/figure_output_clusters/job.log",
-    localrule: True
     script:
         "../scripts/figure_output_clusters.py"

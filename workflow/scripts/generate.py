@@ -18,5 +18,6 @@ with logged(snakemake):
         threads=snakemake.threads,
         code=snakemake.params.code,
         training_record_path=snakemake.input.record,
+        generation_config_path=snakemake.output.generation_config,
         log=snakemake.log[0],
     )

