@@ -10,6 +10,8 @@ rule prepare_base:
         "logs/shared/prepare_base/{model}.log",
     benchmark:
         "logs/benchmarks/prepare_base/{model}.tsv"
+    conda:
+        "../../envs/peftstudy.yaml"
     threads: job_threads("pretrain")
     resources:
         **rule_resources("pretrain"),
@@ -33,6 +35,8 @@ rule build_snapshot_base:
         "logs/benchmarks/build_snapshot_base/{model}.tsv"
     wildcard_constraints:
         model="|".join(SNAPSHOT_MODELS) or "(?!)",
+    conda:
+        "../../envs/peftstudy.yaml"
     threads: job_threads("pretrain")
     resources:
         **rule_resources("pretrain"),

@@ -13,6 +13,8 @@ rule baseline:
         record="results/{study}/baselines/{dataset}/{baseline}/metrics.json",
     log:
         "logs/{study}/baseline/{dataset}/{baseline}.log",
+    conda:
+        "../../envs/peftstudy.yaml"
     resources:
         **rule_resources("baseline"),
     params:
@@ -33,6 +35,8 @@ rule aggregate_baselines:
     log:
         "logs/{study}/aggregate_baselines/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         code=code_of("aggregate_baselines.py"),
     script:

@@ -9,6 +9,8 @@ rule prepare_dataset:
         manifest="data/prepared/{dataset}/manifest.json",
     log:
         "logs/shared/prepare_dataset/{dataset}.log",
+    conda:
+        "../../envs/peftstudy.yaml"
     resources:
         **rule_resources("prepare"),
     params:
@@ -27,6 +29,8 @@ rule prepare_corpus:
         manifest="data/corpora/{corpus}.manifest.json",
     log:
         "logs/shared/prepare_corpus/{corpus}.log",
+    conda:
+        "../../envs/peftstudy.yaml"
     resources:
         **rule_resources("prepare"),
     params:
@@ -45,6 +49,8 @@ rule prepare_wordnet:
     log:
         "logs/shared/prepare_wordnet/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         code=code_of("prepare_wordnet.py"),
     script:

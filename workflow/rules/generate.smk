@@ -13,6 +13,8 @@ rule generate:
         generation_config=f"{RUN_DIR}/generation_config.json",
     log:
         "logs/{study}/generate/{dataset}/{model}/{variant}/seed{seed}.log",
+    conda:
+        "../../envs/peftstudy.yaml"
     threads: job_threads("generate")
     resources:
         **rule_resources("generate"),

@@ -12,6 +12,8 @@ rule rating_sheet:
     log:
         "logs/{study}/rating_sheet/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         runs=human_eval_runs,
         settings=human_eval_settings("examples_per_cell", "seed"),
@@ -32,6 +34,8 @@ rule human_ratings:
     log:
         "logs/{study}/human_ratings/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         code=code_of("human_ratings.py"),
     script:
@@ -52,6 +56,8 @@ rule human_tables:
     log:
         "logs/{study}/human_tables/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part("methods"),
         settings=human_eval_settings("ratings_dir"),

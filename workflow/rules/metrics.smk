@@ -10,6 +10,8 @@ rule fetch_scorers:
     log:
         "logs/{study}/fetch_scorers/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         models=lambda w: {
             role: {
@@ -36,6 +38,8 @@ rule score:
         f"{RUN_DIR}/metrics.json",
     log:
         "logs/{study}/score/{dataset}/{model}/{variant}/seed{seed}.log",
+    conda:
+        "../../envs/peftstudy.yaml"
     resources:
         **rule_resources("score"),
         # Scoring jobs grouped into one SLURM job (the profile's group "scoring") run one after another in it.
@@ -59,6 +63,8 @@ rule aggregate_metrics:
     log:
         "logs/{study}/aggregate_metrics/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         code=code_of("aggregate_metrics.py"),
     script:

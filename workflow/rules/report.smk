@@ -16,6 +16,8 @@ rule table1_methods:
     log:
         "logs/{study}/table1_methods/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part(
             "datasets",
@@ -42,6 +44,8 @@ rule learned_table:
     log:
         "logs/{study}/learned_table/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part("methods", "statistics.confidence"),
         code=code_of("learned_table.py"),
@@ -58,6 +62,8 @@ rule significance_table:
     log:
         "logs/{study}/significance_table/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part(
             "datasets",
@@ -85,6 +91,8 @@ rule paper_tex:
     log:
         "logs/{study}/paper_tex/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_of,  # all of it: the paper states the study's settings and the hash of its config
         code=code_of("paper_tex.py"),
@@ -102,6 +110,8 @@ rule paper_pdf:
     log:
         "logs/{study}/paper_pdf/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         code=code_of("paper_pdf.py"),
     script:
@@ -122,6 +132,8 @@ rule metric_table:
     wildcard_constraints:
         table=paper_report.wildcard_constraint("metric_table"),
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part("datasets", "matrix", "methods", "generation", "metrics", "costs", "report.table1_dataset"),
         code=code_of("metric_table.py"),
@@ -140,6 +152,8 @@ rule data_card:
     log:
         "logs/{study}/data_card/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part("training", "methods", "overrides", "statistics.baseline_method"),
         bases=study_model_bases,
@@ -167,6 +181,8 @@ rule stats_table:
     wildcard_constraints:
         table=paper_report.wildcard_constraint("stats_table"),
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part(
             "datasets",
@@ -197,6 +213,8 @@ rule claims_table:
     log:
         "logs/{study}/claims_table/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         # The claims, the names and matrix their cells are checked against, and the rank study's settings.
         study=study_part(
@@ -228,6 +246,8 @@ rule figure_stats:
     wildcard_constraints:
         figure=paper_report.wildcard_constraint("figure_stats"),
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         study=study_part(
             "datasets",
@@ -255,6 +275,8 @@ rule figure_output_clusters:
     log:
         "logs/{study}/figure_output_clusters/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         panels=cluster_figure_panels,
         embedding_model=lambda w: study_of(w).get("metrics", {}).get("embeddings", {}).get("model", "all-MiniLM-L6-v2"),

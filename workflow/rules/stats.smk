@@ -11,6 +11,8 @@ rule statistics:
     log:
         "logs/{study}/statistics/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         statistics=statistics_settings("confidence", "bootstrap"),
         code=code_of("stats_summary.py"),
@@ -27,6 +29,8 @@ rule comparisons:
     log:
         "logs/{study}/comparisons/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         statistics=statistics_settings(
             "baseline_method", "correction", "alpha", "confidence", "practical_thresholds", "compare_metrics", "power"
@@ -46,6 +50,8 @@ rule anova:
     log:
         "logs/{study}/anova/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         statistics=statistics_settings("alpha", "compare_metrics"),
         code=code_of("stats_anova.py"),
@@ -61,6 +67,8 @@ rule correlations:
     log:
         "logs/{study}/correlations/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         statistics=statistics_settings("compare_metrics"),
         code=code_of("stats_correlations.py"),
@@ -76,6 +84,8 @@ rule rank_study:
     log:
         "logs/{study}/rank_study/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         statistics=statistics_settings("rank_study", "practical_thresholds", "confidence"),
         code=code_of("stats_rank_study.py"),
@@ -94,6 +104,8 @@ rule against_baselines:
     log:
         "logs/{study}/against_baselines/job.log",
     localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
     params:
         statistics=statistics_settings("confidence", "against_baselines"),
         code=code_of("stats_against_baselines.py"),

@@ -10,6 +10,8 @@ rule train:
         record=f"{RUN_DIR}/train.json",
     log:
         "logs/{study}/train/{dataset}/{model}/{variant}/seed{seed}.log",
+    conda:
+        "../../envs/peftstudy.yaml"
     threads: job_threads("train")
     resources:
         **rule_resources("train"),
