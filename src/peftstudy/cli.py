@@ -3,8 +3,10 @@
     peftstudy verify results/<study>
     peftstudy export results/<study>/runs/<dataset>/<model>/<variant>/seed<n> OUT_DIR
     peftstudy matrix config/<study>.yaml
+    peftstudy integrity results/<study>/metrics.csv   (or a published table in the same columns)
 
-Exit status: 0 when the task succeeded (verify: nothing drifted), 1 when verify found drift, 2 on a usage error.
+Exit status: 0 when the task succeeded (verify: nothing drifted; integrity: no finding), 1 when verify found drift
+or integrity a finding, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -53,7 +55,43 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--root", type=Path, default=Path("."),
                         help="the checkout's root, which holds results/, logs/ and checkpoints/ (default: %(default)s)")
     matrix.set_defaults(handler=_matrix)
+    integrity = commands.add_parser(
+        "integrity", help="check a results table for copies, impossible values and contradictions",
+        description="Run the integrity checks on TABLE, a tidy table of metrics: a study's results/<study>/metrics.csv "
+                    "or a published table encoded in the same columns (dataset, model, method, rank, seed, metric, "
+                    "value; rank and seed may be empty). Checks: "
+                    + "; ".join(f"{name}: {what}" for name, what in _integrity_checks().items())
+                    + ". (The checks that need the runs' artifacts, copied outputs and parameter formulas, run in "
+                    "the workflow's integrity_table rule.) Prints one line per finding and a summary; exits 1 on "
+                    "any finding.")
+    integrity.add_argument("table", type=Path, metavar="TABLE", help="the CSV table to check")
+    integrity.set_defaults(handler=_integrity)
     return parser
+
+
+def _integrity_checks() -> dict:
+    from peftstudy.stats.integrity import CHECKS
+
+    return CHECKS
+
+
+def _integrity(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from peftstudy.stats.integrity import check_table
+
+    try:
+        findings = check_table(pd.read_csv(args.table, dtype=str, keep_default_na=False))
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        print(f"peftstudy integrity: {args.table}: {error}", file=sys.stderr)
+        return 2
+    for finding in findings:
+        print(f"{finding.check}: {finding.where}: {finding.detail}")
+    counts = {check: sum(f.check == check for f in findings) for check in _integrity_checks()}
+    print(f"{args.table}: {len(findings)} findings"
+          + (" (" + ", ".join(f"{check} {n}" for check, n in counts.items() if n) + ")" if findings else
+             f", {len(counts)} checks passed"))
+    return 1 if findings else 0
 
 
 def _export(args: argparse.Namespace) -> int:

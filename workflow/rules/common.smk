@@ -332,6 +332,11 @@ def study_model_bases(wildcards):
     return {model: f"results/bases/{model}" for model in sorted({r.model for r in RUNS[wildcards.study]})}
 
 
+def study_generation_datasets(wildcards):
+    """The datasets the study trains on whose task is text generation: their outputs can copy a training reference."""
+    return sorted({r.dataset for r in RUNS[wildcards.study] if dataset_task(DATASETS[r.dataset]) == "generation"})
+
+
 def study_dataset_model_pairs(wildcards):
     return sorted({(r.dataset, r.model) for r in RUNS[wildcards.study]})
 

@@ -200,6 +200,30 @@ rule stats_table:
         "../scripts/stats_table.py"
 
 
+# The integrity check of the study's results table (stats/integrity.py): copies, impossible values, contradictions,
+# outputs copied from training references, parameter counts against their formulas.
+rule integrity_table:
+    input:
+        metrics="results/{study}/metrics.csv",
+        runs=lambda w: run_paths(w.study, "metrics.json"),
+        train=lambda w: [f"data/prepared/{d}/train.jsonl" for d in study_generation_datasets(w)],
+        bases=lambda w: list(study_model_bases(w).values()),
+    output:
+        csv=report("reports/{study}/tables/integrity.csv", caption="../report/integrity.rst", category="Tables"),
+        tex="reports/{study}/tables/integrity.tex",
+    log:
+        "logs/{study}/integrity_table/job.log",
+    localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
+    params:
+        generation_datasets=study_generation_datasets,
+        models=lambda w: list(study_model_bases(w)),
+        code=code_of("integrity_table.py"),
+    script:
+        "../scripts/integrity_table.py"
+
+
 # The claims of the seed papers beside what this study measured (verdicts computed, never typed).
 rule claims_table:
     input:

@@ -17,6 +17,10 @@ Model code (peftstudy.modeling, peft, transformers, adapters) is imported inside
 purpose: the study validation and the report read a method's declared facts without loading any of it.
 """
 
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
 from peftstudy.methods.base import (
     ATTENTION_AND_MLP_TARGETS,
     ATTENTION_TARGETS,
@@ -59,4 +63,38 @@ def get_method(kind: str) -> Method:
 
 
 __all__ = ["METHODS", "Method", "PeftMethod", "get_method", "register", "lora_targets", "ATTENTION_TARGETS",
-           "ATTENTION_AND_MLP_TARGETS", "FAN_IN_FAN_OUT"]
+           "ATTENTION_AND_MLP_TARGETS", "FAN_IN_FAN_OUT", "expected_trainable_for_run", "meta_base"]
+
+
+@lru_cache(maxsize=8)
+def meta_base(base_dir: Path):
+    """(model, family) of a base directory, built from its config on the meta device: shapes without weights
+    (once per process: a study's integrity check asks for each base once per run; no formula modifies it)."""
+    import torch
+    from transformers import AutoConfig
+
+    from peftstudy.modeling.families import generation_class
+    from peftstudy.modeling.loading import base_location
+
+    manifest, location, revision = base_location(base_dir)
+    family = manifest["family"]
+    config = AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=False)
+    with torch.device("meta"):
+        model = generation_class(family).from_config(config)
+    return model, family
+
+
+def expected_trainable_for_run(settings: Mapping, base_dir) -> tuple[int, str] | None:
+    """(trainable parameters by the method's formula, the formula in words) for a run's settings (train.json
+    ``settings``) on its base directory (results/bases/<model>), or None where the method has no formula here."""
+    from peftstudy.methods.formulas import lm_head_only
+
+    spec = settings["method_spec"]
+    method = get_method(spec["kind"])
+    if not lm_head_only(spec):  # no method has a formula with a task head, nor has BERT a generation head to build
+        return None
+    model, family = meta_base(Path(base_dir))
+    if settings.get("family", family) != family:
+        raise ValueError(f"{Path(base_dir) / 'base.json'}: family {family!r}, but the run's settings say "
+                         f"{settings['family']!r}")
+    return method.expected_trainable(model, spec, settings.get("rank"), family=family)

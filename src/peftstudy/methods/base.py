@@ -128,6 +128,16 @@ class Method:
             raise KeyError(f"method kind {self.kind!r}: option {name!r} ({declared} of this kind) is not given and "
                            "has no default") from None
 
+    def expected_trainable(self, model, spec: Mapping, rank: int | None, *, family: str) -> tuple[int, str] | None:
+        """(the trainable-parameter count this method's formula gives on ``model``, the formula in words), or None
+        where the method has no closed formula here.
+
+        ``model`` is the base of model family ``family``; only its module shapes are read, so one built on the
+        meta device will do (peftstudy.methods.expected_trainable_for_run builds it for a run). The
+        formula is computed by hand, not by peft, so that it can check the count a run recorded.
+        """
+        return None
+
     def record_extras(self, model) -> dict:
         """Fields the method adds to the training record of the trained model (QLoRA: its quantization); none."""
         return {}
@@ -170,6 +180,13 @@ class FullFineTuning(Method):
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         return model
+
+    def expected_trainable(self, model, spec, rank, *, family):
+        from peftstudy.methods.formulas import lm_head_only, unique_numel
+
+        if not lm_head_only(spec):
+            return None
+        return unique_numel(model.parameters()), "every parameter of the base (a tied tensor once)"
 
     def save(self, model, tokenizer, out_dir):
         model.save_pretrained(out_dir, safe_serialization=True)
@@ -313,3 +330,18 @@ class LoRA(PeftMethod):
             rank_pattern=decoder_rank_pattern(family, spec),
             use_dora=self.use_dora,
         )
+
+    def expected_trainable(self, model, spec, rank, *, family):
+        """r x sum over the targeted matrices of (d_in + d_out): A (r x d_in) and B (d_out x r), nothing else (bias
+        'none'; an lm head adds no modules_to_save); the decoder's matrices take decoder_rank where given."""
+        from peftstudy.methods.formulas import lm_head_only, rank_of, targeted_linears
+
+        if not lm_head_only(spec):
+            return None
+        if rank is None or rank < 1:
+            raise ValueError(f"{type(self).__name__} needs a positive rank, got {rank!r}")
+        pattern = decoder_rank_pattern(family, spec)
+        targets = targeted_linears(model, lora_targets(family, self.option(spec, "target_modules")))
+        count = sum(rank_of(name, rank, pattern) * (d_in + d_out) for name, d_in, d_out in targets)
+        ranks = f"r={rank}" + (f" (decoder {spec['decoder_rank']})" if pattern else "")
+        return count, f"{ranks} x sum over {len(targets)} target matrices of (d_in + d_out)"

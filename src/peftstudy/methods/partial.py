@@ -115,6 +115,19 @@ class BitFit(PartialFineTuning):
             )
         return names
 
+    def expected_trainable(self, model, spec, rank, *, family):
+        """The elements of every bias: each module's own ``bias`` parameter (linear, Conv1D and LayerNorm alike)."""
+        from peftstudy.methods.formulas import lm_head_only, unique_numel
+
+        if not lm_head_only(spec):
+            return None
+        biases = [module._parameters["bias"] for module in model.modules()
+                  if module._parameters.get("bias") is not None]
+        if not biases:
+            raise ValueError(f"BitFit: model family {family!r} has no bias parameters, so BitFit would train nothing "
+                             "(declare this cell an exclusion)")
+        return unique_numel(biases), f"sum of the sizes of the {len(biases)} bias vectors"
+
 
 def top_blocks(model, family: str, top_k: int) -> list[tuple[str, object]]:
     """(name prefix, module) of the last top_k blocks of every stack and of the stacks' final norms."""
@@ -164,6 +177,19 @@ class FineTuneTopK(PartialFineTuning):
         for prefix, module in top_blocks(model, family, top_k):
             names += [f"{prefix}.{name}" for name, _ in module.named_parameters()]
         return names
+
+    def expected_trainable(self, model, spec, rank, *, family):
+        """Every parameter of the last top_k blocks of each stack and of the stacks' final norms."""
+        from peftstudy.methods.formulas import lm_head_only, unique_numel
+
+        if not lm_head_only(spec):
+            return None
+        top_k = self.option(spec, "top_k")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"FT-top-k: top_k must be a positive integer, got {top_k!r}")
+        selected = top_blocks(model, family, top_k)
+        count = unique_numel(p for _, module in selected for p in module.parameters())
+        return count, f"every parameter of {', '.join(name for name, _ in selected)}"
 
 
 METHODS = [BitFit(), FineTuneTopK()]

@@ -42,6 +42,16 @@ class DoRA(LoRA):
     label = "DoRA"  # LoRA's options, heads and FSDP support
     use_dora = True
 
+    def expected_trainable(self, model, spec, rank, *, family):
+        """LoRA's count plus one magnitude per output feature of every targeted matrix."""
+        from peftstudy.methods.formulas import targeted_linears
+
+        lora = super().expected_trainable(model, spec, rank, family=family)
+        if lora is None:
+            return None
+        targets = targeted_linears(model, lora_targets(family, self.option(spec, "target_modules")))
+        return lora[0] + sum(d_out for _, _, d_out in targets), f"{lora[1]} + sum of their d_out (magnitudes)"
+
 
 class AdaLoRA(PeftMethod):
     """LoRA in SVD form whose rank budget is reallocated while training (Zhang et al., 2023).
@@ -93,10 +103,7 @@ class AdaLoRA(PeftMethod):
                 "AdaLoRA schedules its rank budget over the planned number of optimizer steps: "
                 f"prepare() needs total_steps (got {total_steps!r})"
             )
-        # Default computed from the swept rank (not in ``defaults``): 1.5 x the target budget, rounded up.
-        init_rank = spec.get("init_rank", math.ceil(1.5 * rank))
-        if init_rank < rank:
-            raise ValueError(f"AdaLoRA: init_rank ({init_rank}) must be at least the target rank ({rank})")
+        init_rank = self.initial_rank(spec, rank)
         return AdaLoraConfig(
             task_type=task_type(family, spec),
             modules_to_save=head_modules(spec),
@@ -112,6 +119,27 @@ class AdaLoRA(PeftMethod):
             beta2=0.85,
             **self.schedule(total_steps),
         )
+
+    @staticmethod
+    def initial_rank(spec, rank: int) -> int:
+        """The rank every targeted matrix starts with, before the budget is reallocated."""
+        # Default computed from the swept rank (not in ``defaults``): 1.5 x the target budget, rounded up.
+        init_rank = spec.get("init_rank", math.ceil(1.5 * rank))
+        if init_rank < rank:
+            raise ValueError(f"AdaLoRA: init_rank ({init_rank}) must be at least the target rank ({rank})")
+        return init_rank
+
+    def expected_trainable(self, model, spec, rank, *, family):
+        """The count at the start of training (what the run records): init_rank x (d_in + d_out + 1) per targeted
+        matrix, P (r x d_in), Q (d_out x r) and the singular values E (r); ranknum is frozen."""
+        from peftstudy.methods.formulas import lm_head_only, targeted_linears
+
+        if not lm_head_only(spec):
+            return None
+        init_rank = self.initial_rank(spec, positive_rank("AdaLoRA", rank))
+        targets = targeted_linears(model, lora_targets(family, self.option(spec, "target_modules")))
+        return (init_rank * sum(d_in + d_out + 1 for _, d_in, d_out in targets),
+                f"init_rank={init_rank} x sum over {len(targets)} target matrices of (d_in + d_out + 1)")
 
     def prepare(self, model, family, spec, rank, total_steps=None):
         from peft import get_peft_model
@@ -198,6 +226,17 @@ class VeRA(PeftMethod):
             save_projection=True,
         )
 
+    def expected_trainable(self, model, spec, rank, *, family):
+        """Per targeted matrix lambda_b (d_out) and lambda_d (r); the shared random A and B are frozen."""
+        from peftstudy.methods.formulas import lm_head_only, targeted_linears
+
+        if not lm_head_only(spec):
+            return None
+        rank = positive_rank("VeRA", rank)
+        targets = targeted_linears(model, lora_targets(family, self.option(spec, "target_modules")))
+        return (sum(d_out + rank for _, _, d_out in targets),
+                f"sum over {len(targets)} target matrices of (d_out + r={rank})")
+
 
 # (IA)^3 rescales attention keys and values and the input of the feed-forward output layer.
 IA3_TARGETS = {
@@ -264,6 +303,27 @@ class IA3(PeftMethod):
             fan_in_fan_out=FAN_IN_FAN_OUT.get(family, False),
         )
 
+    def expected_trainable(self, model, spec, rank, *, family):
+        """One scale per output feature of every targeted matrix, per input feature of a feed-forward one."""
+        import re
+
+        from peftstudy.methods.formulas import lm_head_only, targeted_linears
+
+        if not lm_head_only(spec):
+            return None
+        targets, feedforward = ia3_targets(family, self.option(spec, "target_modules"))
+
+        def is_feedforward(name):  # peft's IA3 rule: a regex on the whole name, or a plain suffix of it
+            if isinstance(feedforward, str):
+                return re.fullmatch(feedforward, name) is not None
+            return any(name.endswith(suffix) for suffix in feedforward)
+
+        selected = targeted_linears(model, targets)
+        count = sum(d_in if is_feedforward(name) else d_out for name, d_in, d_out in selected)
+        scaled_inputs = sum(map(is_feedforward, (name for name, _, _ in selected)))
+        return count, (f"sum over {len(selected)} target matrices of d_out, d_in for the {scaled_inputs} "
+                       "feed-forward ones")
+
 
 class PrefixTuning(PeftMethod):
     """Prefix tuning (Li & Liang, 2021): trained key/value prefixes in every layer.
@@ -309,6 +369,30 @@ class PrefixTuning(PeftMethod):
         peft_model = get_peft_model(model, config)
         self.patch_peft_model(peft_model, family)
         return peft_model
+
+    def expected_trainable(self, model, spec, rank, *, family):
+        """num_virtual_tokens x layers x 2 (key, value) x key width D; with prefix_projection, the embedding
+        (tokens x D) and the MLP D -> D -> layers x 2 x D (weights and biases) instead."""
+        from peftstudy.methods.formulas import lm_head_only
+
+        if not lm_head_only(spec):
+            return None
+        config = model.config
+        if family == "gpt2":
+            layers, width = config.n_layer, config.n_embd
+        elif family == "t5":  # the decoder's self-attention (see the class docstring)
+            layers, width = config.num_decoder_layers, config.num_heads * config.d_kv
+        elif family == "llama":  # grouped-query attention: keys are num_key_value_heads x head_dim wide
+            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+            layers, width = config.num_hidden_layers, head_dim * config.num_key_value_heads
+        else:
+            return None
+        tokens, out = self.option(spec, "num_virtual_tokens"), layers * 2 * width
+        words = f"{tokens} tokens x {layers} layers x 2 x D={width}"
+        if not self.option(spec, "prefix_projection"):
+            return tokens * out, words
+        return (tokens * width + (width * width + width) + (width * out + out),
+                f"{tokens} tokens x D={width} + MLP D -> D -> {layers} layers x 2 x D")
 
     def patch_peft_model(self, peft_model, family):
         """Make T5's generate() number decoder positions after the prefix, as its forward() does.
@@ -384,6 +468,15 @@ class PromptTuning(PeftMethod):
             # Text initialisation is done in prepare() with the local tokenizer.
             prompt_tuning_init=PromptTuningInit.RANDOM,
         )
+
+    def expected_trainable(self, model, spec, rank, *, family):
+        """num_virtual_tokens x the input embeddings' width (one set of tokens, T5 included)."""
+        from peftstudy.methods.formulas import lm_head_only
+
+        if not lm_head_only(spec):
+            return None
+        tokens, width = self.option(spec, "num_virtual_tokens"), model.get_input_embeddings().weight.shape[1]
+        return tokens * int(width), f"{tokens} virtual tokens x embedding width {width}"
 
     def _tokenizer_for(self, model):
         tokenizer = self._tokenizers.get(model)

@@ -291,6 +291,12 @@ class QLoRA(Method):
         model.peftstudy_gradient_checkpointing = checkpointing
         return model
 
+    def expected_trainable(self, model, spec, rank, *, family):
+        """LoRA's formula on the same targets: the quantized weights are frozen, and ``model`` (unquantized, e.g. on
+        the meta device) has the same shapes (d_in, d_out) as the quantized layers."""
+        lora = LoRA().expected_trainable(model, spec, rank, family=family)
+        return None if lora is None else (lora[0], f"{lora[1]} (LoRA on the quantized base)")
+
     def quantized_weight_bytes(self, model) -> dict:
         return quantized_weight_bytes(model)
 

@@ -20,7 +20,9 @@ from peftstudy.report import (
     stats_tables,
     tables,
 )
+from peftstudy.report.integrity_table import integrity_latex
 from peftstudy.stats import pairwise_comparisons, summarise
+from peftstudy.stats.integrity import check_table
 from peftstudy.study.config import STATISTICS_DEFAULTS
 
 
@@ -193,6 +195,8 @@ def test_paper_compiles_to_pdf(tmp_path):
     (tmp_path / "tables" / "data_card.tex").write_text(data_card.data_card_latex(card))
     checks = verdicts.evaluate_claims(study, frame, summary, inputs["rank_study"])  # no claims: an empty table
     (tmp_path / "tables" / "claims_check.tex").write_text(claims_latex(checks, study))
+    (tmp_path / "tables" / "integrity.tex").write_text(
+        integrity_latex(check_table(frame), source="metrics.csv & its runs", formulas=(9, 9)))
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
@@ -256,11 +260,12 @@ def paper_inputs(full: bool = True):
         "runs_per_dataset": {"d": 9}, "limitations": "\\item tiny\n\\item few", "metric_signatures": {"bleu4": "nrefs:1|tok:13a", "x": ""},
         "hyperparameter_rows": [["lora", "lora", "all", "0.001", 1, "2x1", "ranks=[4, 8], alpha=16"]],
         "quantization_rows": [["m_1", "qlora r=8", "4-bit NF4, double", "0.014", "0.098", "85.9"]],
+        "scoring_models": ["bertscore: org/roberta_x@" + "a" * 40, "embeddings: all-MiniLM-L6-v2 from the Python package p 1.0"],
         **paper.provenance_tables([(_run(seed), _stages(seed, threads=seed)) for seed in (1, 2)]),
     }
     if not full:
         study = {**STUDY, "exclusions": []}
-        context.update(quantization_rows=[], metric_signatures={}, provenance_rows=[], hardware={})
+        context.update(quantization_rows=[], metric_signatures={}, provenance_rows=[], hardware={}, scoring_models=[])
     return study, context
 
 
