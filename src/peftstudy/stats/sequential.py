@@ -1,0 +1,175 @@
+"""Adaptive seeds: after each round, every planned comparison is settled or still open, and only the cells of an
+open comparison get another seed.
+
+A planned comparison is the statistics' own: a method variant against the study's baseline method, within one
+(dataset, model, metric) family, on the seeds both ran (paired: the same seed gives both the same data order). At
+each look (n = min, ..., max seeds) it gets a repeated confidence interval for the mean paired difference
+(Jennison & Turnbull 1989): mean +- c_n * sd / sqrt(n), where the critical values c_n spend the error rate over
+the looks with a Lan-DeMets spending function (Lan & DeMets 1983; Pocock-type, alpha * ln(1 + (e - 1) t) at
+information fraction t = n / max), so that the intervals cover the true difference at every look at once with
+probability 1 - alpha. Any rule that stops on them keeps that coverage: optional stopping cannot inflate the errors.
+
+Under normal seed-to-seed variation the law of (mean - delta) / (sd / sqrt(n)) across the looks does not depend on
+the unknown sd, so the critical values are computed once by Monte Carlo (seeded, so they are the same numbers on
+every machine), for the t statistic itself: there is no normal approximation at two or three seeds.
+
+A comparison is settled when its interval lies beyond the practical threshold (different, and by more than it
+matters), or inside it (equivalent: the two one-sided tests of TOST at the spent level), or at the last look.
+Multiplicity: Bonferroni within each family (alpha / its comparisons), which holds under optional stopping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping, Sequence
+
+SIMULATIONS = 200_000  # Monte-Carlo paths for the critical values: their alpha is within +-0.001 at alpha 0.05
+BOUNDARY_SEED = 20_231  # the critical values' Monte-Carlo seed: the same boundaries on every machine
+
+DIFFERENT, EQUIVALENT, OPEN, UNDECIDED = "different", "equivalent", "open", "undecided"
+
+
+def spent(alpha: float, fraction: float) -> float:
+    """Lan-DeMets Pocock-type spending: the error rate spent by information fraction ``fraction``."""
+    return alpha * math.log(1 + (math.e - 1) * fraction)
+
+
+@lru_cache(maxsize=64)
+def critical_values(n_min: int, n_max: int, alpha: float) -> tuple[float, ...]:
+    """c_n for n = n_min..n_max: P(|T_n| > c_n at some look) = alpha under H0, spent as ``spent`` says, where
+    T_n is the one-sample t statistic of the first n of n_max normal paired differences."""
+    import numpy as np
+
+    if not 2 <= n_min <= n_max:
+        raise ValueError(f"adaptive seeds need 2 <= min <= max, got min {n_min}, max {n_max}")
+    rng = np.random.default_rng(BOUNDARY_SEED)
+    draws = rng.standard_normal((SIMULATIONS, n_max))
+    looks = range(n_min, n_max + 1)
+    cumulative = np.cumsum(draws, axis=1)
+    cumulative_sq = np.cumsum(draws ** 2, axis=1)
+    alive = np.ones(SIMULATIONS, dtype=bool)
+    values = []
+    for n in looks:
+        mean = cumulative[:, n - 1] / n
+        variance = (cumulative_sq[:, n - 1] - n * mean ** 2) / (n - 1)
+        t = np.abs(mean) / np.sqrt(np.maximum(variance, 1e-300) / n)
+        budget = spent(alpha, n / n_max) - spent(alpha, (n - 1) / n_max if n > n_min else 0.0)
+        # The c whose exceedances among the paths still alive make up `budget` of all paths.
+        candidates = np.sort(t[alive])[::-1]
+        reject = int(round(budget * SIMULATIONS))
+        c = float(candidates[reject]) if reject < len(candidates) else 0.0
+        values.append(c)
+        alive &= t <= c
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class Look:
+    """One comparison at one look: its repeated confidence interval and what it settles."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    decision: str
+
+
+def look(differences: Sequence[float], n_min: int, n_max: int, alpha: float, threshold: float | None) -> Look:
+    """The repeated confidence interval of the mean paired difference after len(differences) seeds, and the
+    decision: DIFFERENT (beyond the threshold on one side), EQUIVALENT (inside it), OPEN, or UNDECIDED (the last
+    look, neither)."""
+    import numpy as np
+
+    n = len(differences)
+    if not n_min <= n <= n_max:
+        raise ValueError(f"a look at {n} seeds is outside the design's {n_min}..{n_max}")
+    values = np.asarray(differences, dtype=float)
+    mean, sd = float(values.mean()), float(values.std(ddof=1))
+    c = critical_values(n_min, n_max, alpha)[n - n_min]
+    half = c * sd / math.sqrt(n)
+    low, high = mean - half, mean + half
+    bound = 0.0 if threshold is None else abs(threshold)
+    if low > bound or high < -bound:
+        decision = DIFFERENT
+    elif threshold is not None and -bound < low and high < bound:
+        decision = EQUIVALENT
+    else:
+        decision = OPEN if n < n_max else UNDECIDED
+    return Look(n, mean, low, high, decision)
+
+
+def family_alpha(alpha: float, comparisons: int) -> float:
+    """Bonferroni within a family: valid whatever the stopping rule (Holm's step-down is not, across looks)."""
+    return alpha / max(comparisons, 1)
+
+
+def open_cells(comparisons: Mapping[tuple, Look], cells_of: Mapping[tuple, tuple]) -> set:
+    """The cells that need another seed: both cells of every open comparison."""
+    return {cell for key, result in comparisons.items() if result.decision == OPEN for cell in cells_of[key]}
+
+
+# ------------------------------------------------------------------------------------------ simulation
+
+@dataclass(frozen=True)
+class Scenario:
+    """Synthetic metric tables: ``families`` independent (dataset, model, metric) families, each a baseline cell and
+    one cell per entry of ``differences`` (its true mean minus the baseline's, in units of the practical threshold),
+    every cell's seed values normal around its mean with sd ``noise`` (same units)."""
+
+    families: int
+    differences: tuple[float, ...]
+    noise: float
+
+
+def simulate(scenario: Scenario, n_min: int, n_max: int, alpha: float, replications: int, seed: int) -> dict:
+    """The adaptive design against the fixed n_max-seed design (paired t-tests, Holm within each family) on the
+    same synthetic tables: family-wise error (a true null declared different), power (true differences declared
+    different) and the share of the fixed design's runs the adaptive one used."""
+    import numpy as np
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    k = len(scenario.differences)
+    truth = np.array(scenario.differences, dtype=float)
+    nulls, alternatives = truth == 0, truth != 0
+    fixed_errors = adaptive_errors = 0
+    fixed_hits = adaptive_hits = 0
+    runs_used = 0
+    level = family_alpha(alpha, k)
+    for _ in range(replications * scenario.families):
+        values = rng.standard_normal((k + 1, n_max)) * scenario.noise
+        values[1:] += truth[:, None]
+        differences = values[1:] - values[0]
+        # Fixed design: every cell n_max seeds; paired t-tests; Holm.
+        p = stats.ttest_1samp(differences, 0.0, axis=1).pvalue
+        order = np.argsort(p)
+        rejected = np.zeros(k, dtype=bool)
+        for rank, index in enumerate(order):
+            if p[index] > alpha / (k - rank):
+                break
+            rejected[index] = True
+        fixed_errors += bool((rejected & nulls).any())
+        fixed_hits += int((rejected & alternatives).sum())
+        # Adaptive design: rounds of one more seed for the cells of open comparisons.
+        seeds = np.full(k + 1, n_min)
+        results = [look(differences[i, :n_min], n_min, n_max, level, 1.0) for i in range(k)]
+        while any(r.decision == OPEN for r in results):
+            open_ = [i for i, r in enumerate(results) if r.decision == OPEN]
+            seeds[0] += 1
+            for i in open_:
+                seeds[i + 1] += 1
+            for i in open_:
+                results[i] = look(differences[i, :seeds[i + 1]], n_min, n_max, level, 1.0)
+        declared = np.array([r.low > 0 or r.high < 0 for r in results])
+        adaptive_errors += bool((declared & nulls).any())
+        adaptive_hits += int((declared & alternatives).sum())
+        runs_used += int(seeds.sum())
+    tables = replications * scenario.families
+    return {
+        "fixed_fwer": fixed_errors / tables, "adaptive_fwer": adaptive_errors / tables,
+        "fixed_power": fixed_hits / max(tables * int(alternatives.sum()), 1),
+        "adaptive_power": adaptive_hits / max(tables * int(alternatives.sum()), 1),
+        "runs_share": runs_used / (tables * (k + 1) * n_max), "tables": tables,
+    }
