@@ -173,3 +173,83 @@ def simulate(scenario: Scenario, n_min: int, n_max: int, alpha: float, replicati
         "adaptive_power": adaptive_hits / max(tables * int(alternatives.sum()), 1),
         "runs_share": runs_used / (tables * (k + 1) * n_max), "tables": tables,
     }
+
+
+# ------------------------------------------------------------------------------- replay on a finished grid
+
+REPLAY_COLUMNS = ["dataset", "model", "metric", "method", "rank", "seeds_available", "settled_at", "decision",
+                  "mean_difference", "rci_low", "rci_high", "threshold", "alpha"]
+
+
+def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thresholds: Mapping | None,
+           alpha: float, n_min: int = 2):
+    """The adaptive design replayed on a grid that ran every seed: the seeds in their order, a look after each,
+    another seed only for the cells of an open comparison. Returns (one row per planned comparison: the look it
+    settled at and what it settled to; the runs the adaptive design would have run: dataset, model, method, rank,
+    seed). A (dataset, model) whose cells ran fewer than ``n_min`` seeds is left out (nothing to adapt)."""
+    import pandas as pd
+
+    from peftstudy.stats.practical import threshold_for
+    from peftstudy.stats.tidy import measured, variant_sort_key
+
+    frame = measured(metrics)
+    frame = frame[frame["metric"].isin(compare_metrics)]
+    frame = frame.assign(seed=frame["seed"].astype(str))
+    rows, kept = [], []
+    for (dataset, model), group in frame.groupby(["dataset", "model"], sort=True):
+        variants = sorted({(m, r) for m, r in zip(group["method"], group["rank"])}, key=variant_sort_key)
+        baseline = next((v for v in variants if v[0] == baseline_method), None)
+        if baseline is None:
+            continue
+        values = {(v, metric): part.set_index("seed")["value"] for (v_method, v_rank, metric), part in
+                  group.groupby(["method", "rank", "metric"]) for v in [(v_method, v_rank)]}
+        seeds = {v: sorted(set(group[(group["method"] == v[0]) & (group["rank"] == v[1])]["seed"]), key=_seed_key)
+                 for v in variants}
+        n_max = len(seeds[baseline])
+        others = [v for v in variants if v != baseline and len(set(seeds[v]) & set(seeds[baseline])) >= n_min]
+        if n_max < n_min or not others:
+            continue
+        metrics_here = sorted({metric for (_, metric) in values})
+        comparisons = {(v, metric): None for v in others for metric in metrics_here
+                       if (v, metric) in values and (baseline, metric) in values}
+        per_family = {metric: sum(1 for (_, m) in comparisons if m == metric) for metric in metrics_here}
+        order = {v: [s for s in seeds[baseline] if s in set(seeds[v])] for v in others}  # paired seeds, in order
+        used = {v: n_min for v in [baseline, *others]}
+        n = n_min
+        while True:
+            for key, result in list(comparisons.items()):
+                v, metric = key
+                if result is not None and result.decision != OPEN:
+                    continue
+                paired = order[v][:n]
+                if len(paired) < n:
+                    continue  # this variant ran fewer seeds: its comparison stays where it was
+                differences = (values[(v, metric)].loc[paired] - values[(baseline, metric)].loc[paired]).to_numpy()
+                reference = float(values[(baseline, metric)].loc[paired].mean())
+                threshold, _ = threshold_for(metric, thresholds, reference)
+                comparisons[key] = look(differences, n_min, len(order[v]), family_alpha(alpha, per_family[metric]),
+                                        None if math.isnan(threshold) else threshold)
+            open_variants = {v for (v, _), result in comparisons.items() if result.decision == OPEN}
+            if not open_variants or n >= n_max:
+                break
+            n += 1
+            for v in open_variants | {baseline}:
+                used[v] = n
+        for (v, metric), result in comparisons.items():
+            threshold, _ = threshold_for(metric, thresholds, float(values[(baseline, metric)].loc[order[v][:result.n]].mean()))
+            rows.append({"dataset": dataset, "model": model, "metric": metric, "method": v[0], "rank": v[1],
+                         "seeds_available": len(order[v]), "settled_at": result.n, "decision": result.decision,
+                         "mean_difference": result.mean, "rci_low": result.low, "rci_high": result.high,
+                         "threshold": threshold, "alpha": family_alpha(alpha, per_family[metric])})
+        for v in [baseline, *others]:
+            kept += [{"dataset": dataset, "model": model, "method": v[0], "rank": v[1], "seed": s}
+                     for s in seeds[v][:used[v]]]
+    return pd.DataFrame(rows, columns=REPLAY_COLUMNS), pd.DataFrame(kept, columns=["dataset", "model", "method",
+                                                                                  "rank", "seed"])
+
+
+def _seed_key(seed: str):
+    try:
+        return (0, float(seed), seed)
+    except ValueError:
+        return (1, 0.0, seed)

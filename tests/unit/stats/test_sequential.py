@@ -103,3 +103,36 @@ def test_near_the_threshold_the_adaptive_design_saves_little_and_says_so():
     result = simulate(Scenario(families=1, differences=(1.0, 1.0, 0.0, 0.0), noise=0.5), 2, 5, 0.05, 1000, seed=23)
     assert result["runs_share"] > 0.9
     assert result["adaptive_power"] < result["fixed_power"]
+
+
+def grid(noise: float, seeds=5, seed=3):
+    """A finished grid: full fine-tuning, LoRA r=4 far below it (4 BLEU) and LoRA r=8 level with it, five seeds."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method, rank, mean in (("full", "", 30.0), ("lora", "4", 26.0), ("lora", "8", 30.0)):
+        for s in range(1, seeds + 1):
+            rows.append({"study": "s", "dataset": "d", "model": "m", "method": method, "rank": rank, "seed": s,
+                         "metric": "bleu4", "value": mean + rng.standard_normal() * noise})
+    return pd.DataFrame(rows)
+
+
+def test_a_replay_on_a_finished_grid_keeps_the_first_seeds_of_the_cells_it_needed():
+    decisions, kept = sequential.replay(grid(noise=0.02), baseline_method="full", compare_metrics=["bleu4"],
+                                        thresholds={"bleu4": 0.5}, alpha=0.05)
+    by_variant = {(row.method, row.rank): row for row in decisions.itertuples()}
+    assert by_variant[("lora", "4")].decision == DIFFERENT and by_variant[("lora", "8")].decision == EQUIVALENT
+    assert by_variant[("lora", "4")].alpha == pytest.approx(0.025)  # Bonferroni over the family's two comparisons
+    # r=4 settles at its first look (2 seeds), r=8 at the next: the baseline runs as long as any comparison is open.
+    assert (by_variant[("lora", "4")].settled_at, by_variant[("lora", "8")].settled_at) == (2, 3)
+    runs = kept.groupby(["method", "rank"])["seed"].apply(list).to_dict()
+    assert runs == {("full", ""): ["1", "2", "3"], ("lora", "4"): ["1", "2"], ("lora", "8"): ["1", "2", "3"]}
+    assert len(kept) == 8  # of the grid's 15
+
+
+def test_a_replay_with_seed_noise_near_the_threshold_keeps_every_run():
+    decisions, kept = sequential.replay(grid(noise=1.0), baseline_method="full", compare_metrics=["bleu4"],
+                                        thresholds={"bleu4": 0.5}, alpha=0.05)
+    assert (decisions["settled_at"] == 5).all() and len(kept) == 15
+    assert "undecided" in set(decisions["decision"])
