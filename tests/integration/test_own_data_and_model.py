@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.plain_python import WITHOUT_PEFTSTUDY
 from support.workflow_runner import REPOSITORY, run_snakemake
 
 COMMIT = "5eed0000000000000000000000000000000c0ffe"
@@ -51,15 +52,7 @@ STUDY = {
 # Runs in a fresh interpreter (-I) from which every sys.path entry holding peftstudy is dropped (the package is
 # installed editable): plain peft and transformers load the base from the hub cache at its commit, the adapter from
 # the run's weights/ and the decoding settings from the run directory.
-PLAIN_LOADER = r"""
-import json, os, sys
-sys.path[:] = [p for p in sys.path if not os.path.isdir(os.path.join(p or os.getcwd(), "peftstudy"))]
-try:
-    import peftstudy
-except ImportError:
-    pass
-else:
-    raise SystemExit("peftstudy is importable: " + peftstudy.__file__)
+PLAIN_LOADER = WITHOUT_PEFTSTUDY + r"""
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import yaml
+from support.plain_python import WITHOUT_PEFTSTUDY
 
 from peftstudy import checksums, io, model_card
 from peftstudy.cli import main
@@ -23,18 +24,8 @@ METHOD_SPEC = {"kind": "lora", "alpha": 8, "dropout": 0.0}
 SETTINGS = {"dataset": "d", "model": "gpt2", "family": "gpt2", "method": "lora", "rank": 4,
             "method_spec": METHOD_SPEC, "training": TRAINING, "seed": 1}
 
-# Runs in a fresh interpreter (-I: no PYTHONPATH, no user site) from the export directory. The package is installed
-# editable (a .pth puts src/ on sys.path): dropping every sys.path entry that holds peftstudy makes this Python one
-# without peftstudy, which the first lines check.
-PLAIN_LOADER = r"""
-import json, os, sys
-sys.path[:] = [p for p in sys.path if not os.path.isdir(os.path.join(p or os.getcwd(), "peftstudy"))]
-try:
-    import peftstudy
-except ImportError:
-    pass
-else:
-    raise SystemExit("peftstudy is importable: " + peftstudy.__file__)
+# Runs in a fresh interpreter (-I: no PYTHONPATH, no user site) from the export directory, without peftstudy.
+PLAIN_LOADER = WITHOUT_PEFTSTUDY + r"""
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
