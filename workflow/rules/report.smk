@@ -224,6 +224,30 @@ rule integrity_table:
         "../scripts/integrity_table.py"
 
 
+# The adaptive-seeds design replayed on the finished grid (stats/sequential.py): the runs it would have kept, the
+# training hours it would have saved, and whether the study's conclusions hold from the kept runs alone.
+rule adaptive_replay_table:
+    input:
+        metrics="results/{study}/metrics.csv",
+    output:
+        csv=report(
+            "reports/{study}/tables/adaptive_replay.csv", caption="../report/adaptive_replay.rst", category="Tables"
+        ),
+        tex="reports/{study}/tables/adaptive_replay.tex",
+    log:
+        "logs/{study}/adaptive_replay_table/job.log",
+    localrule: True
+    conda:
+        "../../envs/peftstudy.yaml"
+    params:
+        statistics=statistics_settings(
+            "baseline_method", "compare_metrics", "practical_thresholds", "alpha", "correction", "confidence"
+        ),
+        code=code_of("adaptive_replay_table.py"),
+    script:
+        "../scripts/adaptive_replay_table.py"
+
+
 # The claims of the seed papers beside what this study measured (verdicts computed, never typed).
 rule claims_table:
     input:

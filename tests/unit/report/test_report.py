@@ -20,6 +20,7 @@ from peftstudy.report import (
     stats_tables,
     tables,
 )
+from peftstudy.report.adaptive_table import adaptive_latex, adaptive_replay
 from peftstudy.report.integrity_table import integrity_latex
 from peftstudy.stats import pairwise_comparisons, summarise
 from peftstudy.stats.integrity import check_table
@@ -197,6 +198,8 @@ def test_paper_compiles_to_pdf(tmp_path):
     (tmp_path / "tables" / "claims_check.tex").write_text(claims_latex(checks, study))
     (tmp_path / "tables" / "integrity.tex").write_text(
         integrity_latex(check_table(frame), source="metrics.csv & its runs", formulas=(9, 9)))
+    settings = {**STATISTICS_DEFAULTS, "compare_metrics": ["bleu4"]}
+    (tmp_path / "tables" / "adaptive_replay.tex").write_text(adaptive_latex(*adaptive_replay(frame, settings), settings))
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
