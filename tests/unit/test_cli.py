@@ -15,7 +15,8 @@ STUDY = "config/demo.yaml"
 
 
 @pytest.mark.parametrize(("command", "words"), [("export", ["RUN_DIR", "OUT_DIR", "generation_config.json"]),
-                                                ("matrix", ["CONFIG", "--root", "resumable", "failure.json"])])
+                                                ("matrix", ["CONFIG", "--root", "resumable", "failure.json"]),
+                                                ("integrity", ["TABLE", "identical_cells", "copied_outputs"])])
 def test_each_command_has_help(command, words, capsys):
     with pytest.raises(SystemExit) as exit:
         main([command, "--help"])
@@ -69,3 +70,17 @@ def test_matrix_names_a_bad_config(tmp_path, capsys):
     path.write_text("study: x\n")
     assert main(["matrix", str(path)]) == 2
     assert str(path) in capsys.readouterr().err
+
+
+def test_integrity_flags_a_published_table_and_passes_a_clean_one(repository, tmp_path, capsys):
+    assert main(["integrity", str(repository / "tests/fixtures/seed004_published.csv")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("identical_cells: qa/bert/lora = qa/bert/sft: 3 identical values")
+    assert lines[-1].endswith("9 findings (identical_cells 2, mixed_scales 4, contradiction 3)")
+    clean = tmp_path / "clean.csv"
+    clean.write_text("dataset,model,method,rank,seed,metric,value\nd,m,full,,1,bleu4,20.5\nd,m,full,,2,bleu4,21.25\n")
+    assert main(["integrity", str(clean)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": 0 findings, 8 checks passed")
+    (tmp_path / "bad.csv").write_text("dataset,value\nd,1\n")
+    assert main(["integrity", str(tmp_path / "bad.csv")]) == 2
+    assert "no column model, method, metric" in capsys.readouterr().err
