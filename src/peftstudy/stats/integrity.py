@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from peftstudy.metrics import catalogue
+from peftstudy.stats.direction import higher_is_better
 
 CHECKS = {
     "identical_cells": "two different cells (method, rank) with bit-identical values of every run-dependent metric "
@@ -50,7 +51,7 @@ SHARES = ("ttr", "mattr", "distinct_*", "novel_ngram_rate", "repetition_rate", "
 # the same for every seed of a cell by construction (or are measurements of the machine).
 RUN_DEPENDENT_STAGES = {"score"}
 RUN_DEPENDENT_EXTRA = {"best_validation_loss", "test_loss", "perplexity"}
-DISCRETE = ("accuracy", "macro_f1", "exact_match", "invalid_label_rate", "precision[*", "recall[*", "f1[*",
+DISCRETE = ("accuracy", "macro_f1", "exact_match", "invalid_label_rate", "precision[[]*", "recall[[]*", "f1[[]*",
             "semantic_clusters", "clusters_per_output", "squad_f1")  # few values on a test set (squad_f1: one-word
 # answers score 0 or 1, as exact match does)
 LOSSES = {"test_loss", "best_validation_loss"}
@@ -216,10 +217,10 @@ def identical_seeds(table, runs) -> list[Finding]:
 
 
 def _matches(metric: str, patterns) -> bool:
+    """fnmatch patterns, as the metric catalogue writes them (``[[]`` is a literal ``[``)."""
     import fnmatch
 
-    return any(fnmatch.fnmatchcase(metric, pattern.replace("[", "[[]") if "[" in pattern else pattern)
-               for pattern in patterns)
+    return any(fnmatch.fnmatchcase(metric, pattern) for pattern in patterns)
 
 
 def value_range(metric: str) -> tuple[float, float] | None:
@@ -301,8 +302,7 @@ def outcome(metric: str) -> bool:
     """A metric the statistics compare (it has a direction) or a loss: where seed variance is read."""
     if metric in LOSSES:
         return True
-    return run_dependent(metric) and any(_matches(metric, [name.replace("[[]", "[")])
-                                         for name in catalogue.directions())
+    return run_dependent(metric) and higher_is_better(metric) is not None
 
 
 def seed_variance(table, runs) -> list[Finding]:

@@ -213,6 +213,7 @@ def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thr
         comparisons = {(v, metric): None for v in others for metric in metrics_here
                        if (v, metric) in values and (baseline, metric) in values}
         per_family = {metric: sum(1 for (_, m) in comparisons if m == metric) for metric in metrics_here}
+        used_threshold: dict = {}  # each comparison's threshold at its last look (a relative one follows the mean)
         order = {v: [s for s in seeds[baseline] if s in set(seeds[v])] for v in others}  # paired seeds, in order
         used = {v: n_min for v in [baseline, *others]}
         n = n_min
@@ -227,6 +228,7 @@ def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thr
                 differences = (values[(v, metric)].loc[paired] - values[(baseline, metric)].loc[paired]).to_numpy()
                 reference = float(values[(baseline, metric)].loc[paired].mean())
                 threshold, _ = threshold_for(metric, thresholds, reference)
+                used_threshold[key] = threshold
                 comparisons[key] = look(differences, n_min, len(order[v]), family_alpha(alpha, per_family[metric]),
                                         None if math.isnan(threshold) else threshold)
             open_variants = {v for (v, _), result in comparisons.items() if result.decision == OPEN}
@@ -236,7 +238,7 @@ def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thr
             for v in open_variants | {baseline}:
                 used[v] = n
         for (v, metric), result in comparisons.items():
-            threshold, _ = threshold_for(metric, thresholds, float(values[(baseline, metric)].loc[order[v][:result.n]].mean()))
+            threshold = used_threshold[(v, metric)]
             rows.append({"dataset": dataset, "model": model, "metric": metric, "method": v[0], "rank": v[1],
                          "seeds_available": len(order[v]), "settled_at": result.n, "decision": result.decision,
                          "mean_difference": result.mean, "rci_low": result.low, "rci_high": result.high,
