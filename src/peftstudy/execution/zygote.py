@@ -91,6 +91,19 @@ def english_wordnet(nltk_root: str | Path):
     return _WARM[root]
 
 
+def own_open_files() -> None:
+    """In a forked child: drop the warm WordNet readers' open data files, so that this process opens its own.
+
+    nltk's reader opens data.adj while it loads and seeks in it for every synset; a child would share that open
+    file and its offset with its parent and its siblings, and two jobs at once would read each other's lines
+    (METEOR failed on a satellite adjective's head, and could have scored with a wrong synset). nltk's
+    ``_data_file`` reopens a missing entry on first use. The child's copies are closed: the parent's stay open."""
+    for reader in _WARM.values():
+        for stream in reader._data_file_map.values():
+            stream.close()
+        reader._data_file_map.clear()
+
+
 def _warm_data(env: dict) -> None:
     root = env.get("PEFTSTUDY_NLTK_DATA")
     if root and (Path(root) / "corpora" / "wordnet" / "lexnames").exists():
@@ -238,6 +251,7 @@ def _run_child(conn: socket.socket, request: dict) -> None:
     """In the forked child: become the job, report the outcome, exit without running parent cleanup."""
     status = 1
     try:
+        own_open_files()
         os.chdir(request["cwd"])
         secrets = {name: value for name, value in os.environ.items() if SECRET_NAME.search(name)}
         os.environ.clear()

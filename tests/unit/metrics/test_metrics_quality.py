@@ -274,3 +274,37 @@ def test_per_example_scores_are_recorded_and_their_means_are_the_metrics():
                                   {"id": "r", "prediction": "in Rome", "answers": ["Rome"], "reference": "Rome"}],
                           "extractive_qa", {})
     assert spans.examples["exact_match"] == [100.0, 0.0] and spans.examples["squad_f1"] == [100.0, pytest.approx(200 / 3)]
+
+
+def test_forked_jobs_read_the_warm_wordnet_through_files_of_their_own(wordnet):
+    """The zygote loads WordNet once and forks its jobs: an open data file would be one file offset for all of
+    them. Two forked children that look up synsets at once (satellite adjectives read data.adj, and their head
+    lookup seeks elsewhere in it), each first doing what a zygote child does, get what one process alone gets."""
+    import collections
+    import multiprocessing
+
+    from peftstudy.execution import zygote
+
+    words = ["big", "small", "red", "fast", "quiet", "bright", "cold", "old", "new", "large", "happy", "dark"] * 10
+    expected = [[s.name() for s in wordnet.synsets(word)] for word in words]
+    assert wordnet._data_file_map  # the parent holds its data files open, as the zygote's reader does
+
+    def lookups(queue):
+        # As in a zygote child: no synset cached yet (the zygote only loads the reader), so every lookup reads the
+        # data files. Without own_open_files the two children fail here (AttributeError on a satellite's head).
+        wordnet._synset_offset_cache = collections.defaultdict(dict)
+        zygote.own_open_files()
+        assert wordnet._data_file_map == {}
+        queue.put([[s.name() for s in wordnet.synsets(word)] for word in words])
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    children = [context.Process(target=lookups, args=(queue,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    found = [queue.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    assert found == [expected, expected]
+    assert [[s.name() for s in wordnet.synsets(word)] for word in words] == expected  # the parent's files unharmed
