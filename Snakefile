@@ -22,9 +22,8 @@ min_version("9.0")
 
 # One software stack for the whole workflow (envs/peftstudy.yaml: the pins of envs/requirements.lock, the same
 # that setup.sh installs): with --use-conda Snakemake injects it into its own process, and every job inherits it.
-# Deliberately not repeated as a per-rule conda: directive (every rule would name the same file), so
-# `snakemake --lint` lists "Specify a conda environment or container for each rule" for each rule;
-# tests/unit/test_conventions.py allows that lint and no other.
+# Every rule names the same file in its own conda: directive too, so `snakemake --lint` finds nothing
+# (tests/unit/test_conventions.py).
 conda: "envs/peftstudy.yaml"
 
 
@@ -37,6 +36,7 @@ include: "workflow/rules/base.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/adaptive.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/report.smk"
@@ -46,7 +46,7 @@ include: "workflow/rules/human_eval.smk"
 rule all:
     default_target: True
     input:
-        study_target_inputs(MAIN_STUDY),
+        **study_target_inputs(MAIN_STUDY),
     localrule: True
 
 
@@ -63,7 +63,7 @@ for _study in STUDIES:
         name:
             _study
         input:
-            study_target_inputs(_study),
+            **study_target_inputs(_study),
         localrule: True
 
 

@@ -24,6 +24,12 @@ def test_demo_study_compares_full_fine_tuning_and_lora_on_every_domain_and_task(
     assert counts["prepare_base"] == 2 and "prepare_corpus" not in counts and "build_snapshot_base" not in counts
     # The trivial baselines of each trained dataset: 3 per generation dataset, majority class, QA window.
     assert counts["baseline"] == 3 * 3 + 1 + 1 and counts["aggregate_baselines"] == 1
+    # Adaptive seeds on the core blocks: round one is their first two seeds (12 runs), and the look after it is a
+    # checkpoint; the demo runs seed 3 everywhere too (full_grid), so the plan holds all 34 runs from the start.
+    assert counts["adaptive_look"] == 1
+    output = result.stdout + result.stderr
+    assert "look after 2 seeds of study demo, on 12 runs: it decides which cells run the next seed" in output
+    assert "DAG of jobs will be updated after completion." in output
 
 
 def test_demo_methods_runs_every_other_method_once(snakemake_runner, job_stats):
@@ -105,7 +111,9 @@ def test_every_job_logs_under_its_study_or_shared_then_its_rule(snakemake_runner
         found = re.search(r"^    log: (\S+)$", block, re.M)
         logs.setdefault(rule, []).append(found.group(1) if found else None)
     assert logs.pop("demo") == [None]  # the study's target runs nothing
-    assert sum(map(len, logs.values())) == 163 - 1  # the demo's 163 jobs (34 runs), less its target
+    # The demo's 164 planned jobs (34 runs), less its target and the adaptive look, which prints its message instead
+    # of its rule (its log, logs/demo/adaptive_look/look2.log, follows the scheme: the Snakefile's check_rules).
+    assert sum(map(len, logs.values())) == 164 - 2
     for rule, paths in logs.items():
         scope = "shared" if rule.startswith("prepare_") else "demo"
         for path in paths:

@@ -279,7 +279,7 @@ def test_caching_reruns_only_what_changed(workdir):
         "rank_study": 1, "table1_methods": 1, "significance_table": 1, "stats_table": 7, "claims_table": 1,
         "metric_table": 7, "human_tables": 1, "figure_stats": 5, "figure_output_clusters": 1, "paper_tex": 1,
         "paper_pdf": 1, "micro": 1, "against_baselines": 1, "learned_table": 1, "integrity_table": 1,
-        "adaptive_replay_table": 1,
+        "adaptive_seeds_table": 1,
     }  # the figure reads the cluster count of each variant's first seed; not the rating sheet: no new generations
     snakemake(workdir, "micro")
 

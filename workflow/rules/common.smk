@@ -1,6 +1,7 @@
 # Study loading, the run matrix and every input function. Rules stay declarative.
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ envvars:
     "PEFTSTUDY_NLTK_DATA",
 
 
+from peftstudy import adaptive
 from peftstudy import baselines
 from peftstudy import human_eval
 from peftstudy import study as studyconfig
@@ -61,6 +63,7 @@ def _script_fingerprints():
 wildcard_constraints:
     **matrix.path_patterns(studyconfig.load_schema()),
     split="|".join(SPLITS),
+    look="[1-9][0-9]*",
 
 
 def _main_study_file():
@@ -278,7 +281,68 @@ def snapshot_corpus_inputs(wildcards):
 
 
 def run_paths(study_name, filename):
-    return [f"{r.directory}/{filename}" for r in RUNS[study_name]]
+    return [f"{r.directory}/{filename}" for r in study_runs(study_name)]
+
+
+def study_runs(study_name):
+    """The runs whose results the study reads: every run of a fixed-seed study; for an adaptive one the runs of its
+    fixed blocks and those its last look used (and the whole grid, where it validates against it). Only in an input
+    function: an adaptive study's runs are known once its looks have run."""
+    return sorted(set(planned_runs(study_name)) | set(looked_runs(study_name)))
+
+
+def planned_runs(study_name):
+    """The runs known before any look: all of a fixed-seed study's; an adaptive one's fixed blocks (and its whole
+    grid, where it validates against it)."""
+    study = STUDIES[study_name]
+    plan = adaptive.design(study)
+    if plan is None:
+        return RUNS[study_name]
+    return sorted(set(adaptive.fixed_runs(study)) | set(adaptive.full_grid_runs(study) if plan["full_grid"] else ()))
+
+
+def looked_runs(study_name):
+    """The runs an adaptive study's last look used (none for a fixed-seed study)."""
+    if adaptive.design(STUDIES[study_name]) is None:
+        return []
+    return adaptive.runs_of_record(adaptive_last_record(study_name))
+
+
+def adaptive_record(study_name, look):
+    """The record of a look (its checkpoint's output): asking for it before it exists makes Snakemake run that look
+    first and ask again after it."""
+    return json.loads(Path(checkpoints.adaptive_look.get(study=study_name, look=str(look)).output[0]).read_text())
+
+
+def adaptive_last_record(study_name):
+    """The record of the study's last look: the looks are followed one by one until one finishes the design."""
+    look = adaptive.design(STUDIES[study_name])["min"]
+    while not (record := adaptive_record(study_name, look))["finished"]:
+        look += 1
+    return record
+
+
+def adaptive_last_look(wildcards):
+    record = adaptive_last_record(wildcards.study)
+    return f"results/{wildcards.study}/adaptive/look{record['look']}.json"
+
+
+def adaptive_look_runs(study_name, look):
+    """The runs a look decides on: round one's (every adaptive cell's first `min` seeds), then the previous look's
+    runs and the next seed of each cell it left open."""
+    study = STUDIES[study_name]
+    plan = adaptive.design(study)
+    if plan is None:
+        raise WorkflowError(f"study {study_name!r} has a fixed seed list: it has no adaptive looks")
+    if not plan["min"] <= look <= plan["max"]:
+        raise WorkflowError(f"study {study_name!r} looks after {plan['min']} to {plan['max']} seeds, not {look}")
+    if look == plan["min"]:
+        return adaptive.first_look_runs(study)
+    return adaptive.next_look_runs(adaptive_record(study_name, look - 1))
+
+
+def adaptive_look_inputs(wildcards):
+    return [f"{run.directory}/metrics.json" for run in adaptive_look_runs(wildcards.study, int(wildcards.look))]
 
 
 def study_metrics_inputs(wildcards):
@@ -347,7 +411,7 @@ def human_eval_settings(*keys):
 
 
 def human_eval_runs(wildcards):
-    return human_eval.evaluated_runs(study_of(wildcards), RUNS[wildcards.study])
+    return human_eval.evaluated_runs(study_of(wildcards), study_runs(wildcards.study))
 
 
 def human_eval_generations(wildcards):
@@ -376,7 +440,7 @@ def paper_tables(wildcards):
     return [f"reports/{wildcards.study}/tables/{name}.tex" for name in PAPER_TABLES]
 
 
-def study_targets(study_name, with_runs=False):
+def study_targets(study_name):
     targets = (
         [f"reports/{study_name}/tables/{name}.tex" for name in PAPER_TABLES]
         + [f"reports/{study_name}/figures/{name}.pdf" for name in PAPER_FIGURES]
@@ -386,10 +450,15 @@ def study_targets(study_name, with_runs=False):
             f"results/{study_name}/baselines.csv",
         ]
     )
-    return targets + (run_paths(study_name, "metrics.json") if with_runs else [])
+    return targets
 
 
 def study_target_inputs(study_name):
-    """A study's target rule's input (study_targets with its runs), as a function: Snakemake then lists the files
-    only for the targets asked for, not for every study's at each start (~2,500 files, 0.1 s)."""
-    return lambda wildcards: study_targets(study_name, with_runs=True)
+    """A study's target rule's inputs (study_targets and its runs' metrics), as functions: Snakemake then lists the
+    files only for the targets asked for, not for every study's at each start (~2,500 files, 0.1 s). The runs an
+    adaptive study's looks choose are an input apart, so `snakemake -n` lists the others before the first look."""
+    return {
+        "reports": lambda wildcards: study_targets(study_name),
+        "runs": lambda wildcards: [f"{run.directory}/metrics.json" for run in planned_runs(study_name)],
+        "looked_runs": lambda wildcards: [f"{run.directory}/metrics.json" for run in looked_runs(study_name)],
+    }

@@ -224,31 +224,48 @@ rule integrity_table:
         "../scripts/integrity_table.py"
 
 
-# The adaptive-seeds design replayed on the finished grid (stats/sequential.py): the runs it would have kept, the
-# training hours it would have saved, and whether the study's conclusions hold from the kept runs alone.
-rule adaptive_replay_table:
+# Adaptive seeds: what an adaptive study's looks decided (its last look's record), or the design replayed on a
+# fixed-seed study's grid (stats/sequential.py); the runs used, the training hours saved, and whether the study's
+# conclusions and the claims' verdicts are the same from those runs alone as from the full grid.
+rule adaptive_seeds_table:
     input:
         metrics="results/{study}/metrics.csv",
+        claims="reports/{study}/tables/claims_check.csv",
+        learned="results/{study}/stats/learned.csv",
+        record=lambda w: [adaptive_last_look(w)] if adaptive.design(study_of(w)) else [],
     output:
         csv=report(
-            "reports/{study}/tables/adaptive_replay.csv", caption="../report/adaptive_replay.rst", category="Tables"
+            "reports/{study}/tables/adaptive_seeds.csv", caption="../report/adaptive_seeds.rst", category="Tables"
         ),
-        tex="reports/{study}/tables/adaptive_replay.tex",
+        tex="reports/{study}/tables/adaptive_seeds.tex",
     log:
-        "logs/{study}/adaptive_replay_table/job.log",
+        "logs/{study}/adaptive_seeds_table/job.log",
     localrule: True
     conda:
         "../../envs/peftstudy.yaml"
     params:
-        statistics=statistics_settings(
-            "baseline_method", "compare_metrics", "practical_thresholds", "alpha", "correction", "confidence"
+        study=study_part(
+            "claims",
+            "datasets",
+            "models",
+            "methods",
+            "matrix",
+            "exclusions",
+            "seeds",
+            "statistics.baseline_method",
+            "statistics.compare_metrics",
+            "statistics.practical_thresholds",
+            "statistics.alpha",
+            "statistics.correction",
+            "statistics.confidence",
+            "statistics.bootstrap",
+            "statistics.rank_study",
         ),
-        code=code_of("adaptive_replay_table.py"),
+        code=code_of("adaptive_seeds_table.py"),
     script:
-        "../scripts/adaptive_replay_table.py"
+        "../scripts/adaptive_seeds_table.py"
 
 
-# The claims of the seed papers beside what this study measured (verdicts computed, never typed).
 rule claims_table:
     input:
         metrics="results/{study}/metrics.csv",

@@ -25,12 +25,8 @@ def diverged_row(run: Run, scored: Mapping) -> dict:
             **{key: diverged.get(key, "") for key in DIVERGED_COLUMNS[6:]}}
 
 
-def aggregate_metrics(metrics_paths, out_path, diverged_path=None) -> int:
-    """Collect every run's metrics.json into the study's tidy metrics.csv; return the row count.
-
-    A diverged run (on_divergence: record) has no metric values: it is left out of metrics.csv, so no statistic
-    reads it, and listed in diverged_path (by default diverged_runs.csv beside metrics.csv; written even when
-    empty, as the workflow's declared output)."""
+def collect_rows(metrics_paths) -> tuple[list[dict], list[tuple[Run, dict]]]:
+    """Every run's tidy rows (scoring.tidy_rows), and each run that diverged (no metric values) with its record."""
     rows, diverged = [], []
     for path in metrics_paths:
         scored = io.read_json(path)
@@ -40,9 +36,20 @@ def aggregate_metrics(metrics_paths, out_path, diverged_path=None) -> int:
             if scored["metrics"]:
                 raise ValueError(f"{path}: marked diverged but has metric values (a record written by hand?); "
                                  f"rescore the run")
-            diverged.append(diverged_row(run, scored))
+            diverged.append((run, scored))
             continue
         rows.extend(tidy_rows(run, scored))
+    return rows, diverged
+
+
+def aggregate_metrics(metrics_paths, out_path, diverged_path=None) -> int:
+    """Collect every run's metrics.json into the study's tidy metrics.csv; return the row count.
+
+    A diverged run (on_divergence: record) has no metric values: it is left out of metrics.csv, so no statistic
+    reads it, and listed in diverged_path (by default diverged_runs.csv beside metrics.csv; written even when
+    empty, as the workflow's declared output)."""
+    rows, diverged_runs = collect_rows(metrics_paths)
+    diverged = [diverged_row(run, scored) for run, scored in diverged_runs]
     rows.sort(key=lambda r: (r["dataset"], r["model"], r["method"], str(r["rank"]).zfill(6), r["seed"], r["metric"]))
     write_metrics_table(out_path, rows)
     diverged.sort(key=lambda r: (r["dataset"], r["model"], r["method"], str(r["rank"]).zfill(6), r["seed"]))

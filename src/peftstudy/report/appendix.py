@@ -28,7 +28,16 @@ def run_provenance_values(context: Mapping) -> dict:
 
 def seeds_text(study: Mapping) -> str:
     """The seeds, naming the matrix blocks that use fewer or other seeds than the study's."""
+    plan = study.get("adaptive_seeds")
     text = "seeds " + ", ".join(map(str, study["seeds"]))
+    if plan:
+        text = (f"adaptive seeds (in the order {', '.join(map(str, study['seeds']))}): every cell ran its first "
+                f"{plan['min']}, then only the cells of a comparison still open got the next, up to {plan['max']}; a "
+                f"comparison settled when its repeated confidence interval (Jennison and Turnbull 1989; Pocock-type "
+                f"Lan-DeMets alpha spending, family-wise alpha {plan['alpha']} per dataset, model and metric, "
+                f"Bonferroni within it) lay beyond its practical threshold or inside it, on "
+                f"{', '.join(plan['metrics'])}" + ("; the full grid ran too, to check the design against it"
+                                                   if plan["full_grid"] else ""))
     for block in study["matrix"]:
         if "seeds" in block and list(block["seeds"]) != list(study["seeds"]):
             seeds = ", ".join(map(str, block["seeds"]))

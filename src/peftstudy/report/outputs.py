@@ -35,7 +35,7 @@ RESULTS_SECTIONS = (
     ("The data", True, ("data_card",)),
     ("The papers' claims beside this study's measurements", True, ("claims_check",)),
     ("Integrity of the results table", True, ("integrity",)),
-    ("Adaptive seeds, replayed on this grid", False, ("adaptive_replay",)),
+    ("Adaptive seeds", False, ("adaptive_seeds",)),
     ("Rank, quantization, architecture and domain", True, ("rank_study", "qlora", "architecture", "domain")),
     ("Quality, diversity, efficiency and cost", True, ("quality", "diversity", "efficiency", "cost", "correlations")),
     ("Classification and question answering", True, ("classification", "extractive_qa", "per_class")),
@@ -46,7 +46,7 @@ RESULTS_SECTIONS = (
 # {table} or {figure} wildcard, constrained to exactly the names listed here.
 TABLE_RULES = {
     "table1_methods": "table1_methods", "learned": "learned_table", "significance": "significance_table", "data_card": "data_card",
-    "claims_check": "claims_table", "integrity": "integrity_table", "adaptive_replay": "adaptive_replay_table", "table2_human": "human_tables", "human_errors": "human_tables",
+    "claims_check": "claims_table", "integrity": "integrity_table", "adaptive_seeds": "adaptive_seeds_table", "table2_human": "human_tables", "human_errors": "human_tables",
     **{name: "stats_table" for name in ("anova", "power", "rank_study", "qlora", "architecture", "domain",
                                         "correlations")},
     **{name: "metric_table" for name in ("quality", "diversity", "efficiency", "cost", "classification",

@@ -175,27 +175,45 @@ def simulate(scenario: Scenario, n_min: int, n_max: int, alpha: float, replicati
     }
 
 
-# ------------------------------------------------------------------------------- replay on a finished grid
+# ----------------------------------------------------------------------- looks on the runs of a grid
 
 REPLAY_COLUMNS = ["dataset", "model", "metric", "method", "rank", "seeds_available", "settled_at", "decision",
                   "mean_difference", "rci_low", "rci_high", "threshold", "alpha"]
+RUN_COLUMNS = ["dataset", "model", "method", "rank", "seed"]
+
+
+def planned_metrics(compare_metrics: Sequence[str], thresholds: Mapping | None) -> list[str]:
+    """The metrics whose comparisons the design decides: the compared ones with a practical threshold (without one
+    a comparison could settle as different but never as equivalent, and would hold every cell to the last seed)."""
+    return [metric for metric in compare_metrics if metric in (thresholds or {})]
 
 
 def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thresholds: Mapping | None,
-           alpha: float, n_min: int = 2):
-    """The adaptive design replayed on a grid that ran every seed: the seeds in their order, a look after each,
-    another seed only for the cells of an open comparison. Returns (one row per planned comparison: the look it
-    settled at and what it settled to; the runs the adaptive design would have run: dataset, model, method, rank,
+           alpha: float, n_min: int = 2, n_max: int | None = None, seed_order: Sequence | None = None):
+    """The adaptive design's looks on the runs there are: the seeds in their order (``seed_order``, else
+    ascending), a look after each, another seed only for the cells of an open comparison.
+
+    On a grid that ran every seed (``n_max`` None: each (dataset, model)'s baseline seeds are its last look) this
+    replays the design. On the runs an adaptive study has run so far (``n_max`` its design's) it is the study's
+    look: an open comparison whose next seed has not run leaves its cells waiting for it.
+
+    Returns (one row per planned comparison: the look it settled at and what it settled to; the runs the design
+    used: dataset, model, method, rank, seed; the cells waiting for a seed: dataset, model, method, rank, seed, that
     seed). A (dataset, model) whose cells ran fewer than ``n_min`` seeds is left out (nothing to adapt)."""
     import pandas as pd
 
     from peftstudy.stats.practical import threshold_for
     from peftstudy.stats.tidy import measured, variant_sort_key
 
+    position = {str(seed): index for index, seed in enumerate(seed_order or [])}
+
+    def seed_key(seed: str):
+        return (0, position[seed], seed) if seed in position else (1, *_seed_key(seed))
+
     frame = measured(metrics)
     frame = frame[frame["metric"].isin(compare_metrics)]
     frame = frame.assign(seed=frame["seed"].astype(str))
-    rows, kept = [], []
+    rows, kept, waiting = [], [], []
     for (dataset, model), group in frame.groupby(["dataset", "model"], sort=True):
         variants = sorted({(m, r) for m, r in zip(group["method"], group["rank"])}, key=variant_sort_key)
         baseline = next((v for v in variants if v[0] == baseline_method), None)
@@ -203,11 +221,10 @@ def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thr
             continue
         values = {(v, metric): part.set_index("seed")["value"] for (v_method, v_rank, metric), part in
                   group.groupby(["method", "rank", "metric"]) for v in [(v_method, v_rank)]}
-        seeds = {v: sorted(set(group[(group["method"] == v[0]) & (group["rank"] == v[1])]["seed"]), key=_seed_key)
+        seeds = {v: sorted(set(group[(group["method"] == v[0]) & (group["rank"] == v[1])]["seed"]), key=seed_key)
                  for v in variants}
-        n_max = len(seeds[baseline])
         others = [v for v in variants if v != baseline and len(set(seeds[v]) & set(seeds[baseline])) >= n_min]
-        if n_max < n_min or not others:
+        if len(seeds[baseline]) < n_min or not others:
             continue
         metrics_here = sorted({metric for (_, metric) in values})
         comparisons = {(v, metric): None for v in others for metric in metrics_here
@@ -215,6 +232,7 @@ def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thr
         per_family = {metric: sum(1 for (_, m) in comparisons if m == metric) for metric in metrics_here}
         used_threshold: dict = {}  # each comparison's threshold at its last look (a relative one follows the mean)
         order = {v: [s for s in seeds[baseline] if s in set(seeds[v])] for v in others}  # paired seeds, in order
+        last_look = {v: n_max or len(order[v]) for v in others}
         used = {v: n_min for v in [baseline, *others]}
         n = n_min
         while True:
@@ -229,10 +247,15 @@ def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thr
                 reference = float(values[(baseline, metric)].loc[paired].mean())
                 threshold, _ = threshold_for(metric, thresholds, reference)
                 used_threshold[key] = threshold
-                comparisons[key] = look(differences, n_min, len(order[v]), family_alpha(alpha, per_family[metric]),
+                comparisons[key] = look(differences, n_min, last_look[v], family_alpha(alpha, per_family[metric]),
                                         None if math.isnan(threshold) else threshold)
             open_variants = {v for (v, _), result in comparisons.items() if result.decision == OPEN}
-            if not open_variants or n >= n_max:
+            short = sorted((v for v in open_variants if len(order[v]) <= n), key=variant_sort_key)
+            if short and n_max is not None:  # the adaptive study's look: these cells wait for their next seed
+                waiting += [{"dataset": dataset, "model": model, "method": v[0], "rank": v[1], "next_look": n + 1}
+                            for v in ([baseline] if len(seeds[baseline]) <= n else []) + short]
+                break
+            if not open_variants or n >= len(seeds[baseline]):
                 break
             n += 1
             for v in open_variants | {baseline}:
@@ -246,8 +269,8 @@ def replay(metrics, *, baseline_method: str, compare_metrics: Sequence[str], thr
         for v in [baseline, *others]:
             kept += [{"dataset": dataset, "model": model, "method": v[0], "rank": v[1], "seed": s}
                      for s in seeds[v][:used[v]]]
-    return pd.DataFrame(rows, columns=REPLAY_COLUMNS), pd.DataFrame(kept, columns=["dataset", "model", "method",
-                                                                                  "rank", "seed"])
+    return (pd.DataFrame(rows, columns=REPLAY_COLUMNS), pd.DataFrame(kept, columns=RUN_COLUMNS),
+            pd.DataFrame(waiting, columns=["dataset", "model", "method", "rank", "next_look"]))
 
 
 def _seed_key(seed: str):

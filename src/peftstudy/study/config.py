@@ -196,6 +196,10 @@ def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] =
     if errors:
         # The deepest error is the most specific one (the innermost offending key).
         best = max(errors, key=lambda e: len(e.absolute_path))
+        while best.validator in ("oneOf", "anyOf") and best.context:
+            # A value that fits none of the alternatives: the error of the alternative of its own type, deepest first.
+            fitting = [e for e in best.context if e.validator != "type"] or list(best.context)
+            best = max(fitting, key=lambda e: len(e.absolute_path))
         raise StudyConfigError(f"{source}: {_schema_message(best)}")
     study = copy.deepcopy(raw)
 
@@ -218,6 +222,7 @@ def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] =
     study.setdefault("corpora", {})
     study.setdefault("report", {})
     _check_references(study, source, inherited)
+    _resolve_seeds(study, source)
     # A model's own target modules (models.<m>.target_modules.<kind>) apply to its cells, before the study's
     # overrides: the first overrides, so an override the study states still wins.
     study["overrides"] = [{"model": model, "method": method, "options": {"target_modules": list(targets[spec["kind"]])}}
@@ -311,6 +316,47 @@ def _check_selections_match(study: dict, fail, inherited: Collection[str]) -> No
             if not any(selects(override, cell) for cell in running):
                 fail(f"overrides[{index}]", "selects no cell of the matrix that runs (check its dataset, model and"
                                             " method)")
+
+
+def _resolve_seeds(study: dict, source: str | Path) -> None:
+    """``seeds`` as the list of every seed a cell may run, and the adaptive design (None for a fixed list) as
+    ``adaptive_seeds``: min, max, alpha, the practical thresholds it decides by and the metrics that have one."""
+    seeds = study["seeds"]
+    if isinstance(seeds, list):
+        study["adaptive_seeds"] = None
+        return
+
+    def fail(key: str, message: str) -> None:
+        raise StudyConfigError(f"{source}: {key}: {message}")
+
+    plan, statistics = seeds["adaptive"], study["statistics"]
+    if plan["min"] > plan["max"]:
+        fail("seeds.adaptive.min", f"{plan['min']} is above max ({plan['max']})")
+    values = seeds.get("values") or list(range(1, plan["max"] + 1))
+    if len(values) != plan["max"]:
+        fail("seeds.values", f"{len(values)} seeds for max {plan['max']}: give as many seeds as max, in the order "
+                             "cells get them")
+    practical = plan.get("practical", "statistics")
+    thresholds = dict(statistics["practical_thresholds"] if practical == "statistics" else practical)
+    metrics = [metric for metric in statistics["compare_metrics"] if metric in thresholds]
+    if not metrics:
+        fail("seeds.adaptive.practical", "no metric of statistics.compare_metrics has a practical threshold, so no "
+                                         "comparison could ever settle as equivalent; give thresholds for some")
+    baseline, with_baseline = statistics["baseline_method"], set()
+    for block in study["matrix"]:
+        if "seeds" not in block and baseline in block["methods"]:
+            with_baseline.update((d, m) for d in block["datasets"] for m in block["models"]
+                                 if not is_excluded(study, d, m, baseline))
+    for index, block in enumerate(study["matrix"]):
+        for cell in ((d, m) for d in block["datasets"] for m in block["models"] if "seeds" not in block):
+            if cell not in with_baseline:
+                fail(f"matrix[{index}]", f"cell ({', '.join(cell)}) adapts its seeds but the baseline method "
+                                         f"{baseline!r} (statistics.baseline_method) runs in no adaptive block of it: "
+                                         "its comparisons are against that method (or give the block its own seeds)")
+    study["seeds"] = list(values)
+    study["adaptive_seeds"] = {"min": plan["min"], "max": plan["max"], "alpha": plan.get("alpha", 0.05),
+                               "practical": thresholds, "metrics": metrics,
+                               "full_grid": bool(seeds.get("full_grid", False))}
 
 
 def _check_references(study: dict, source: str | Path, inherited: Collection[str] = ()) -> None:

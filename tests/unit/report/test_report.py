@@ -20,7 +20,7 @@ from peftstudy.report import (
     stats_tables,
     tables,
 )
-from peftstudy.report.adaptive_table import adaptive_latex, adaptive_replay
+from peftstudy.report.adaptive_table import adaptive_latex, adaptive_outcome
 from peftstudy.report.integrity_table import integrity_latex
 from peftstudy.stats import pairwise_comparisons, summarise
 from peftstudy.stats.integrity import check_table
@@ -199,7 +199,8 @@ def test_paper_compiles_to_pdf(tmp_path):
     (tmp_path / "tables" / "integrity.tex").write_text(
         integrity_latex(check_table(frame), source="metrics.csv & its runs", formulas=(9, 9)))
     settings = {**STATISTICS_DEFAULTS, "compare_metrics": ["bleu4"]}
-    (tmp_path / "tables" / "adaptive_replay.tex").write_text(adaptive_latex(*adaptive_replay(frame, settings), settings))
+    joined, summary, _ = adaptive_outcome(frame, settings)
+    (tmp_path / "tables" / "adaptive_seeds.tex").write_text(adaptive_latex(joined, summary, settings))
     context = {
         "config_hash": "0" * 64, "data_counts": {"d": {"train": 8, "validation": 1, "test": 1}},
         "data_checksums": {"d": "f" * 64}, "model_parameters": {"m_1": 1000}, "model_notes": {"m_1": "tiny"},
@@ -373,6 +374,15 @@ def test_quantization_rows_average_the_measured_bytes():
 def test_seeds_text_names_blocks_with_their_own_seeds():
     study = {**STUDY, "matrix": STUDY["matrix"] + [{"datasets": ["d"], "models": ["m_1"], "methods": ["lora"], "seeds": [1]}]}
     assert paper.seeds_text(study) == "seeds 1, 2, 3; lora: seed 1 only"
+
+
+def test_seeds_text_of_an_adaptive_study_states_the_design_and_cites_it():
+    design = {"min": 2, "max": 3, "alpha": 0.05, "metrics": ["bleu4"], "full_grid": True}
+    text = paper.seeds_text({**STUDY, "adaptive_seeds": design})
+    assert text.startswith("adaptive seeds (in the order 1, 2, 3): every cell ran its first 2, then only the cells of "
+                           "a comparison still open got the next, up to 3")
+    assert "Jennison and Turnbull 1989; Pocock-type Lan-DeMets alpha spending, family-wise alpha 0.05" in text
+    assert "on bleu4; the full grid ran too" in text
 
 
 def test_metric_tables_show_not_measured_with_the_reason_and_the_price_sheet():

@@ -119,7 +119,7 @@ def grid(noise: float, seeds=5, seed=3):
 
 
 def test_a_replay_on_a_finished_grid_keeps_the_first_seeds_of_the_cells_it_needed():
-    decisions, kept = sequential.replay(grid(noise=0.02), baseline_method="full", compare_metrics=["bleu4"],
+    decisions, kept, waiting = sequential.replay(grid(noise=0.02), baseline_method="full", compare_metrics=["bleu4"],
                                         thresholds={"bleu4": 0.5}, alpha=0.05)
     by_variant = {(row.method, row.rank): row for row in decisions.itertuples()}
     assert by_variant[("lora", "4")].decision == DIFFERENT and by_variant[("lora", "8")].decision == EQUIVALENT
@@ -128,11 +128,40 @@ def test_a_replay_on_a_finished_grid_keeps_the_first_seeds_of_the_cells_it_neede
     assert (by_variant[("lora", "4")].settled_at, by_variant[("lora", "8")].settled_at) == (2, 3)
     runs = kept.groupby(["method", "rank"])["seed"].apply(list).to_dict()
     assert runs == {("full", ""): ["1", "2", "3"], ("lora", "4"): ["1", "2"], ("lora", "8"): ["1", "2", "3"]}
-    assert len(kept) == 8  # of the grid's 15
+    assert len(kept) == 8 and waiting.empty  # of the grid's 15; a finished grid leaves no cell waiting
 
 
 def test_a_replay_with_seed_noise_near_the_threshold_keeps_every_run():
-    decisions, kept = sequential.replay(grid(noise=1.0), baseline_method="full", compare_metrics=["bleu4"],
+    decisions, kept, waiting = sequential.replay(grid(noise=1.0), baseline_method="full", compare_metrics=["bleu4"],
                                         thresholds={"bleu4": 0.5}, alpha=0.05)
     assert (decisions["settled_at"] == 5).all() and len(kept) == 15
     assert "undecided" in set(decisions["decision"])
+
+
+def test_a_look_on_the_runs_so_far_names_the_cells_waiting_for_their_next_seed():
+    """An adaptive study's first look (two of at most five seeds run): r=4 settles (as in the replay above), r=8 is
+    still open, so it and the baseline wait for the third seed; r=4 waits for nothing."""
+    ran = grid(noise=0.02).query("seed <= 2")
+    decisions, kept, waiting = sequential.replay(ran, baseline_method="full", compare_metrics=["bleu4"],
+                                                 thresholds={"bleu4": 0.5}, alpha=0.05, n_max=5,
+                                                 seed_order=[1, 2, 3, 4, 5])
+    by_variant = {(row.method, row.rank): row.decision for row in decisions.itertuples()}
+    assert by_variant == {("lora", "4"): DIFFERENT, ("lora", "8"): OPEN}
+    assert waiting[["method", "rank", "next_look"]].values.tolist() == [["full", "", 3], ["lora", "8", 3]]
+    assert len(kept) == 6
+    # Given its third seed, r=8 settles as in the replay of the whole grid, and nothing waits any more.
+    ran = grid(noise=0.02).query("seed <= 2 or (seed == 3 and rank != '4')")
+    decisions, kept, waiting = sequential.replay(ran, baseline_method="full", compare_metrics=["bleu4"],
+                                                 thresholds={"bleu4": 0.5}, alpha=0.05, n_max=5,
+                                                 seed_order=[1, 2, 3, 4, 5])
+    assert set(decisions["decision"]) == {DIFFERENT, EQUIVALENT} and waiting.empty and len(kept) == 8
+
+
+def test_a_look_in_the_study_seed_order_and_a_planned_metric_needs_a_threshold():
+    finished = grid(noise=0.02)
+    # Seeds run in the order 5, 4, 3, 2, 1: the first look is on seeds 5 and 4.
+    decisions, kept, _ = sequential.replay(finished, baseline_method="full", compare_metrics=["bleu4"],
+                                           thresholds={"bleu4": 0.5}, alpha=0.05, seed_order=[5, 4, 3, 2, 1])
+    assert sorted(kept[kept["rank"] == "4"]["seed"]) == ["4", "5"]
+    assert sequential.planned_metrics(["bleu4", "meteor", "train_time_s"], {"bleu4": 0.5, "train_time_s": "10%"}) == [
+        "bleu4", "train_time_s"]

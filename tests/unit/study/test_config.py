@@ -108,7 +108,8 @@ def test_option_of_another_method_kind_is_rejected(demo):
 def test_inapplicable_cell_must_be_declared_as_exclusion(demo):
     study = copy.deepcopy(demo)
     study["methods"]["bitfit"] = {"kind": "bitfit"}
-    study["matrix"] = [{"datasets": ["debian-products"], "models": ["gpt2-en", "t5-en"], "methods": ["bitfit"]}]
+    study["matrix"] = [{"datasets": ["debian-products"], "models": ["gpt2-en", "t5-en"], "methods": ["bitfit"],
+                        "seeds": [1]}]
     study["exclusions"], study["overrides"] = [], []  # demo's overrides select datasets this matrix leaves out
     with pytest.raises(studyconfig.StudyConfigError, match=r"matrix\[0\]: method 'bitfit' cannot run on model 't5-en'"):
         studyconfig.validate_study(study, "demo.yaml")

@@ -1,0 +1,134 @@
+"""An adaptive study through the real workflow: round one runs every cell's first two seeds, the look after it (a
+checkpoint) settles the comparisons it can, only the cells of the open ones run the third seed, and the report's
+table counts the runs. The looks are steered by what is certain whatever the tiny models learn: the share of
+trainable parameters does not vary between seeds (LoRA against full fine-tuning: different at the first look), and
+perplexity, which always varies a little, decided at alpha 1e-6 is still open after two seeds."""
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from support.workflow_runner import REPOSITORY, parse_job_stats, run_snakemake
+
+STUDY = {
+    "study": "adapt",
+    "title": "adaptive seeds",
+    "seeds": {"values": [1, 2, 3],
+              "adaptive": {"min": 2, "max": 3, "alpha": 0.05, "practical": {"trainable_percent": 1.0}}},
+    "corpora": {"micro-corpus": {"source": "synthetic", "corpus": "synthetic", "max_lines": 2000, "seed": 3}},
+    "datasets": {
+        "micro-data": {"source": "synthetic", "corpus": "synthetic", "max_examples": 200, "seed": 5},
+        "micro-sections": {"source": "snapshot", "corpus": "debian_sections", "labels": ["perl", "python", "rust"],
+                           "max_examples": 120, "seed": 5, "filter": {"max_input_words": 20}},
+    },
+    "models": {
+        "gpt2-micro": {
+            "family": "gpt2", "source": "scratch",
+            "architecture": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 96},
+            "tokenizer": {"vocab_size": 300},
+            "pretraining": {"corpus": "micro-corpus", "steps": 40, "batch_size": 16, "sequence_tokens": 32},
+        },
+    },
+    "methods": {
+        "full": {"kind": "full"},
+        "lora": {"kind": "lora", "ranks": [2], "alpha": 8, "dropout": 0.0, "training": {"learning_rate": 0.005}},
+    },
+    "training": {
+        "epochs": 1, "batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 0.002, "weight_decay": 0.01,
+        "warmup_ratio": 0.1, "lr_scheduler": "cosine", "max_grad_norm": 1.0, "max_source_tokens": 24,
+        "max_target_tokens": 24, "early_stopping_patience": 1, "precision": "fp32",
+    },
+    "generation": {"batch_size": 32, "max_new_tokens": 16, "num_beams": 1, "no_repeat_ngram_size": 0},
+    "resources": {"jobs": {"pretrain": {"gpus": 0}, "train": {"gpus": 0}, "generate": {"gpus": 0}}},
+    "matrix": [{"datasets": ["micro-data", "micro-sections"], "models": ["gpt2-micro"], "methods": ["full", "lora"]}],
+    "statistics": {"compare_metrics": ["rouge_l", "accuracy", "trainable_percent", "perplexity"]},
+}
+
+
+def snakemake(workdir, *args):
+    (Path(workdir) / "tmp").mkdir(exist_ok=True)
+    return run_snakemake(["--snakefile", REPOSITORY / "Snakefile", "--directory", workdir, "--configfile",
+                          Path(workdir) / "config" / "adapt.yaml", "--cores", "2", *args],
+                         env={"TMPDIR": str(Path(workdir) / "tmp")})
+
+
+def planned(workdir, *targets):
+    result = snakemake(workdir, "-n", *targets)
+    return parse_job_stats(result.stdout + result.stderr), result.stdout + result.stderr
+
+
+def write_study(workdir, study):
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "adapt.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def run_dirs(workdir):
+    runs = workdir / "results/adapt/runs"
+    return sorted(str(p.relative_to(runs)) for p in runs.glob("*/*/*/seed*"))
+
+
+def runs(datasets_seeds):
+    return sorted(f"{dataset}/gpt2-micro/{variant}/seed{seed}" for dataset, seeds in datasets_seeds.items()
+                  for variant in ("full", "lora-r2") for seed in seeds)
+
+
+@pytest.mark.slow
+def test_an_adaptive_study_runs_round_one_then_only_what_its_looks_leave_open(tmp_path):
+    workdir = tmp_path
+    (workdir / "data/snapshots").mkdir(parents=True)
+    shutil.copy(REPOSITORY / "data/snapshots/debian_descriptions.jsonl.gz", workdir / "data/snapshots")
+    write_study(workdir, STUDY)
+
+    # The dry run: round one (2 datasets x (full, LoRA r2) x seeds 1-2) and the look that plans the rest.
+    counts, output = planned(workdir, "adapt")
+    assert counts["train"] == counts["score"] == 8 and counts["adaptive_look"] == 1
+    assert "look after 2 seeds of study adapt, on 8 runs" in output
+    assert "DAG of jobs will be updated after completion." in output
+
+    # Every comparison settles at the first look (trainable share: different): the third seed never runs.
+    snakemake(workdir, "adapt")
+    first = read_json(workdir / "results/adapt/adaptive/look2.json")
+    assert {(d["dataset"], d["metric"], d["decision"]) for d in first["decisions"]} == {
+        ("micro-data", "trainable_percent", "different"), ("micro-sections", "trainable_percent", "different")}
+    assert first["finished"] and first["next"] == []
+    assert run_dirs(workdir) == runs({"micro-data": (1, 2), "micro-sections": (1, 2)})
+    table = (workdir / "reports/adapt/tables/adaptive_seeds.tex").read_text()
+    assert "as this study ran them (1 look(s))" in table and "runs 8 of the fixed design's 12" in table
+    assert "(estimated from the seeds run)" in table and "agreement with it is not measured" in table
+    assert (workdir / "reports/adapt/paper.pdf").read_bytes()[:5] == b"%PDF-"
+    assert planned(workdir, "adapt")[0] == {}  # finished: nothing to do
+    trained = {path: path.stat().st_mtime_ns for path in (workdir / "results/adapt/runs").glob("*/*/*/seed*/train.json")}
+
+    # A stricter design (perplexity too, at alpha 1e-6): the first look decides again on the runs there are, and
+    # perplexity stays open in both datasets, so every cell runs seed 3 and a second look ends the design.
+    stricter = copy.deepcopy(STUDY)
+    stricter["seeds"]["adaptive"].update(alpha=1.0e-6, practical={"trainable_percent": 1.0, "perplexity": 0.001})
+    write_study(workdir, stricter)
+    counts = planned(workdir, "adapt")[0]
+    assert counts["adaptive_look"] == 1 and "train" not in counts  # round one's runs are reused as they are
+    snakemake(workdir, "adapt")
+    first = read_json(workdir / "results/adapt/adaptive/look2.json")
+    assert {(d["dataset"], d["metric"], d["decision"]) for d in first["decisions"]} == {
+        ("micro-data", "trainable_percent", "different"), ("micro-sections", "trainable_percent", "different"),
+        ("micro-data", "perplexity", "open"), ("micro-sections", "perplexity", "open")}
+    assert len(first["next"]) == 4 and {run[4] for run in first["next"]} == {3}
+    last = read_json(workdir / "results/adapt/adaptive/look3.json")
+    assert last["finished"] and len(last["runs"]) == 12
+    assert {d["decision"] for d in last["decisions"] if d["metric"] == "perplexity"} == {"undecided"}
+    assert run_dirs(workdir) == runs({"micro-data": (1, 2, 3), "micro-sections": (1, 2, 3)})
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in trained.items())  # seeds 1-2 trained once
+    assert "runs 12 of the fixed design's 12" in (workdir / "reports/adapt/tables/adaptive_seeds.tex").read_text()
+
+    # Stopped after its first look (the second look's record gone): it resumes there, training nothing again.
+    (workdir / "results/adapt/adaptive/look3.json").unlink()
+    counts = planned(workdir, "adapt")[0]
+    assert counts["adaptive_look"] == 1 and "train" not in counts and "score" not in counts
+    snakemake(workdir, "adapt")
+    assert read_json(workdir / "results/adapt/adaptive/look3.json") == last
