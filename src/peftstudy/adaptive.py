@@ -75,34 +75,38 @@ def full_grid_runs(study: Mapping) -> list[Run]:
     return [Run(study["study"], *cell, seed) for cell in adaptive_cells(study) for seed in study["seeds"]]
 
 
-def look(study: Mapping, look_at: int, metrics_paths: Sequence[str], runs: Iterable[Run]) -> dict:
-    """The look after ``look_at`` seeds: each planned comparison's decision so far on the runs of this look, and
-    the runs of the cells still open at their next seed (none: the design is finished)."""
+def look_settings(study: Mapping) -> dict:
+    """Everything a look decides by, kept in its record: the design, the seeds' order, the baseline method, the
+    planned metrics and the adaptive cells (so that `peftstudy verify` can take the look again from the record)."""
+    plan = design(study)
+    return {"study": study["study"], **{key: plan[key] for key in ("min", "max", "alpha", "practical", "full_grid")},
+            "seeds": list(study["seeds"]), "baseline_method": study["statistics"]["baseline_method"],
+            "metrics": list(plan["metrics"]), "cells": [list(cell) for cell in adaptive_cells(study)]}
+
+
+def decide(settings: Mapping, metrics_paths: Sequence[str], runs: Iterable[Run]) -> dict:
+    """Each planned comparison's decision on these runs' metrics.json, and the next seed of every adaptive cell of a
+    comparison still open (none: the design is finished)."""
     import pandas as pd
 
     from peftstudy.metrics.aggregate import collect_rows
     from peftstudy.metrics.scoring import METRICS_COLUMNS
-    from peftstudy.stats.sequential import planned_metrics, replay
+    from peftstudy.stats.sequential import replay
 
-    plan, statistics = design(study), study["statistics"]
     rows, diverged = collect_rows(metrics_paths)
-    decisions, used, waiting = replay(
-        pd.DataFrame(rows, columns=METRICS_COLUMNS), baseline_method=statistics["baseline_method"],
-        compare_metrics=planned_metrics(statistics["compare_metrics"], plan["practical"]),
-        thresholds=plan["practical"], alpha=plan["alpha"], n_min=plan["min"], n_max=plan["max"],
-        seed_order=[str(seed) for seed in study["seeds"]])
-    runs = sorted(runs)
-    adaptive = set(adaptive_cells(study))
+    decisions, _, waiting = replay(
+        pd.DataFrame(rows, columns=METRICS_COLUMNS), baseline_method=settings["baseline_method"],
+        compare_metrics=settings["metrics"], thresholds=settings["practical"], alpha=settings["alpha"],
+        n_min=settings["min"], n_max=settings["max"], seed_order=[str(seed) for seed in settings["seeds"]])
+    adaptive = {tuple(cell) for cell in settings["cells"]}
     following = []
     for cell in waiting.itertuples(index=False):
         variant = variant_name(cell.method, int(cell.rank) if str(cell.rank) else None)
-        if (cell.dataset, cell.model, variant) not in adaptive:
-            continue  # a fixed block's cell runs its own seeds
-        following.append(Run(study["study"], cell.dataset, cell.model, variant, study["seeds"][cell.next_look - 1]))
+        if (cell.dataset, cell.model, variant) in adaptive:  # a fixed block's cell runs its own seeds
+            following.append(Run(settings["study"], cell.dataset, cell.model, variant,
+                                 settings["seeds"][cell.next_look - 1]))
     return {
-        "version": RECORD_VERSION, "study": study["study"], "look": look_at,
-        "design": {key: plan[key] for key in ("min", "max", "alpha", "practical", "full_grid")},
-        "seeds": list(study["seeds"]), "runs": [list(run_fields(run)) for run in runs],
+        "runs": [list(run_fields(run)) for run in sorted(runs)],
         "diverged": [list(run_fields(run)) for run, _ in sorted(diverged, key=lambda pair: pair[0])],
         "next": [list(run_fields(run)) for run in sorted(following)], "finished": not following,
         "decisions": [{key: None if isinstance(value, float) and math.isnan(value) else value
@@ -110,19 +114,41 @@ def look(study: Mapping, look_at: int, metrics_paths: Sequence[str], runs: Itera
     }
 
 
+def look(study: Mapping, look_at: int, metrics_paths: Sequence[str], runs: Iterable[Run], *,
+         code: str | None = None) -> dict:
+    """The record of the look after ``look_at`` seeds (sealed, with its provenance and the sha256 of every
+    metrics.json it read)."""
+    from peftstudy import checksums, io, provenance
+
+    settings = look_settings(study)
+    return checksums.sealed({
+        "version": RECORD_VERSION, "look": look_at, "design": settings, **decide(settings, metrics_paths, runs),
+        "metrics_sha256": {str(path): io.sha256_file(path) for path in sorted(metrics_paths)},
+        "provenance": provenance.record("adaptive_look", settings, code=code, hashed_settings=settings),
+    })
+
+
+def drifts(record: Mapping, workdir) -> list[tuple[str, object, object]]:
+    """(what, recorded, now) for each way a look's record no longer follows from its runs: a metrics.json changed
+    since the look, or the decisions taken again from the record's own settings differ (`peftstudy verify`)."""
+    from pathlib import Path
+
+    from peftstudy import io
+
+    found = []
+    for path, recorded in sorted((record.get("metrics_sha256") or {}).items()):
+        now = io.sha256_file(Path(workdir) / path) if (Path(workdir) / path).is_file() else "missing"
+        if now != recorded:
+            found.append((f"{path} sha256 (as the look read it)", recorded, now))
+    if found:
+        return found
+    runs = runs_of_record(record)
+    again = decide(record["design"], [str(Path(workdir) / run.directory / "metrics.json") for run in runs], runs)
+    for key in ("decisions", "next", "finished"):
+        if again[key] != record.get(key):
+            found.append((f"{key} (the look taken again from its runs)", record.get(key), again[key]))
+    return found
+
+
 def run_fields(run: Run) -> tuple:
     return run.study, run.dataset, run.model, run.variant, run.seed
-
-
-def cells_of(runs: Iterable[Run]) -> dict[tuple[str, str, str], int]:
-    """(dataset, model, variant) -> how many seeds it ran."""
-    counts: dict = {}
-    for run in runs:
-        counts[(run.dataset, run.model, run.variant)] = counts.get((run.dataset, run.model, run.variant), 0) + 1
-    return counts
-
-
-def variant_of(method: str, rank: str) -> str:
-    return variant_name(method, int(rank) if str(rank) else None)
-
-

@@ -5,7 +5,8 @@ Per file of a study's runs and baselines it re-checks what was recorded when the
 record's checksum of its own content, the checksums of the weights and generations it lists, each stage's
 settings hash (recomputed from the settings the record keeps), its code fingerprint (against the workflow
 scripts' import closures now) and its package versions (against this environment); and a run's inputs: the
-prepared data's manifest and the base model's weights it was trained from. A difference is drift: the
+prepared data's manifest and the base model's weights it was trained from; and an adaptive study's looks, taken
+again from the runs' metrics. A difference is drift: the
 file was changed after it was written, or rerunning its stage now would run other code or packages.
 """
 
@@ -22,7 +23,7 @@ from peftstudy.model_card import GENERATION_CONFIG
 
 # The workflow script that runs each stage recorded under results/<study> (its code fingerprint is that script's).
 STAGE_SCRIPTS = {"train": "train.py", "generate": "generate.py", "score": "score.py", "baseline": "baseline.py",
-                 "fetch_scorers": "fetch_scorers.py"}
+                 "fetch_scorers": "fetch_scorers.py", "adaptive_look": "adaptive_look.py"}
 SCORERS = "scorers.json"  # results/<study>/scorers.json: the scoring models as fetched
 RUN_RECORDS = ("train.json", "generation.json", "metrics.json")
 SHOWN_HASH_CHARS = 16  # a drift line shows hashes this long; the Drift keeps them whole
@@ -112,7 +113,22 @@ def verify(results_dir: str | Path, scripts_dir: str | Path) -> Report:
             _check_file(path.parent / "generations.jsonl", record.get("generations_sha256"), path.name, report)
     if (results_dir / SCORERS).is_file():
         _check_scorers(results_dir / SCORERS, environment, report)
+    for path in sorted(results_dir.glob("adaptive/look*.json")):
+        _check_look(path, workdir, environment, report)
     return report
+
+
+def _check_look(path: Path, workdir: Path, environment: Environment, report: Report) -> None:
+    """An adaptive study's look: its record, its provenance, and its decisions taken again from the runs' metrics
+    (the seeds the study ran rest on them)."""
+    from peftstudy.adaptive import drifts
+
+    record = _read(path, report)
+    if record is None:
+        return
+    _check_record(path, record, report)
+    _check_stage(path, record.get("provenance"), "adaptive_look", environment, report)
+    report.drifts.extend(Drift(str(path), what, recorded, now) for what, recorded, now in drifts(record, workdir))
 
 
 def _check_scorers(path: Path, environment: Environment, report: Report) -> None:

@@ -11,38 +11,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.micro import MICRO
 from support.workflow_runner import REPOSITORY, parse_job_stats, run_snakemake
 
 STUDY = {
+    **{key: MICRO[key] for key in ("corpora", "training", "generation", "resources")},
     "study": "adapt",
     "title": "adaptive seeds",
     "seeds": {"values": [1, 2, 3],
               "adaptive": {"min": 2, "max": 3, "alpha": 0.05, "practical": {"trainable_percent": 1.0}}},
-    "corpora": {"micro-corpus": {"source": "synthetic", "corpus": "synthetic", "max_lines": 2000, "seed": 3}},
-    "datasets": {
-        "micro-data": {"source": "synthetic", "corpus": "synthetic", "max_examples": 200, "seed": 5},
-        "micro-sections": {"source": "snapshot", "corpus": "debian_sections", "labels": ["perl", "python", "rust"],
-                           "max_examples": 120, "seed": 5, "filter": {"max_input_words": 20}},
-    },
-    "models": {
-        "gpt2-micro": {
-            "family": "gpt2", "source": "scratch",
-            "architecture": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 96},
-            "tokenizer": {"vocab_size": 300},
-            "pretraining": {"corpus": "micro-corpus", "steps": 40, "batch_size": 16, "sequence_tokens": 32},
-        },
-    },
-    "methods": {
-        "full": {"kind": "full"},
-        "lora": {"kind": "lora", "ranks": [2], "alpha": 8, "dropout": 0.0, "training": {"learning_rate": 0.005}},
-    },
-    "training": {
-        "epochs": 1, "batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 0.002, "weight_decay": 0.01,
-        "warmup_ratio": 0.1, "lr_scheduler": "cosine", "max_grad_norm": 1.0, "max_source_tokens": 24,
-        "max_target_tokens": 24, "early_stopping_patience": 1, "precision": "fp32",
-    },
-    "generation": {"batch_size": 32, "max_new_tokens": 16, "num_beams": 1, "no_repeat_ngram_size": 0},
-    "resources": {"jobs": {"pretrain": {"gpus": 0}, "train": {"gpus": 0}, "generate": {"gpus": 0}}},
+    "datasets": {name: MICRO["datasets"][name] for name in ("micro-data", "micro-sections")},
+    "models": {"gpt2-micro": MICRO["models"]["gpt2-micro"]},
+    "methods": {"full": {"kind": "full"}, "lora": {**MICRO["methods"]["lora"], "ranks": [2]}},
     "matrix": [{"datasets": ["micro-data", "micro-sections"], "models": ["gpt2-micro"], "methods": ["full", "lora"]}],
     "statistics": {"compare_metrics": ["rouge_l", "accuracy", "trainable_percent", "perplexity"]},
 }
@@ -121,7 +101,8 @@ def test_an_adaptive_study_runs_round_one_then_only_what_its_looks_leave_open(tm
     assert len(first["next"]) == 4 and {run[4] for run in first["next"]} == {3}
     last = read_json(workdir / "results/adapt/adaptive/look3.json")
     assert last["finished"] and len(last["runs"]) == 12
-    assert {d["decision"] for d in last["decisions"] if d["metric"] == "perplexity"} == {"undecided"}
+    # The last look decides every comparison: none is open any more (perplexity different or undecided).
+    assert {d["decision"] for d in last["decisions"] if d["metric"] == "perplexity"} <= {"undecided", "different"}
     assert run_dirs(workdir) == runs({"micro-data": (1, 2, 3), "micro-sections": (1, 2, 3)})
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in trained.items())  # seeds 1-2 trained once
     assert "runs 12 of the fixed design's 12" in (workdir / "reports/adapt/tables/adaptive_seeds.tex").read_text()
@@ -131,4 +112,13 @@ def test_an_adaptive_study_runs_round_one_then_only_what_its_looks_leave_open(tm
     counts = planned(workdir, "adapt")[0]
     assert counts["adaptive_look"] == 1 and "train" not in counts and "score" not in counts
     snakemake(workdir, "adapt")
-    assert read_json(workdir / "results/adapt/adaptive/look3.json") == last
+    resumed = read_json(workdir / "results/adapt/adaptive/look3.json")
+    assert {key: resumed[key] for key in ("runs", "next", "finished", "decisions", "metrics_sha256")} == {
+        key: last[key] for key in ("runs", "next", "finished", "decisions", "metrics_sha256")}
+
+    # `peftstudy verify` takes both looks again from the runs' metrics: nothing drifted.
+    from peftstudy.verify import verify
+
+    report = verify(workdir / "results/adapt", REPOSITORY / "workflow" / "scripts")
+    assert report.clean, [drift.line() for drift in report.drifts]
+    assert {str(workdir / f"results/adapt/adaptive/look{n}.json") for n in (2, 3)} <= set(report.checked)

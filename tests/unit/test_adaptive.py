@@ -3,6 +3,7 @@ work), the runs of round one, and a look on runs' metrics.json files: which comp
 the next seed."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,7 +120,26 @@ def test_a_look_settles_the_clear_comparison_and_gives_only_the_open_ones_cells_
     json.dumps(final, allow_nan=False)  # a record is plain JSON
 
 
-def test_a_look_is_the_same_on_any_machine_given_the_same_metrics(tmp_path):
+def test_a_look_is_the_same_given_the_same_metrics(tmp_path):
     first = adaptive.first_look_runs(STUDY)
     paths = write_runs(tmp_path, first, bleu)
     assert adaptive.look(STUDY, 2, paths, first) == adaptive.look(STUDY, 2, list(reversed(paths)), first)
+
+
+def test_verify_takes_a_look_again_and_names_what_no_longer_follows(tmp_path, monkeypatch):
+    """`peftstudy verify` re-hashes the metrics a look read and takes the look again from its record's settings."""
+    monkeypatch.chdir(tmp_path)
+    first = adaptive.first_look_runs(STUDY)
+    paths = [str(Path(p).relative_to(tmp_path)) for p in write_runs(tmp_path, first, bleu)]
+    record = adaptive.look(STUDY, 2, paths, first, code="abc")
+    assert record["provenance"]["stage"] == "adaptive_look" and record["metrics_sha256"].keys() == set(paths)
+    assert adaptive.drifts(record, tmp_path) == []
+    # A look whose recorded decision was edited: taken again, it differs (the record's seal would show it too).
+    edited = json.loads(json.dumps(record))
+    edited["next"] = []
+    assert [what for what, _, _ in adaptive.drifts(edited, tmp_path)] == ["next (the look taken again from its runs)"]
+    # A metrics.json rewritten after the look: named, with the sha256 the look read.
+    changed = tmp_path / first[0].directory / "metrics.json"
+    changed.write_text(changed.read_text().replace('"meteor": 1.0', '"meteor": 2.0'))
+    (what, recorded, now), = adaptive.drifts(record, tmp_path)
+    assert what == f"{first[0].directory}/metrics.json sha256 (as the look read it)" and recorded != now

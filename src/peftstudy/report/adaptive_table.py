@@ -65,7 +65,7 @@ def adaptive_outcome(metrics: pd.DataFrame, settings: Mapping,
         kept = _runs_frame(record["runs"])
         seeds_per_cell = record["design"]["max"]
         cells = kept[["dataset", "model", "method", "rank"]].drop_duplicates()
-        full = cells.merge(pd.DataFrame({"seed": [str(s) for s in record["seeds"][:seeds_per_cell]]}), how="cross")
+        full = cells.merge(pd.DataFrame({"seed": [str(s) for s in record["design"]["seeds"][:seeds_per_cell]]}), how="cross")
         mode = "run"
     present = metrics[KEY].drop_duplicates()
     full_measured = len(full.merge(present, on=KEY)) == len(full)
@@ -98,7 +98,7 @@ def adaptive_outcome(metrics: pd.DataFrame, settings: Mapping,
                "agree": int(joined["agrees"].fillna(False).sum()) if full_measured else None,
                "training_hours_saved": hours, "hours_estimated": estimated, "devices": devices,
                "looks": None if record is None else record["look"] - record["design"]["min"] + 1,
-               "max_seeds": seeds_per_cell}
+               "max_seeds": seeds_per_cell, "min_seeds": None if record is None else record["design"]["min"]}
     return joined, summary, kept_metrics if full_measured else None
 
 
@@ -115,7 +115,7 @@ def adaptive_latex(joined: pd.DataFrame, summary: Mapping, settings: Mapping) ->
     used and whether the conclusions are the full grid's; the totals in the caption."""
     if summary["mode"] == "run":
         how = (f"Adaptive seeds, as this study ran them ({summary['looks']} look(s)): every adaptive cell first ran "
-               "its first seeds, and after each round a look")
+               f"{summary['min_seeds']} seeds, and after each round a look")
     else:
         how = "Adaptive seeds, replayed on this grid: the seeds in their order, a look after each"
     hours = f"{summary['training_hours_saved']:.3g}" + (" (estimated from the seeds run)" if summary["hours_estimated"]

@@ -57,8 +57,8 @@ def test_a_grid_with_one_seed_per_cell_has_nothing_to_replay():
 
 def record(runs, decisions, look=3):
     return {"look": look, "design": {"min": 2, "max": 5, "alpha": 0.05, "practical": {"bleu4": 0.5},
-                                      "full_grid": False},
-            "seeds": [1, 2, 3, 4, 5], "runs": runs, "decisions": decisions}
+                                      "full_grid": False, "seeds": [1, 2, 3, 4, 5]},
+            "runs": runs, "decisions": decisions}
 
 
 def study_runs(frame):
