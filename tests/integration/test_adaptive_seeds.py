@@ -20,7 +20,8 @@ STUDY = {
     "title": "adaptive seeds",
     "seeds": {"values": [1, 2, 3],
               "adaptive": {"min": 2, "max": 3, "alpha": 0.05, "practical": {"trainable_percent": 1.0}}},
-    "datasets": {name: MICRO["datasets"][name] for name in ("micro-data", "micro-sections")},
+    "datasets": {"micro-data": {**MICRO["datasets"]["micro-data"], "max_examples": 200},
+                 "micro-sections": MICRO["datasets"]["micro-sections"]},
     "models": {"gpt2-micro": MICRO["models"]["gpt2-micro"]},
     "methods": {"full": {"kind": "full"}, "lora": {**MICRO["methods"]["lora"], "ranks": [2]}},
     "matrix": [{"datasets": ["micro-data", "micro-sections"], "models": ["gpt2-micro"], "methods": ["full", "lora"]}],
@@ -91,9 +92,10 @@ def test_an_adaptive_study_runs_round_one_then_only_what_its_looks_leave_open(tm
     stricter = copy.deepcopy(STUDY)
     stricter["seeds"]["adaptive"].update(alpha=1.0e-6, practical={"trainable_percent": 1.0, "perplexity": 0.001})
     write_study(workdir, stricter)
-    counts = planned(workdir, "adapt")[0]
+    table_path = "reports/adapt/tables/adaptive_seeds.tex"  # from here on the table alone: no figures or paper
+    counts = planned(workdir, table_path)[0]
     assert counts["adaptive_look"] == 1 and "train" not in counts  # round one's runs are reused as they are
-    snakemake(workdir, "adapt")
+    snakemake(workdir, table_path)
     first = read_json(workdir / "results/adapt/adaptive/look2.json")
     assert {(d["dataset"], d["metric"], d["decision"]) for d in first["decisions"]} == {
         ("micro-data", "trainable_percent", "different"), ("micro-sections", "trainable_percent", "different"),
@@ -107,11 +109,13 @@ def test_an_adaptive_study_runs_round_one_then_only_what_its_looks_leave_open(tm
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in trained.items())  # seeds 1-2 trained once
     assert "runs 12 of the fixed design's 12" in (workdir / "reports/adapt/tables/adaptive_seeds.tex").read_text()
 
-    # Stopped after its first look (the second look's record gone): it resumes there, training nothing again.
-    (workdir / "results/adapt/adaptive/look3.json").unlink()
-    counts = planned(workdir, "adapt")[0]
+    # Stopped after its first look (the second look's record and what follows it gone): it resumes there, training
+    # nothing again.
+    for path in ("results/adapt/adaptive/look3.json", "results/adapt/metrics.csv", table_path):
+        (workdir / path).unlink()
+    counts = planned(workdir, table_path)[0]
     assert counts["adaptive_look"] == 1 and "train" not in counts and "score" not in counts
-    snakemake(workdir, "adapt")
+    snakemake(workdir, table_path)
     resumed = read_json(workdir / "results/adapt/adaptive/look3.json")
     assert {key: resumed[key] for key in ("runs", "next", "finished", "decisions", "metrics_sha256")} == {
         key: last[key] for key in ("runs", "next", "finished", "decisions", "metrics_sha256")}

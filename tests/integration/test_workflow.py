@@ -391,8 +391,8 @@ def test_a_package_change_redoes_exactly_the_rules_whose_scripts_import_it(workd
 @pytest.mark.slow
 def test_editing_a_study_key_redoes_only_the_outputs_that_read_it(workdir):
     """Each report rule's params hold only the keys of the study its script reads (study_part in report.smk), so
-    rewording a claim redoes the claims table and the paper (which states the whole study), no other table or
-    figure; the paper's authors redo the paper alone."""
+    rewording a claim redoes the claims table, the adaptive-seeds table (it takes the claims' verdicts again) and the
+    paper (which states the whole study), no other table or figure; the paper's authors redo the paper alone."""
     snakemake(workdir, "micro")  # up to date whatever the tests before left behind
     reworded = copy.deepcopy(MICRO)
     reworded["claims"][0]["text"] = "LoRA r4 trains under five percent of the parameters"
@@ -400,7 +400,8 @@ def test_editing_a_study_key_redoes_only_the_outputs_that_read_it(workdir):
     authored["report"] = {"authors": "A. Reviewer"}
     try:
         write_study(workdir, reworded)
-        assert planned_jobs(workdir, "micro") == {"claims_table": 1, "paper_tex": 1, "paper_pdf": 1, "micro": 1}
+        assert planned_jobs(workdir, "micro") == {"claims_table": 1, "adaptive_seeds_table": 1, "paper_tex": 1,
+                                                  "paper_pdf": 1, "micro": 1}
         write_study(workdir, authored)
         assert planned_jobs(workdir, "micro") == {"paper_tex": 1, "paper_pdf": 1, "micro": 1}
     finally:

@@ -222,7 +222,6 @@ def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] =
     study.setdefault("corpora", {})
     study.setdefault("report", {})
     _check_references(study, source, inherited)
-    _resolve_seeds(study, source)
     # A model's own target modules (models.<m>.target_modules.<kind>) apply to its cells, before the study's
     # overrides: the first overrides, so an override the study states still wins.
     study["overrides"] = [{"model": model, "method": method, "options": {"target_modules": list(targets[spec["kind"]])}}
@@ -232,6 +231,7 @@ def validate_study(raw: Any, source: str | Path, *, inherited: Collection[str] =
                                       and o.get("options", {}).get("target_modules") == list(targets[spec["kind"]])
                                       for o in study["overrides"])] + study["overrides"]
     study["report"].setdefault("table1_dataset", study["matrix"][0]["datasets"][0])
+    _resolve_seeds(study, source)  # last: a cell that cannot run at all is named first
     return study
 
 
