@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping, Sequence
 
-from peftstudy.study.matrix import Run, is_excluded, method_variants, variant_name
+from peftstudy.study.matrix import Run, block_cells, variant_name
 
 RECORD_VERSION = 1
 
@@ -27,32 +27,13 @@ def design(study: Mapping) -> dict | None:
 
 def adaptive_cells(study: Mapping) -> list[tuple[str, str, str]]:
     """(dataset, model, variant) of every cell of a block without its own seeds: the cells the looks decide."""
-    cells = set()
-    for block in study["matrix"]:
-        if "seeds" in block:
-            continue
-        for dataset in block["datasets"]:
-            for model in block["models"]:
-                for method in block["methods"]:
-                    if not is_excluded(study, dataset, model, method):
-                        cells.update((dataset, model, v) for v in method_variants(study, method, block.get("ranks")))
-    return sorted(cells)
+    return sorted({cell for block in study["matrix"] if "seeds" not in block for cell in block_cells(study, block)})
 
 
 def fixed_runs(study: Mapping) -> list[Run]:
     """The runs of the blocks that name their own seeds: run whatever the looks decide."""
-    runs = set()
-    for block in study["matrix"]:
-        if "seeds" not in block:
-            continue
-        for dataset in block["datasets"]:
-            for model in block["models"]:
-                for method in block["methods"]:
-                    if not is_excluded(study, dataset, model, method):
-                        runs.update(Run(study["study"], dataset, model, variant, seed)
-                                    for variant in method_variants(study, method, block.get("ranks"))
-                                    for seed in block["seeds"])
-    return sorted(runs)
+    return sorted({Run(study["study"], *cell, seed) for block in study["matrix"] if "seeds" in block
+                   for cell in block_cells(study, block) for seed in block["seeds"]})
 
 
 def first_look_runs(study: Mapping) -> list[Run]:

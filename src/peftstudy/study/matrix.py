@@ -63,19 +63,17 @@ def method_variants(study: Mapping, method: str, only_ranks: Iterable[int] | Non
     return [variant_name(method, rank) for rank in ranks if only_ranks is None or rank in set(only_ranks)]
 
 
+def block_cells(study: Mapping, block: Mapping) -> list[tuple[str, str, str]]:
+    """(dataset, model, variant) of every cell of one matrix block, minus declared exclusions."""
+    return [(dataset, model, variant) for dataset in block["datasets"] for model in block["models"]
+            for method in block["methods"] if not is_excluded(study, dataset, model, method)
+            for variant in method_variants(study, method, block.get("ranks"))]
+
+
 def expand_runs(study: Mapping) -> list[Run]:
     """Every run of the study: the union of the matrix blocks, minus declared exclusions."""
-    runs = set()
-    for block in study["matrix"]:
-        for dataset in block["datasets"]:
-            for model in block["models"]:
-                for method in block["methods"]:
-                    if is_excluded(study, dataset, model, method):
-                        continue
-                    for variant in method_variants(study, method, block.get("ranks")):
-                        for seed in block.get("seeds", study["seeds"]):
-                            runs.add(Run(study["study"], dataset, model, variant, seed))
-    return sorted(runs)
+    return sorted({Run(study["study"], *cell, seed) for block in study["matrix"] for cell in block_cells(study, block)
+                   for seed in block.get("seeds", study["seeds"])})
 
 
 def unanchored(pattern: str | re.Pattern) -> str:
